@@ -1,0 +1,219 @@
+/* vmdkit — VMware virtual disk (VMDK) library.
+ *
+ * The one public header.  Everything a program (the vmdkit CLI, the nbdkit
+ * plugin, the FUSE mount) needs goes through the opaque handle declared here.
+ *
+ * Conventions, for every function below unless it says otherwise:
+ *  - Offsets and lengths are in bytes of the *virtual* disk.
+ *  - Calls that can fail return -1 (or NULL) and record a message and an
+ *    errno for the calling thread, retrieved with vmdk_get_error() and
+ *    vmdk_get_errno().  The message names the file and the exact problem
+ *    with its numbers, e.g. "disk.vmdk: grain table entry 17 of table 3
+ *    points past the end of the file (sector 9000000, file 2 MiB)".
+ *  - The library never prints and never exits.
+ *  - A handle is not thread-safe: callers serialise calls on one handle
+ *    (different handles may be used from different threads).
+ *  - Every *_close / *_free function accepts NULL.
+ */
+#ifndef VMDKIT_H
+#define VMDKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(VMDKIT_BUILDING_LIBRARY)
+#define VMDK_API __attribute__((visibility("default")))
+#else
+#define VMDK_API
+#endif
+
+#define VMDKIT_VERSION_MAJOR 0
+#define VMDKIT_VERSION_MINOR 1
+#define VMDKIT_VERSION_MICRO 0
+#define VMDKIT_VERSION_STRING "0.1.0"
+
+/* The library's version at run time ("MAJOR.MINOR.MICRO"). */
+VMDK_API const char *vmdk_version(void);
+
+/* The last error of the calling thread: a message (never NULL; "" when
+ * there was none) and an errno value (0 when there was none). */
+VMDK_API const char *vmdk_get_error(void);
+VMDK_API int vmdk_get_errno(void);
+
+struct vmdk_disk;
+
+/* ---- Opening ---------------------------------------------------------- */
+
+/* Open flags. */
+#define VMDK_OPEN_RDWR     0x1u /* open for writing; default is read-only */
+#define VMDK_OPEN_CONFINE  0x2u /* refuse extent/backing paths that resolve
+                                   outside the image's folder */
+#define VMDK_OPEN_NOCACHE  0x4u /* -t none: O_DIRECT where possible */
+#define VMDK_OPEN_UNSAFE   0x8u /* -t unsafe: flush never syncs */
+
+/* Image formats for vmdk_open_format(). */
+#define VMDK_FORMAT_AUTO 0 /* probe: VMDK magic or descriptor text, else raw */
+#define VMDK_FORMAT_VMDK 1 /* must be a VMDK, else an error */
+#define VMDK_FORMAT_RAW  2 /* a plain file of bytes */
+
+/* Open the image at PATH.  For a VMDK, PATH is the descriptor file or a
+ * monolithic sparse file with an embedded descriptor.  A raw image is a
+ * disk of one flat extent covering the whole file.  Returns NULL on error.
+ * Read-only opens never write to any file. */
+VMDK_API struct vmdk_disk *vmdk_open(const char *path, unsigned flags);
+VMDK_API struct vmdk_disk *vmdk_open_format(const char *path, int format,
+                                            unsigned flags);
+
+/* Write everything pending (vmdk_flush), release the handle.  Returns -1
+ * if the final flush failed; the handle is released either way. */
+VMDK_API int vmdk_close(struct vmdk_disk *disk);
+
+/* ---- Creating --------------------------------------------------------- */
+
+/* Subformats vmdk_create() makes. */
+enum vmdk_subformat {
+  VMDK_SUBFORMAT_MONOLITHIC_SPARSE = 0, /* one KDMV file, embedded descriptor */
+  VMDK_SUBFORMAT_MONOLITHIC_FLAT,       /* NAME.vmdk + NAME-flat.vmdk */
+  VMDK_SUBFORMAT_RAW,                   /* a plain file (not a VMDK) */
+};
+
+/* Options for vmdk_create().  Zero-initialise, then set what you need;
+ * a zero field means "the default". */
+struct vmdk_create_options {
+  uint64_t size_bytes;           /* virtual size; rounded up to 512 bytes */
+  enum vmdk_subformat subformat; /* default monolithicSparse */
+  const char *adapter_type;      /* ide|buslogic|lsilogic|legacyESX|pvscsi;
+                                    default "lsilogic" */
+  unsigned hw_version;           /* ddb.virtualHWVersion; default 4 */
+  uint32_t grain_sectors;        /* grain size in sectors, power of two,
+                                    8..2^21 (hosted sparse limit); default 128 */
+  int zeroed_grain;              /* non-zero: version-2 header with the
+                                    zeroed-grain flag (GTE 1 reads as zeros) */
+};
+
+/* Create a new image at PATH (and its extent files); it is left open
+ * read-write.  Existing files are overwritten.  Returns NULL on error (no
+ * partially created files are left behind). */
+VMDK_API struct vmdk_disk *vmdk_create(const char *path,
+                                       const struct vmdk_create_options *opts,
+                                       unsigned flags);
+
+/* ---- Data (shaped like NBD: get_size, pread, pwrite, zero, flush, extents) */
+
+/* Virtual size in bytes. */
+VMDK_API uint64_t vmdk_get_size(const struct vmdk_disk *disk);
+
+/* Read/write COUNT bytes at OFFSET.  Any alignment; the range must lie
+ * within the disk (else EINVAL).  A write may allocate grains: the data is
+ * on the file before the grain table entry that points at it.  Returns 0
+ * or -1. */
+VMDK_API int vmdk_pread(struct vmdk_disk *disk, void *buf, size_t count,
+                        uint64_t offset);
+VMDK_API int vmdk_pwrite(struct vmdk_disk *disk, const void *buf,
+                         size_t count, uint64_t offset);
+
+/* Make COUNT bytes at OFFSET read as zeros, without allocating where the
+ * format allows it (unallocated grains of a standalone image stay
+ * unallocated; whole grains become zeroed-grain entries where the image
+ * has the zeroed-grain flag).  Returns 0 or -1. */
+VMDK_API int vmdk_zero(struct vmdk_disk *disk, uint64_t count,
+                       uint64_t offset);
+
+/* Make every write acknowledged so far durable: grain data is synced before
+ * the grain tables that point at it are written, then those are synced.
+ * With VMDK_OPEN_UNSAFE nothing is synced, but metadata is still written.
+ * Returns 0 or -1. */
+VMDK_API int vmdk_flush(struct vmdk_disk *disk);
+
+/* Block status of one run of the virtual disk. */
+#define VMDK_RUN_PRESENT 0x1u /* allocated in the image (data or zeroed grain) */
+#define VMDK_RUN_ZERO    0x2u /* reads as zeros */
+#define VMDK_RUN_DATA    0x4u /* stored data (may still happen to be zeros) */
+
+struct vmdk_run {
+  uint64_t offset;      /* virtual byte offset */
+  uint64_t length;      /* bytes */
+  unsigned flags;       /* VMDK_RUN_* */
+  int64_t file_offset;  /* byte offset in FILE for DATA runs stored
+                           uncompressed and contiguously, else -1 */
+  const char *file;     /* the extent file holding the run, or NULL;
+                           valid until the handle is closed */
+};
+
+/* Call CB for consecutive runs covering [OFFSET, OFFSET+COUNT), in order,
+ * merging neighbours with equal flags that are contiguous on file.  CB
+ * returns 0 to go on, non-zero to stop (vmdk_block_status then returns 0).
+ * Returns 0 or -1. */
+typedef int (*vmdk_run_cb)(void *opaque, const struct vmdk_run *run);
+VMDK_API int vmdk_block_status(struct vmdk_disk *disk, uint64_t offset,
+                               uint64_t count, vmdk_run_cb cb, void *opaque);
+
+/* ---- Information ------------------------------------------------------ */
+
+struct vmdk_extent_info {
+  const char *filename;   /* as resolved on disk */
+  const char *type;       /* "SPARSE", "FLAT", "ZERO", ... */
+  const char *access;     /* "RW", "RDONLY", "NOACCESS" */
+  uint64_t size_bytes;    /* virtual bytes this extent covers */
+  uint64_t file_offset;   /* FLAT: byte offset in the file */
+  uint64_t grain_bytes;   /* SPARSE: grain size, else 0 */
+  unsigned version;       /* SPARSE: header version, else 0 */
+  int compressed;         /* non-zero for compressed grains */
+  int zeroed_grain;       /* SPARSE: zeroed-grain flag */
+};
+
+struct vmdk_info {
+  const char *format;        /* "vmdk" or "raw" */
+  const char *create_type;   /* descriptor createType, or NULL for raw */
+  uint64_t size_bytes;       /* virtual size */
+  uint64_t cluster_bytes;    /* grain size of the first sparse extent, or 0 */
+  uint64_t actual_bytes;     /* space allocated on the host, all files */
+  uint32_t cid, parent_cid;  /* descriptor CIDs (0xffffffff: none) */
+  const char *adapter_type;  /* ddb.adapterType or NULL */
+  const char *hw_version;    /* ddb.virtualHWVersion or NULL */
+  const char *parent_hint;   /* parentFileNameHint or NULL */
+  int dirty;                 /* an uncleanShutdown byte is set */
+  size_t n_extents;
+  const struct vmdk_extent_info *extents;
+};
+
+/* Fill *INFO.  The strings and the extent array belong to the handle and
+ * stay valid until the next call on it.  Returns 0 or -1. */
+VMDK_API int vmdk_get_info(struct vmdk_disk *disk, struct vmdk_info *info);
+
+/* ---- Checking --------------------------------------------------------- */
+
+enum vmdk_problem_kind {
+  VMDK_PROBLEM_CORRUPT = 1, /* metadata is wrong; data may read wrongly */
+  VMDK_PROBLEM_LEAK = 2,    /* file space no table points at (harmless) */
+};
+
+/* Called once per problem found, with a full message naming the file. */
+typedef void (*vmdk_problem_cb)(void *opaque, enum vmdk_problem_kind kind,
+                                const char *message);
+
+struct vmdk_check_result {
+  uint64_t corruptions;     /* problems of kind CORRUPT */
+  uint64_t leaks;           /* leaked regions */
+  uint64_t leaked_bytes;    /* their total size */
+  uint64_t allocated_grains;
+  uint64_t total_grains;    /* grains the sparse extents can address */
+};
+
+/* Check every extent's metadata (grain directories against their redundant
+ * copies, grain table entries past the end of file, grains overlapping
+ * each other or the metadata, leaked space).  Reports every problem, not
+ * just the first, through CB (may be NULL).  Returns 0 when the check ran
+ * (look at *RESULT), -1 when it could not. */
+VMDK_API int vmdk_check(struct vmdk_disk *disk, struct vmdk_check_result *result,
+                        vmdk_problem_cb cb, void *opaque);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMDKIT_H */

@@ -1,0 +1,806 @@
+/* The disk: a descriptor and its extents laid end to end.
+ *
+ * Maps virtual byte ranges onto (extent, offset) pieces and calls the
+ * extent's ops; refuses writes before touching any file when any piece of
+ * the range cannot be written; writes a new CID before the first change
+ * after an open, as VMware does. */
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_DESCRIPTOR_FILE (1u << 20)
+
+struct vmdk_disk {
+  char *path;                /* as given */
+  char *dir;                 /* folder of PATH: extent names are relative to it */
+  unsigned flags;            /* VMDK_OPEN_* */
+  bool raw;                  /* a raw image: one flat extent, no descriptor */
+  struct descriptor *desc;   /* NULL for raw */
+  bool desc_embedded;        /* in extent 0 (a KDMV file), else in PATH */
+  bool cid_written;          /* the CID was renewed since the open */
+  struct extent *extents;
+  size_t n_extents;
+  uint64_t size;             /* bytes */
+  /* vmdk_get_info storage */
+  struct vmdk_extent_info *info_extents;
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static uint32_t random_cid(uint32_t avoid) {
+  uint32_t v = 0;
+  do {
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+      v ^= (uint32_t)getpid() * 2654435761u + (uint32_t)rand();
+  } while (v == NO_CID || v == 0xfffffffeu || v == avoid);
+  return v;
+}
+
+static char *path_join(const char *dir, const char *name) {
+  if (name[0] == '/')
+    return strdup(name);
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = malloc(n);
+  if (p)
+    snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+static char *dir_of(const char *path) {
+  char *copy = strdup(path);
+  if (!copy)
+    return NULL;
+  char *d = strdup(dirname(copy));
+  free(copy);
+  return d;
+}
+
+/* With VMDK_OPEN_CONFINE, PATH must resolve inside the disk's folder. */
+static int confine(struct vmdk_disk *d, const char *path) {
+  if (!(d->flags & VMDK_OPEN_CONFINE))
+    return 0;
+  char dir[PATH_MAX], real[PATH_MAX];
+  if (!realpath(d->dir, dir) || !realpath(path, real))
+    return set_error(errno, "%s: %s", path, strerror(errno));
+  size_t n = strlen(dir);
+  if (strncmp(real, dir, n) != 0 || (real[n] != '/' && strcmp(dir, "/")))
+    return set_error(EPERM, "%s: extent file %s resolves to %s, outside the "
+                            "image's folder %s (refused by confine)",
+                     d->path, path, real, dir);
+  return 0;
+}
+
+static void free_extents(struct vmdk_disk *d) {
+  for (size_t i = 0; i < d->n_extents; i++) {
+    struct extent *e = &d->extents[i];
+    if (e->ops)
+      e->ops->close(e);
+    free(e->path);
+  }
+  free(d->extents);
+  d->extents = NULL;
+  d->n_extents = 0;
+}
+
+static void disk_free(struct vmdk_disk *d) {
+  if (!d)
+    return;
+  free_extents(d);
+  desc_free(d->desc);
+  free(d->info_extents);
+  free(d->path);
+  free(d->dir);
+  free(d);
+}
+
+/* Open extent I of the descriptor.  F0 is the already-open KDMV file for
+ * an embedded descriptor's first extent (its name is ignored: the file may
+ * have been renamed), or NULL. */
+static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
+                       uint64_t start) {
+  const struct desc_extent *x = &d->desc->extents[i];
+  struct extent *e = &d->extents[i];
+  e->disk = d;
+  e->virt_start = start;
+  e->size = x->sectors * SECTOR;
+  e->access = x->access;
+  e->type = x->type;
+  if (x->type == EXT_ZERO)
+    return zero_extent_open(e);
+
+  bool writable = (d->flags & VMDK_OPEN_RDWR) && x->access == ACC_RW;
+  struct vfile *f;
+  if (i == 0 && *f0) {
+    f = *f0;
+    *f0 = NULL;
+    e->path = strdup(f->path);
+  } else {
+    e->path = path_join(d->dir, x->filename);
+    if (!e->path)
+      return set_error(ENOMEM, "out of memory");
+    if (confine(d, e->path) != 0)
+      return -1;
+    f = vf_open(e->path, writable, d->flags);
+    if (!f)
+      return set_error(vmdk_get_errno(), "%s: extent %zu: cannot open %s: %s",
+                       d->path, i, e->path, strerror(vmdk_get_errno()));
+  }
+  if (!e->path) {
+    vf_close(f);
+    return set_error(ENOMEM, "out of memory");
+  }
+  switch (x->type) {
+  case EXT_FLAT:
+  case EXT_VMFS:
+    return flat_open(e, f, x->offset * SECTOR);
+  case EXT_SPARSE:
+    return sparse_open(e, f);
+  default:
+    vf_close(f);
+    return set_error(ENOTSUP, "%s: extent %zu (%s) has type %s, which is not "
+                              "supported yet",
+                     d->path, i, x->filename, ext_type_name(x->type));
+  }
+}
+
+static int open_extents(struct vmdk_disk *d, struct vfile **f0) {
+  d->extents = calloc(d->desc->n_extents, sizeof *d->extents);
+  if (!d->extents)
+    return set_error(ENOMEM, "out of memory");
+  d->n_extents = d->desc->n_extents;
+  uint64_t start = 0;
+  for (size_t i = 0; i < d->n_extents; i++) {
+    if (open_extent(d, i, f0, start) != 0)
+      return -1;
+    if (add_overflow_u64(start, d->extents[i].size, &start))
+      return set_error(EFBIG, "%s: the extents add up to more than 2^64 bytes",
+                       d->path);
+  }
+  d->size = start;
+  if (d->desc->parent_hint || d->desc->parent_cid != NO_CID)
+    return set_error(ENOTSUP, "%s: has a parent (parentFileNameHint \"%s\", "
+                              "parentCID %08" PRIx32
+                              "): backing files are not supported yet",
+                     d->path, d->desc->parent_hint ? d->desc->parent_hint : "",
+                     d->desc->parent_cid);
+  return 0;
+}
+
+static struct vmdk_disk *disk_new(const char *path, unsigned flags) {
+  struct vmdk_disk *d = calloc(1, sizeof *d);
+  if (!d || !(d->path = strdup(path)) || !(d->dir = dir_of(path))) {
+    disk_free(d);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  d->flags = flags;
+  return d;
+}
+
+static int open_raw(struct vmdk_disk *d, struct vfile *f) {
+  d->raw = true;
+  d->extents = calloc(1, sizeof *d->extents);
+  if (!d->extents) {
+    vf_close(f);
+    return set_error(ENOMEM, "out of memory");
+  }
+  d->n_extents = 1;
+  struct extent *e = d->extents;
+  e->disk = d;
+  e->size = f->size;
+  e->access = ACC_RW;
+  e->type = EXT_FLAT;
+  e->path = strdup(f->path);
+  if (!e->path) {
+    vf_close(f);
+    return set_error(ENOMEM, "out of memory");
+  }
+  d->size = f->size;
+  return flat_open(e, f, 0);
+}
+
+static int read_descriptor_file(struct vfile *f, char **text, size_t *len) {
+  if (f->size > MAX_DESCRIPTOR_FILE)
+    return set_error(EFBIG, "%s: descriptor file of %s is too large (at most "
+                            "%s)",
+                     f->path, human_size(f->size),
+                     human_size(MAX_DESCRIPTOR_FILE));
+  char *t = malloc(f->size + 1);
+  if (!t)
+    return set_error(ENOMEM, "out of memory");
+  if (vf_pread(f, t, f->size, 0) != 0) {
+    free(t);
+    return -1;
+  }
+  t[f->size] = '\0';
+  *text = t;
+  *len = f->size;
+  return 0;
+}
+
+/* ---- open / close ----------------------------------------------------- */
+
+struct vmdk_disk *vmdk_open_format(const char *path, int format,
+                                   unsigned flags) {
+  struct vmdk_disk *d = disk_new(path, flags);
+  if (!d)
+    return NULL;
+  bool rw = (flags & VMDK_OPEN_RDWR) != 0;
+  struct vfile *f = vf_open(path, rw, flags);
+  if (!f)
+    goto fail;
+  uint8_t magic[64] = {0};
+  if (vf_pread(f, magic, f->size < sizeof magic ? f->size : sizeof magic, 0))
+    goto fail_f;
+
+  if (format == VMDK_FORMAT_RAW ||
+      (format == VMDK_FORMAT_AUTO && le32(magic) != 0x564d444bu &&
+       le32(magic) != 0x44574f43u && !desc_looks_like(magic, sizeof magic))) {
+    if (open_raw(d, f) != 0)
+      goto fail;
+    return d;
+  }
+
+  char *text = NULL;
+  size_t len = 0;
+  if (le32(magic) == 0x564d444bu) { /* "KDMV": sparse, embedded descriptor */
+    if (sparse_read_embedded_descriptor(f, &text, &len) != 0)
+      goto fail_f;
+    d->desc_embedded = true;
+  } else if (le32(magic) == 0x44574f43u) {
+    set_error(ENOTSUP, "%s: COWD (vmfsSparse) extents are not supported yet",
+              path);
+    goto fail_f;
+  } else if (desc_looks_like(magic, sizeof magic)) {
+    if (read_descriptor_file(f, &text, &len) != 0)
+      goto fail_f;
+    vf_close(f);
+    f = NULL;
+  } else {
+    set_error(EINVAL, "%s: not a VMDK: no KDMV or COWD magic and no "
+                      "\"# Disk DescriptorFile\" line",
+              path);
+    goto fail_f;
+  }
+
+  if (text) {
+    d->desc = desc_parse(text, len, path);
+    free(text);
+    if (!d->desc)
+      goto fail_f;
+  } else {
+    set_error(ENOTSUP, "%s: sparse file without an embedded descriptor: open "
+                       "the descriptor file that names it",
+              path);
+    goto fail_f;
+  }
+  if (d->desc_embedded && d->desc->extents[0].type != EXT_SPARSE) {
+    set_error(EINVAL, "%s: embedded descriptor's first extent is %s, not "
+                      "SPARSE",
+              path, ext_type_name(d->desc->extents[0].type));
+    goto fail_f;
+  }
+  if (open_extents(d, &f) != 0)
+    goto fail_f;
+  return d;
+
+fail_f:
+  vf_close(f);
+fail:
+  disk_free(d);
+  return NULL;
+}
+
+struct vmdk_disk *vmdk_open(const char *path, unsigned flags) {
+  return vmdk_open_format(path, VMDK_FORMAT_AUTO, flags);
+}
+
+int vmdk_close(struct vmdk_disk *d) {
+  if (!d)
+    return 0;
+  int r = vmdk_flush(d);
+  for (size_t i = 0; i < d->n_extents; i++) {
+    struct extent *e = &d->extents[i];
+    if (e->ops && e->ops->close(e) != 0)
+      r = -1;
+    e->ops = NULL;
+  }
+  disk_free(d);
+  return r;
+}
+
+/* ---- CID ------------------------------------------------------------------ */
+
+static int write_descriptor(struct vmdk_disk *d) {
+  size_t len;
+  char *text = desc_print(d->desc, &len);
+  if (!text)
+    return -1;
+  int r;
+  if (d->desc_embedded) {
+    r = sparse_write_descriptor(&d->extents[0], text, len);
+  } else {
+    struct vfile *f = vf_open(d->path, true, d->flags);
+    r = f ? 0 : -1;
+    if (r == 0)
+      r = vf_pwrite(f, text, len, 0);
+    if (r == 0 && f->size > len)
+      r = vf_truncate(f, len);
+    if (r == 0)
+      r = vf_sync(f);
+    if (vf_close(f) != 0)
+      r = -1;
+  }
+  free(text);
+  return r;
+}
+
+int disk_before_write(struct vmdk_disk *d) {
+  if (d->raw || d->cid_written)
+    return 0;
+  uint32_t old = d->desc->cid;
+  d->desc->cid = random_cid(old);
+  if (write_descriptor(d) != 0) {
+    d->desc->cid = old;
+    return -1;
+  }
+  d->cid_written = true;
+  return 0;
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+bool disk_has_backing(const struct vmdk_disk *d) {
+  (void)d;
+  return false;
+}
+
+int disk_read_backing(struct vmdk_disk *d, void *buf, size_t len,
+                      uint64_t virt_off) {
+  (void)d;
+  (void)virt_off;
+  memset(buf, 0, len);
+  return 0;
+}
+
+uint64_t vmdk_get_size(const struct vmdk_disk *d) {
+  return d->size;
+}
+
+/* The extent holding virtual byte OFF (< d->size). */
+static struct extent *find_extent(struct vmdk_disk *d, uint64_t off) {
+  size_t lo = 0, hi = d->n_extents;
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (d->extents[mid].virt_start <= off)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  /* Skip empty extents (size 0) that share a start. */
+  while (lo + 1 < d->n_extents && d->extents[lo].size == 0)
+    lo++;
+  return &d->extents[lo];
+}
+
+static int check_range(struct vmdk_disk *d, uint64_t count, uint64_t off,
+                       const char *what) {
+  uint64_t end;
+  if (add_overflow_u64(off, count, &end) || end > d->size)
+    return set_error(EINVAL, "%s: %s of %" PRIu64 " bytes at offset %" PRIu64
+                             " is past the end of the disk (%" PRIu64 " bytes)",
+                     d->path, what, count, off, d->size);
+  return 0;
+}
+
+/* Every extent a write of COUNT bytes at OFF touches must be writable:
+ * checked before anything is written, so a refused write changes nothing. */
+static int check_writable(struct vmdk_disk *d, uint64_t count, uint64_t off,
+                          bool zeroing) {
+  if (!(d->flags & VMDK_OPEN_RDWR))
+    return set_error(EROFS, "%s: opened read-only", d->path);
+  uint64_t end = off + count;
+  while (off < end) {
+    struct extent *e = find_extent(d, off);
+    size_t i = (size_t)(e - d->extents);
+    if (e->access != ACC_RW)
+      return set_error(e->access == ACC_NOACCESS ? EACCES : EROFS,
+                       "%s: cannot write at offset %" PRIu64 ": extent %zu "
+                       "(%s) is %s",
+                       d->path, off, i, e->path ? e->path : "ZERO",
+                       ext_access_name(e->access));
+    if (e->type == EXT_ZERO && !zeroing)
+      return e->ops->pwrite(e, NULL, 0, off - e->virt_start);
+    off = e->virt_start + e->size;
+  }
+  return 0;
+}
+
+int vmdk_pread(struct vmdk_disk *d, void *buf, size_t count, uint64_t off) {
+  if (check_range(d, count, off, "read") != 0)
+    return -1;
+  uint8_t *p = buf;
+  while (count > 0) {
+    struct extent *e = find_extent(d, off);
+    uint64_t in = off - e->virt_start;
+    size_t n = e->size - in < count ? (size_t)(e->size - in) : count;
+    if (e->access == ACC_NOACCESS)
+      return set_error(EACCES, "%s: cannot read at offset %" PRIu64
+                               ": extent %zu (%s) is NOACCESS",
+                       d->path, off, (size_t)(e - d->extents), e->path);
+    if (e->ops->pread(e, p, n, in) != 0)
+      return -1;
+    p += n;
+    off += n;
+    count -= n;
+  }
+  return 0;
+}
+
+int vmdk_pwrite(struct vmdk_disk *d, const void *buf, size_t count,
+                uint64_t off) {
+  if (check_range(d, count, off, "write") != 0 ||
+      check_writable(d, count, off, false) != 0)
+    return -1;
+  if (count && disk_before_write(d) != 0)
+    return -1;
+  const uint8_t *p = buf;
+  while (count > 0) {
+    struct extent *e = find_extent(d, off);
+    uint64_t in = off - e->virt_start;
+    size_t n = e->size - in < count ? (size_t)(e->size - in) : count;
+    if (e->ops->pwrite(e, p, n, in) != 0)
+      return -1;
+    p += n;
+    off += n;
+    count -= n;
+  }
+  return 0;
+}
+
+int vmdk_zero(struct vmdk_disk *d, uint64_t count, uint64_t off) {
+  if (check_range(d, count, off, "zero") != 0 ||
+      check_writable(d, count, off, true) != 0)
+    return -1;
+  if (count && disk_before_write(d) != 0)
+    return -1;
+  while (count > 0) {
+    struct extent *e = find_extent(d, off);
+    uint64_t in = off - e->virt_start;
+    uint64_t n = e->size - in < count ? e->size - in : count;
+    if (e->ops->zero(e, n, in) != 0)
+      return -1;
+    off += n;
+    count -= n;
+  }
+  return 0;
+}
+
+int vmdk_flush(struct vmdk_disk *d) {
+  if (!(d->flags & VMDK_OPEN_RDWR))
+    return 0;
+  int r = 0;
+  for (size_t i = 0; i < d->n_extents; i++)
+    if (d->extents[i].ops && d->extents[i].ops->flush(&d->extents[i]) != 0)
+      r = -1;
+  return r;
+}
+
+int vmdk_block_status(struct vmdk_disk *d, uint64_t off, uint64_t count,
+                      vmdk_run_cb cb, void *opaque) {
+  if (check_range(d, count, off, "block status") != 0)
+    return -1;
+  struct vmdk_run cur = {0};
+  bool have = false;
+  while (count > 0) {
+    struct extent *e = find_extent(d, off);
+    uint64_t in = off - e->virt_start;
+    uint64_t n = e->size - in < count ? e->size - in : count;
+    struct vmdk_run r = {0};
+    if (e->ops->status(e, in, n, &r) != 0)
+      return -1;
+    if (r.length == 0 || r.length > n)
+      return set_error(EIO, "%s: internal error: extent %zu reported a run "
+                            "of %" PRIu64 " bytes",
+                       d->path, (size_t)(e - d->extents), r.length);
+    if (r.flags == 0) /* unallocated, no backing: reads as zeros */
+      r.flags = VMDK_RUN_ZERO;
+    r.offset = off;
+    bool joins = have && r.flags == cur.flags && r.file == cur.file &&
+                 (r.file_offset < 0
+                      ? cur.file_offset < 0
+                      : r.file_offset == cur.file_offset + (int64_t)cur.length);
+    if (joins) {
+      cur.length += r.length;
+    } else {
+      if (have && cb(opaque, &cur) != 0)
+        return 0;
+      cur = r;
+      have = true;
+    }
+    off += r.length;
+    count -= r.length;
+  }
+  if (have)
+    cb(opaque, &cur);
+  return 0;
+}
+
+/* ---- info ------------------------------------------------------------------ */
+
+int vmdk_get_info(struct vmdk_disk *d, struct vmdk_info *info) {
+  memset(info, 0, sizeof *info);
+  struct vmdk_extent_info *xi = calloc(d->n_extents, sizeof *xi);
+  if (!xi)
+    return set_error(ENOMEM, "out of memory");
+  free(d->info_extents);
+  d->info_extents = xi;
+  info->format = d->raw ? "raw" : "vmdk";
+  info->size_bytes = d->size;
+  info->cid = d->desc ? d->desc->cid : NO_CID;
+  info->parent_cid = d->desc ? d->desc->parent_cid : NO_CID;
+  if (d->desc) {
+    info->create_type = d->desc->create_type;
+    info->adapter_type = desc_get_ddb(d->desc, "ddb.adapterType");
+    info->hw_version = desc_get_ddb(d->desc, "ddb.virtualHWVersion");
+    info->parent_hint = d->desc->parent_hint;
+    if (!d->desc_embedded)
+      info->actual_bytes += 4096; /* the descriptor file itself, roughly */
+  }
+  for (size_t i = 0; i < d->n_extents; i++) {
+    struct extent *e = &d->extents[i];
+    xi[i].filename = e->path;
+    xi[i].type = ext_type_name(e->type);
+    xi[i].access = ext_access_name(e->access);
+    xi[i].size_bytes = e->size;
+    if (e->ops->info)
+      e->ops->info(e, &xi[i]);
+    if (e->ops->allocated)
+      info->actual_bytes += e->ops->allocated(e);
+    if (!info->cluster_bytes && xi[i].grain_bytes)
+      info->cluster_bytes = xi[i].grain_bytes;
+  }
+  if (!d->desc_embedded && d->desc) {
+    struct vfile *f = vf_open(d->path, false, 0);
+    if (f) {
+      info->actual_bytes += vf_allocated(f) - 4096;
+      vf_close(f);
+    }
+  }
+  info->n_extents = d->n_extents;
+  info->extents = xi;
+  return 0;
+}
+
+/* ---- check ------------------------------------------------------------------ */
+
+void check_report(struct check_ctx *c, enum vmdk_problem_kind kind,
+                  uint64_t leaked_bytes, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (kind == VMDK_PROBLEM_CORRUPT) {
+    c->res->corruptions++;
+  } else {
+    c->res->leaks++;
+    c->res->leaked_bytes += leaked_bytes;
+  }
+  if (c->cb)
+    c->cb(c->opaque, kind, msg);
+}
+
+int vmdk_check(struct vmdk_disk *d, struct vmdk_check_result *res,
+               vmdk_problem_cb cb, void *opaque) {
+  memset(res, 0, sizeof *res);
+  struct check_ctx c = {res, cb, opaque};
+  for (size_t i = 0; i < d->n_extents; i++) {
+    struct extent *e = &d->extents[i];
+    if (e->ops->check && e->ops->check(e, &c) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* ---- create ------------------------------------------------------------------ */
+
+static const char *const adapters[] = {"ide", "buslogic", "lsilogic",
+                                       "legacyESX", "pvscsi"};
+
+/* The descriptor of a new standalone image. */
+static struct descriptor *new_descriptor(const char *create_type,
+                                         const struct vmdk_create_options *o,
+                                         uint64_t sectors) {
+  struct descriptor *d = calloc(1, sizeof *d);
+  if (!d || !(d->create_type = strdup(create_type))) {
+    desc_free(d);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  d->version = 1;
+  d->cid = random_cid(NO_CID);
+  d->parent_cid = NO_CID;
+  const char *adapter = o->adapter_type ? o->adapter_type : "lsilogic";
+  bool ide = strcasecmp(adapter, "ide") == 0;
+  uint64_t heads = ide ? 16 : 255, secs = 63;
+  uint64_t cyl = sectors / (heads * secs);
+  uint64_t max_cyl = ide ? 16383 : 65535;
+  if (cyl > max_cyl)
+    cyl = max_cyl;
+  char buf[128];
+  uint8_t uuid[16];
+  if (getrandom(uuid, sizeof uuid, 0) != (ssize_t)sizeof uuid)
+    memset(uuid, 0x5a, sizeof uuid);
+  int r = 0;
+  snprintf(buf, sizeof buf, "%u", o->hw_version ? o->hw_version : 4);
+  r |= desc_set_ddb(d, "ddb.virtualHWVersion", buf);
+  snprintf(buf, sizeof buf, "%" PRIu64, cyl);
+  r |= desc_set_ddb(d, "ddb.geometry.cylinders", buf);
+  snprintf(buf, sizeof buf, "%" PRIu64, heads);
+  r |= desc_set_ddb(d, "ddb.geometry.heads", buf);
+  snprintf(buf, sizeof buf, "%" PRIu64, secs);
+  r |= desc_set_ddb(d, "ddb.geometry.sectors", buf);
+  r |= desc_set_ddb(d, "ddb.adapterType", adapter);
+  r |= desc_set_ddb(d, "ddb.toolsVersion", "2147483647");
+  int n = 0;
+  for (int i = 0; i < 16; i++)
+    n += snprintf(buf + n, sizeof buf - (size_t)n, i ? " %02x" : "%02x",
+                  uuid[i]);
+  r |= desc_set_ddb(d, "ddb.uuid", buf);
+  n = 0;
+  for (int i = 0; i < 12; i++)
+    n += snprintf(buf + n, sizeof buf - (size_t)n, "%02x", uuid[i]);
+  snprintf(buf + n, sizeof buf - (size_t)n, "%08" PRIx32, d->cid);
+  r |= desc_set_ddb(d, "ddb.longContentID", buf);
+  if (r) {
+    desc_free(d);
+    return NULL;
+  }
+  return d;
+}
+
+/* NAME.vmdk -> NAME-SUFFIX.vmdk (basename only). */
+static char *extent_name(const char *path, const char *suffix) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t n = strlen(base);
+  if (n > 5 && strcasecmp(base + n - 5, ".vmdk") == 0)
+    n -= 5;
+  size_t len = n + strlen(suffix) + 7;
+  char *s = malloc(len);
+  if (s)
+    snprintf(s, len, "%.*s-%s.vmdk", (int)n, base, suffix);
+  return s;
+}
+
+static int write_text_file(const char *path, const char *text, size_t len) {
+  struct vfile *f = vf_create(path, 0);
+  if (!f)
+    return -1;
+  int r = vf_pwrite(f, text, len, 0);
+  if (vf_close(f) != 0)
+    r = -1;
+  return r;
+}
+
+struct vmdk_disk *vmdk_create(const char *path,
+                              const struct vmdk_create_options *o,
+                              unsigned flags) {
+  uint64_t size = o->size_bytes;
+  if (size > UINT64_MAX - SECTOR) {
+    set_error(EFBIG, "%s: size %" PRIu64 " is too large", path, size);
+    return NULL;
+  }
+  uint64_t sectors = div_round_up(size, SECTOR);
+  if (o->adapter_type) {
+    bool ok = false;
+    for (size_t i = 0; i < sizeof adapters / sizeof *adapters; i++)
+      ok |= strcasecmp(o->adapter_type, adapters[i]) == 0;
+    if (!ok) {
+      set_error(EINVAL, "%s: unknown adapter type \"%s\" (ide, buslogic, "
+                        "lsilogic, legacyESX or pvscsi)",
+                path, o->adapter_type);
+      return NULL;
+    }
+  }
+  if (o->zeroed_grain && o->subformat != VMDK_SUBFORMAT_MONOLITHIC_SPARSE) {
+    set_error(EINVAL, "%s: zeroed_grain applies to sparse subformats only",
+              path);
+    return NULL;
+  }
+  char *dir = dir_of(path);
+  char *extra = NULL; /* a second file we made, removed on failure */
+  struct descriptor *desc = NULL;
+  char *text = NULL;
+  size_t len = 0;
+  int r = -1;
+  if (!dir) {
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+
+  switch (o->subformat) {
+  case VMDK_SUBFORMAT_RAW: {
+    struct vfile *f = vf_create(path, flags);
+    r = f ? vf_truncate(f, sectors * SECTOR) : -1;
+    if (vf_close(f) != 0)
+      r = -1;
+    break;
+  }
+  case VMDK_SUBFORMAT_MONOLITHIC_SPARSE: {
+    uint32_t grain = o->grain_sectors ? o->grain_sectors : 128;
+    const char *base = strrchr(path, '/');
+    desc = new_descriptor("monolithicSparse", o, sectors);
+    if (!desc || desc_add_extent(desc, ACC_RW, sectors, EXT_SPARSE,
+                                 base ? base + 1 : path, 0, false) != 0 ||
+        !(text = desc_print(desc, &len)))
+      break;
+    struct sparse_create_params p = {
+        .capacity_sectors = sectors,
+        .grain_sectors = grain,
+        .zeroed_grain = o->zeroed_grain != 0,
+        .descriptor = text,
+        .descriptor_sectors = (uint32_t)div_round_up(len + 1024, SECTOR),
+    };
+    if (p.descriptor_sectors < 20)
+      p.descriptor_sectors = 20;
+    struct vfile *f = vf_create(path, flags);
+    r = f ? sparse_create(f, &p) : -1;
+    if (vf_close(f) != 0)
+      r = -1;
+    break;
+  }
+  case VMDK_SUBFORMAT_MONOLITHIC_FLAT: {
+    char *name = extent_name(path, "flat");
+    extra = name ? path_join(dir, name) : NULL;
+    desc = new_descriptor("monolithicFlat", o, sectors);
+    if (!extra || !desc ||
+        desc_add_extent(desc, ACC_RW, sectors, EXT_FLAT, name, 0, true) ||
+        !(text = desc_print(desc, &len))) {
+      free(name);
+      if (!extra)
+        set_error(ENOMEM, "out of memory");
+      break;
+    }
+    free(name);
+    struct vfile *f = vf_create(extra, flags);
+    r = f ? vf_truncate(f, sectors * SECTOR) : -1;
+    if (vf_close(f) != 0)
+      r = -1;
+    if (r == 0)
+      r = write_text_file(path, text, len);
+    break;
+  }
+  default:
+    set_error(EINVAL, "%s: unknown subformat %d", path, (int)o->subformat);
+  }
+  free(text);
+  desc_free(desc);
+  struct vmdk_disk *d = NULL;
+  if (r == 0)
+    d = vmdk_open_format(path,
+                         o->subformat == VMDK_SUBFORMAT_RAW ? VMDK_FORMAT_RAW
+                                                            : VMDK_FORMAT_VMDK,
+                         flags | VMDK_OPEN_RDWR);
+  if (!d) {
+    /* Keep the first error; remove what we made. */
+    unlink(path);
+    if (extra)
+      unlink(extra);
+  } else {
+    d->cid_written = true; /* the fresh CID is already on disk */
+  }
+  free(extra);
+  free(dir);
+  return d;
+}

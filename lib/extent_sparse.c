@@ -1,0 +1,1112 @@
+/* Hosted sparse extents ("KDMV": monolithicSparse, twoGbMaxExtentSparse).
+ *
+ * On disk: a 512-byte header, an optional embedded descriptor, a grain
+ * directory (GD) of 32-bit sector numbers of grain tables (GT), each GT an
+ * array of numGTEsPerGT 32-bit sector numbers of grains, and optionally a
+ * redundant copy of both (RGD/RGT).  GTE 0 = not allocated (read the
+ * backing or zeros), GTE 1 = zeroed grain (only with the zeroed-grain
+ * flag), else the grain's first sector.
+ *
+ * Allocation and write ordering (the one place these rules live):
+ *  1. `end` is the file's length (rounded up to a sector) when it is
+ *     opened.  New grains and new grain tables go at `end`, which then
+ *     moves on.  No ftruncate per allocation: the host file grows as data
+ *     is written; the part of a new grain that is not written stays a hole
+ *     (zeros), so for a standalone image nothing but the user's bytes is
+ *     written.  Only with a backing file are the uncovered head and tail of
+ *     a new grain filled, from the backing (copy-on-write).
+ *  2. Grain table entries are changed in cached tables, marked dirty, and
+ *     written back by sparse_flush (or when a dirty table is evicted),
+ *     never before the grain data they point at: sparse_flush issues all
+ *     pending data writes, syncs the file (data barrier), sets the file's
+ *     final length once, writes every dirty GT then its redundant copy,
+ *     then the GD and RGD when new tables were added, then syncs again.
+ *  3. So a crash loses at most what was written since the last flush, and
+ *     leaves at most leaked (unreferenced) grains, never an entry that
+ *     points at unwritten data.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define KDMV_MAGIC 0x564d444bu
+#define FLAG_NL_DETECT 0x1u
+#define FLAG_RGD 0x2u
+#define FLAG_ZEROED_GRAIN 0x4u
+#define FLAG_COMPRESSED 0x10000u
+#define FLAG_MARKERS 0x20000u
+#define GD_AT_END 0xffffffffffffffffull
+
+#define MAX_GRAIN_SECTORS (1u << 21)  /* 1 GiB grains */
+#define MAX_GTES_PER_GT 65536u
+#define MAX_DESC_SECTORS 20480u       /* 10 MiB, as VirtualBox */
+#define MAX_FILE_SECTORS 0xffffffffull /* 32-bit sector numbers */
+#define GT_CACHE_BUDGET (32u << 20)   /* bytes of cached grain tables */
+
+/* The decoded header; every field validated by decode_header(). */
+struct kdmv_header {
+  uint32_t version, flags;
+  uint64_t capacity;      /* sectors */
+  uint64_t grain;         /* sectors */
+  uint64_t desc_offset;   /* sectors */
+  uint64_t desc_size;     /* sectors */
+  uint32_t gtes_per_gt;
+  uint64_t rgd_offset;    /* sectors */
+  uint64_t gd_offset;     /* sectors */
+  uint64_t overhead;      /* sectors */
+  uint8_t unclean;
+  uint16_t compress;
+};
+
+/* A cached grain table, decoded to host order. */
+struct gt_slot {
+  uint32_t *gt;      /* gtes_per_gt entries, or NULL when the slot is free */
+  uint32_t gdi;      /* which GD entry it belongs to */
+  bool dirty;        /* changed since last written */
+  uint64_t stamp;    /* last use, for LRU eviction */
+};
+
+struct sparse {
+  struct vfile *f;
+  struct kdmv_header h;
+  uint64_t grain_bytes;
+  uint64_t gt_bytes;         /* gtes_per_gt * 4 */
+  uint64_t gt_sectors;       /* gt_bytes rounded up to sectors */
+  uint64_t table_bytes;      /* virtual bytes one GT covers */
+  uint32_t n_gdes;           /* entries in the GD */
+  uint32_t *gd, *rgd;        /* host order; rgd NULL without redundancy */
+  bool gd_dirty;             /* a GD/RGD entry changed since last written */
+  uint64_t end;              /* bytes: where the next allocation goes */
+
+  struct gt_slot *slots;
+  uint32_t n_slots;
+  uint32_t *slot_of;         /* per GD entry: slot index + 1, 0 = not cached */
+  uint64_t clock;
+  uint32_t n_dirty;
+
+  /* One pending data write, grown while writes are contiguous on file and
+   * in memory; issued before any metadata write (rule 2). */
+  uint64_t pend_off;
+  const uint8_t *pend_buf;
+  size_t pend_len;
+};
+
+/* ---- header ------------------------------------------------------------- */
+
+static void encode_header(const struct kdmv_header *h, uint8_t b[SECTOR]) {
+  memset(b, 0, SECTOR);
+  put_le32(b + 0, KDMV_MAGIC);
+  put_le32(b + 4, h->version);
+  put_le32(b + 8, h->flags);
+  put_le64(b + 12, h->capacity);
+  put_le64(b + 20, h->grain);
+  put_le64(b + 28, h->desc_offset);
+  put_le64(b + 36, h->desc_size);
+  put_le32(b + 44, h->gtes_per_gt);
+  put_le64(b + 48, h->rgd_offset);
+  put_le64(b + 56, h->gd_offset);
+  put_le64(b + 64, h->overhead);
+  b[72] = h->unclean;
+  b[73] = '\n';
+  b[74] = ' ';
+  b[75] = '\r';
+  b[76] = '\n';
+  put_le16(b + 77, h->compress);
+}
+
+/* Decode and validate the header of PATH (FILE_SIZE bytes long). */
+static int decode_header(const uint8_t b[SECTOR], const char *path,
+                         uint64_t file_size, struct kdmv_header *h) {
+  if (le32(b) != KDMV_MAGIC)
+    return set_error(EINVAL, "%s: not a hosted sparse extent (no KDMV magic)",
+                     path);
+  h->version = le32(b + 4);
+  h->flags = le32(b + 8);
+  h->capacity = le64(b + 12);
+  h->grain = le64(b + 20);
+  h->desc_offset = le64(b + 28);
+  h->desc_size = le64(b + 36);
+  h->gtes_per_gt = le32(b + 44);
+  h->rgd_offset = le64(b + 48);
+  h->gd_offset = le64(b + 56);
+  h->overhead = le64(b + 64);
+  h->unclean = b[72];
+  h->compress = le16(b + 77);
+  uint64_t file_sectors = div_round_up(file_size, SECTOR);
+
+  if (h->version < 1 || h->version > 3)
+    return set_error(ENOTSUP, "%s: sparse header version %" PRIu32
+                              " is not supported (1, 2 or 3)",
+                     path, h->version);
+  if ((h->flags & FLAG_NL_DETECT) &&
+      (b[73] != '\n' || b[74] != ' ' || b[75] != '\r' || b[76] != '\n'))
+    return set_error(EINVAL, "%s: the header's newline check bytes are "
+                             "wrong: the file was corrupted by a CR/LF "
+                             "translation (text-mode transfer)",
+                     path);
+  if ((h->flags & (FLAG_COMPRESSED | FLAG_MARKERS)) || h->compress != 0 ||
+      h->gd_offset == GD_AT_END)
+    return set_error(ENOTSUP, "%s: compressed (streamOptimized) sparse "
+                              "extents are not supported yet (flags 0x%" PRIx32
+                              ", compressAlgorithm %u)",
+                     path, h->flags, h->compress);
+  if (!is_power_of_2(h->grain) || h->grain > MAX_GRAIN_SECTORS)
+    return set_error(EINVAL, "%s: grain size %" PRIu64
+                             " sectors is not a power of two from 1 to %u",
+                     path, h->grain, MAX_GRAIN_SECTORS);
+  if (h->gtes_per_gt == 0 || h->gtes_per_gt > MAX_GTES_PER_GT)
+    return set_error(EINVAL, "%s: %" PRIu32
+                             " grain table entries per table is out of range "
+                             "(1 to %u)",
+                     path, h->gtes_per_gt, MAX_GTES_PER_GT);
+  if (h->capacity == 0 || h->capacity > UINT64_MAX / SECTOR)
+    return set_error(EINVAL, "%s: capacity of %" PRIu64 " sectors is invalid",
+                     path, h->capacity);
+  if (h->desc_offset != 0) {
+    if (h->desc_size == 0 || h->desc_size > MAX_DESC_SECTORS ||
+        h->desc_offset > file_sectors ||
+        h->desc_size > file_sectors - h->desc_offset)
+      return set_error(EINVAL, "%s: embedded descriptor (sector %" PRIu64
+                               ", %" PRIu64
+                               " sectors) does not fit in the file (%" PRIu64
+                               " sectors) or is over %u sectors",
+                       path, h->desc_offset, h->desc_size, file_sectors,
+                       MAX_DESC_SECTORS);
+  }
+  return 0;
+}
+
+/* ---- the grain directory and table cache -------------------------------- */
+
+static int pend_flush(struct sparse *s) {
+  if (s->pend_len == 0)
+    return 0;
+  int r = vf_pwrite(s->f, s->pend_buf, s->pend_len, s->pend_off);
+  s->pend_len = 0;
+  return r;
+}
+
+/* Queue a data write of N bytes from BUF at file offset OFF. */
+static int pend_add(struct sparse *s, uint64_t off, const uint8_t *buf,
+                    size_t n) {
+  if (s->pend_len && off == s->pend_off + s->pend_len &&
+      buf == s->pend_buf + s->pend_len) {
+    s->pend_len += n;
+    return 0;
+  }
+  if (pend_flush(s) != 0)
+    return -1;
+  s->pend_off = off;
+  s->pend_buf = buf;
+  s->pend_len = n;
+  return 0;
+}
+
+static void encode_table(const uint32_t *src, uint8_t *dst, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    put_le32(dst + 4 * i, src[i]);
+}
+
+/* Write the GD (and RGD) whole, from memory. */
+static int write_directories(struct sparse *s) {
+  size_t bytes = (size_t)s->n_gdes * 4;
+  uint8_t *buf = malloc(bytes);
+  if (!buf)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  encode_table(s->gd, buf, s->n_gdes);
+  int r = vf_pwrite(s->f, buf, bytes, s->h.gd_offset * SECTOR);
+  if (r == 0 && s->rgd) {
+    encode_table(s->rgd, buf, s->n_gdes);
+    r = vf_pwrite(s->f, buf, bytes, s->h.rgd_offset * SECTOR);
+  }
+  free(buf);
+  return r;
+}
+
+/* Write one cached table to its GT and RGT. */
+static int write_table(struct sparse *s, struct gt_slot *slot) {
+  uint8_t *buf = malloc(s->gt_bytes);
+  if (!buf)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  encode_table(slot->gt, buf, s->h.gtes_per_gt);
+  int r = vf_pwrite(s->f, buf, s->gt_bytes, (uint64_t)s->gd[slot->gdi] * SECTOR);
+  if (r == 0 && s->rgd && s->rgd[slot->gdi])
+    r = vf_pwrite(s->f, buf, s->gt_bytes,
+                  (uint64_t)s->rgd[slot->gdi] * SECTOR);
+  free(buf);
+  if (r == 0) {
+    slot->dirty = false;
+    s->n_dirty--;
+  }
+  return r;
+}
+
+/* Rule 2: data, sync, length, tables, directories, sync. */
+static int flush_metadata(struct sparse *s) {
+  if (pend_flush(s) != 0)
+    return -1;
+  if (s->n_dirty == 0 && !s->gd_dirty)
+    return vf_sync(s->f);
+  if (vf_sync(s->f) != 0)
+    return -1;
+  if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
+    return -1;
+  for (uint32_t i = 0; i < s->n_slots && s->n_dirty; i++)
+    if (s->slots[i].gt && s->slots[i].dirty && write_table(s, &s->slots[i]))
+      return -1;
+  if (s->gd_dirty) {
+    if (write_directories(s) != 0)
+      return -1;
+    s->gd_dirty = false;
+  }
+  return vf_sync(s->f);
+}
+
+/* Reserve BYTES at the end of the file (rule 1). Returns the sector. */
+static int alloc_at_end(struct sparse *s, uint64_t bytes, uint32_t *sector) {
+  uint64_t start = s->end / SECTOR;
+  uint64_t sectors = div_round_up(bytes, SECTOR);
+  if (start + sectors > MAX_FILE_SECTORS)
+    return set_error(ENOSPC, "%s: the extent file is full: a hosted sparse "
+                             "file cannot grow past 2 TiB (32-bit sector "
+                             "numbers)",
+                     s->f->path);
+  *sector = (uint32_t)start;
+  s->end = (start + sectors) * SECTOR;
+  return 0;
+}
+
+/* Pick a free slot, evicting the least recently used table. */
+static int take_slot(struct sparse *s, struct gt_slot **out) {
+  struct gt_slot *victim = NULL;
+  for (uint32_t i = 0; i < s->n_slots; i++) {
+    if (!s->slots[i].gt) {
+      victim = &s->slots[i];
+      break;
+    }
+    if (!victim || s->slots[i].stamp < victim->stamp)
+      victim = &s->slots[i];
+  }
+  if (victim->gt) {
+    if (victim->dirty && flush_metadata(s) != 0)
+      return -1;
+    s->slot_of[victim->gdi] = 0;
+  } else if (!(victim->gt = malloc(s->gt_bytes))) {
+    return set_error(ENOMEM, "%s: out of memory for a grain table",
+                     s->f->path);
+  }
+  *out = victim;
+  return 0;
+}
+
+/* Check that GT GDI at SECTOR lies inside the file. */
+static int check_table_pos(struct sparse *s, uint32_t gdi, uint64_t sector) {
+  if (sector == 0 || sector * SECTOR + s->gt_bytes > s->end)
+    return set_error(EINVAL, "%s: grain directory entry %" PRIu32
+                             " points outside the file (sector %" PRIu64
+                             ", file %s)",
+                     s->f->path, gdi, sector, human_size(s->f->size));
+  return 0;
+}
+
+/* Get the table for GD entry GDI.  *GT is NULL when it does not exist and
+ * ALLOCATE is false; with ALLOCATE a missing table is created at the end
+ * of the file (and its redundant copy), dirty, with the GD entries. */
+static int get_table(struct sparse *s, uint32_t gdi, bool allocate,
+                     struct gt_slot **gt) {
+  uint32_t idx = s->slot_of[gdi];
+  if (idx) {
+    *gt = &s->slots[idx - 1];
+    (*gt)->stamp = ++s->clock;
+    return 0;
+  }
+  uint32_t sector = s->gd[gdi];
+  if (sector == 0 && !allocate) {
+    *gt = NULL;
+    return 0;
+  }
+  if (sector != 0 && check_table_pos(s, gdi, sector) != 0)
+    return -1;
+  struct gt_slot *slot = NULL;
+  if (take_slot(s, &slot) != 0)
+    return -1;
+  if (sector == 0) {
+    /* A new table (VMware leaves GD entries 0 until a table is needed). */
+    uint32_t gt_sec = 0, rgt_sec = 0;
+    if (alloc_at_end(s, s->gt_sectors * SECTOR, &gt_sec) != 0 ||
+        (s->rgd && alloc_at_end(s, s->gt_sectors * SECTOR, &rgt_sec) != 0)) {
+      free(slot->gt);
+      slot->gt = NULL;
+      return -1;
+    }
+    memset(slot->gt, 0, s->gt_bytes);
+    s->gd[gdi] = gt_sec;
+    if (s->rgd)
+      s->rgd[gdi] = rgt_sec;
+    s->gd_dirty = true;
+    slot->dirty = true;
+    s->n_dirty++;
+  } else {
+    uint8_t *raw = malloc(s->gt_bytes);
+    if (!raw || vf_pread(s->f, raw, s->gt_bytes, (uint64_t)sector * SECTOR)) {
+      if (!raw)
+        set_error(ENOMEM, "%s: out of memory", s->f->path);
+      free(raw);
+      free(slot->gt);
+      slot->gt = NULL;
+      return -1;
+    }
+    for (uint32_t i = 0; i < s->h.gtes_per_gt; i++)
+      slot->gt[i] = le32(raw + 4 * i);
+    free(raw);
+    slot->dirty = false;
+  }
+  slot->gdi = gdi;
+  slot->stamp = ++s->clock;
+  s->slot_of[gdi] = (uint32_t)(slot - s->slots) + 1;
+  *gt = slot;
+  return 0;
+}
+
+/* Validate an allocated grain table entry before using it. */
+static int check_grain(struct sparse *s, uint32_t gdi, uint32_t i,
+                       uint32_t gte) {
+  if (gte == 1 && !(s->h.flags & FLAG_ZEROED_GRAIN))
+    return set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                             " is 1 (a zeroed grain) but the header has no "
+                             "zeroed-grain flag",
+                     s->f->path, i, gdi);
+  if (gte > 1 && (uint64_t)gte * SECTOR >= s->end)
+    return set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                             " points past the end of the file (sector %" PRIu32
+                             ", file %s)",
+                     s->f->path, i, gdi, gte, human_size(s->f->size));
+  if (gte > 1 && gte < s->h.overhead)
+    return set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                             " points into the metadata (sector %" PRIu32
+                             ", data starts at sector %" PRIu64 ")",
+                     s->f->path, i, gdi, gte, s->h.overhead);
+  return 0;
+}
+
+/* ---- data path ------------------------------------------------------------ */
+
+/* Where a grain stands: the table (NULL if there is none) and entry. */
+struct grain_ref {
+  struct gt_slot *slot;
+  uint32_t gdi, idx;
+  uint32_t gte; /* 0 when there is no table */
+};
+
+static int lookup(struct sparse *s, uint64_t grain_no, bool allocate,
+                  struct grain_ref *g) {
+  g->gdi = (uint32_t)(grain_no / s->h.gtes_per_gt);
+  g->idx = (uint32_t)(grain_no % s->h.gtes_per_gt);
+  if (get_table(s, g->gdi, allocate, &g->slot) != 0)
+    return -1;
+  g->gte = g->slot ? g->slot->gt[g->idx] : 0;
+  return check_grain(s, g->gdi, g->idx, g->gte);
+}
+
+static void set_gte(struct sparse *s, struct grain_ref *g, uint32_t v) {
+  g->slot->gt[g->idx] = v;
+  g->gte = v;
+  if (!g->slot->dirty) {
+    g->slot->dirty = true;
+    s->n_dirty++;
+  }
+}
+
+static int sparse_pread(struct extent *e, void *buf, size_t len,
+                        uint64_t off) {
+  struct sparse *s = e->priv;
+  uint8_t *p = buf;
+  /* Contiguous grains are read with one pread. */
+  uint64_t r_off = 0;
+  uint8_t *r_buf = NULL;
+  size_t r_len = 0;
+  while (len > 0) {
+    uint64_t in = off % s->grain_bytes;
+    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
+    struct grain_ref g;
+    if (lookup(s, off / s->grain_bytes, false, &g) != 0)
+      return -1;
+    if (g.gte > 1) {
+      uint64_t fo = (uint64_t)g.gte * SECTOR + in;
+      if (r_len && (fo != r_off + r_len || p != r_buf + r_len)) {
+        if (vf_pread(s->f, r_buf, r_len, r_off) != 0)
+          return -1;
+        r_len = 0;
+      }
+      if (!r_len) {
+        r_off = fo;
+        r_buf = p;
+      }
+      r_len += n;
+    } else if (g.gte == 1) {
+      memset(p, 0, n);
+    } else if (disk_read_backing(e->disk, p, n, e->virt_start + off) != 0) {
+      return -1;
+    }
+    p += n;
+    off += n;
+    len -= n;
+  }
+  if (r_len && vf_pread(s->f, r_buf, r_len, r_off) != 0)
+    return -1;
+  return 0;
+}
+
+/* Copy-on-write: fill LEN bytes of a new grain at file offset FOFF with what
+ * the backing holds at extent offset OFF.  Without a backing the bytes are
+ * zeros, which a new grain already reads as (rule 1): nothing to write. */
+static int fill_from_backing(struct extent *e, struct sparse *s, uint64_t foff,
+                             uint64_t off, uint64_t len, bool zeroed) {
+  if (len == 0 || zeroed || !disk_has_backing(e->disk)) {
+    if (s->f->size > foff) /* not past the end (never, by rule 1) */
+      return vf_write_zeros(s->f, len < s->f->size - foff ? len
+                                                          : s->f->size - foff,
+                            foff);
+    return 0;
+  }
+  if (pend_flush(s) != 0)
+    return -1;
+  uint8_t *tmp = malloc(len < (1u << 20) ? len : (1u << 20));
+  if (!tmp)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  while (len > 0) {
+    size_t n = len < (1u << 20) ? (size_t)len : (1u << 20);
+    if (disk_read_backing(e->disk, tmp, n, e->virt_start + off) != 0 ||
+        vf_pwrite(s->f, tmp, n, foff) != 0) {
+      free(tmp);
+      return -1;
+    }
+    len -= n;
+    off += n;
+    foff += n;
+  }
+  free(tmp);
+  return 0;
+}
+
+/* Allocate a grain for G (whose entry is 0 or 1) covering extent offset
+ * GRAIN_OFF, write BUF (N bytes at IN within the grain, BUF NULL = zeros)
+ * and fill the rest; the entry is set after the data is queued. */
+static int allocate_grain(struct extent *e, struct sparse *s,
+                          struct grain_ref *g, uint64_t grain_off,
+                          uint64_t in, const uint8_t *buf, size_t n) {
+  uint32_t sec = 0;
+  bool zeroed = g->gte == 1;
+  if (alloc_at_end(s, s->grain_bytes, &sec) != 0)
+    return -1;
+  uint64_t fo = (uint64_t)sec * SECTOR;
+  if (fill_from_backing(e, s, fo, grain_off, in, zeroed) != 0)
+    return -1;
+  if (buf && pend_add(s, fo + in, buf, n) != 0)
+    return -1;
+  if (!buf && fill_from_backing(e, s, fo + in, grain_off + in, n, true) != 0)
+    return -1;
+  uint64_t tail = in + n;
+  if (tail < s->grain_bytes &&
+      fill_from_backing(e, s, fo + tail, grain_off + tail,
+                        s->grain_bytes - tail, zeroed) != 0)
+    return -1;
+  set_gte(s, g, sec);
+  return 0;
+}
+
+static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
+                         uint64_t off) {
+  struct sparse *s = e->priv;
+  const uint8_t *p = buf;
+  while (len > 0) {
+    uint64_t in = off % s->grain_bytes;
+    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
+    struct grain_ref g;
+    if (lookup(s, off / s->grain_bytes, true, &g) != 0)
+      return -1;
+    if (g.gte > 1) {
+      if (pend_add(s, (uint64_t)g.gte * SECTOR + in, p, n) != 0)
+        return -1;
+    } else if (allocate_grain(e, s, &g, off - in, in, p, n) != 0) {
+      return -1;
+    }
+    p += n;
+    off += n;
+    len -= n;
+  }
+  /* The caller's buffer is only valid during this call. */
+  return pend_flush(s);
+}
+
+static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
+  struct sparse *s = e->priv;
+  bool backing = disk_has_backing(e->disk);
+  while (len > 0) {
+    uint64_t in = off % s->grain_bytes;
+    uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
+    struct grain_ref g;
+    uint64_t gno = off / s->grain_bytes;
+    /* Without a backing, a missing table already reads as zeros. */
+    if (lookup(s, gno, backing, &g) != 0)
+      return -1;
+    if (!g.slot || g.gte == 1 || (g.gte == 0 && !backing)) {
+      /* already zeros */
+    } else if (g.gte > 1) {
+      if (vf_write_zeros(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
+        return -1;
+    } else if (n == s->grain_bytes && (s->h.flags & FLAG_ZEROED_GRAIN)) {
+      set_gte(s, &g, 1); /* hides the backing without using space */
+    } else if (allocate_grain(e, s, &g, off - in, in, NULL, (size_t)n) != 0) {
+      return -1;
+    }
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+static int sparse_status(struct extent *e, uint64_t off, uint64_t len,
+                         struct vmdk_run *run) {
+  struct sparse *s = e->priv;
+  run->length = 0;
+  run->flags = 0;
+  run->file_offset = -1;
+  run->file = NULL;
+  bool first = true;
+  while (len > 0) {
+    uint64_t gno = off / s->grain_bytes;
+    uint32_t gdi = (uint32_t)(gno / s->h.gtes_per_gt);
+    uint64_t in = off % s->grain_bytes;
+    uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
+    struct gt_slot *slot;
+    if (get_table(s, gdi, false, &slot) != 0)
+      return -1;
+    unsigned flags;
+    int64_t fo = -1;
+    if (!slot) { /* the whole table's range is unallocated */
+      uint64_t table_end = ((uint64_t)gdi + 1) * s->table_bytes;
+      n = table_end - off < len ? table_end - off : len;
+      flags = 0;
+    } else {
+      uint32_t idx = (uint32_t)(gno % s->h.gtes_per_gt);
+      uint32_t gte = slot->gt[idx];
+      if (check_grain(s, gdi, idx, gte) != 0)
+        return -1;
+      flags = gte == 0   ? 0
+              : gte == 1 ? VMDK_RUN_PRESENT | VMDK_RUN_ZERO
+                         : VMDK_RUN_PRESENT | VMDK_RUN_DATA;
+      if (gte > 1)
+        fo = (int64_t)((uint64_t)gte * SECTOR + in);
+    }
+    if (first) {
+      run->flags = flags;
+      run->file_offset = fo;
+      first = false;
+    } else if (flags != run->flags ||
+               (fo >= 0 && fo != run->file_offset + (int64_t)run->length)) {
+      break;
+    }
+    run->length += n;
+    off += n;
+    len -= n;
+  }
+  if (run->flags & VMDK_RUN_DATA)
+    run->file = s->f->path;
+  return 0;
+}
+
+static int sparse_flush(struct extent *e) {
+  return flush_metadata(e->priv);
+}
+
+static void sparse_free(struct sparse *s) {
+  if (!s)
+    return;
+  for (uint32_t i = 0; i < s->n_slots; i++)
+    free(s->slots[i].gt);
+  free(s->slots);
+  free(s->slot_of);
+  free(s->gd);
+  free(s->rgd);
+  free(s);
+}
+
+static int sparse_close(struct extent *e) {
+  struct sparse *s = e->priv;
+  int r = vf_close(s->f);
+  sparse_free(s);
+  return r;
+}
+
+static void sparse_info(struct extent *e, struct vmdk_extent_info *info) {
+  struct sparse *s = e->priv;
+  info->grain_bytes = s->grain_bytes;
+  info->version = s->h.version;
+  info->compressed = (s->h.flags & FLAG_COMPRESSED) != 0;
+  info->zeroed_grain = (s->h.flags & FLAG_ZEROED_GRAIN) != 0;
+}
+
+static uint64_t sparse_allocated(struct extent *e) {
+  struct sparse *s = e->priv;
+  return vf_allocated(s->f);
+}
+
+/* ---- check ------------------------------------------------------------------ */
+
+/* A region of the file that something points at. */
+struct region {
+  uint64_t start, len;  /* sectors */
+  uint32_t table, entry; /* grain: GD and GT index; metadata: UINT32_MAX */
+  const char *what;
+};
+
+static int cmp_region(const void *a, const void *b) {
+  const struct region *x = a, *y = b;
+  return x->start < y->start ? -1 : x->start > y->start;
+}
+
+struct regions {
+  struct region *r;
+  size_t n, cap;
+};
+
+static int add_region(struct regions *rs, uint64_t start, uint64_t len,
+                      uint32_t table, uint32_t entry, const char *what) {
+  if (rs->n == rs->cap) {
+    size_t cap = rs->cap ? rs->cap * 2 : 1024;
+    struct region *r = realloc(rs->r, cap * sizeof *r);
+    if (!r)
+      return set_error(ENOMEM, "out of memory while checking");
+    rs->r = r;
+    rs->cap = cap;
+  }
+  rs->r[rs->n++] = (struct region){start, len, table, entry, what};
+  return 0;
+}
+
+static const char *region_name(const struct region *r, char *buf, size_t n) {
+  if (r->entry == UINT32_MAX)
+    snprintf(buf, n, "%s", r->what);
+  else
+    snprintf(buf, n, "grain of entry %" PRIu32 " of table %" PRIu32, r->entry,
+             r->table);
+  return buf;
+}
+
+static int sparse_check(struct extent *e, struct check_ctx *c) {
+  struct sparse *s = e->priv;
+  const char *path = s->f->path;
+  if (flush_metadata(s) != 0 && s->f->writable)
+    return -1;
+  uint64_t file_sectors = div_round_up(s->f->size, SECTOR);
+  uint64_t gd_sectors = div_round_up((uint64_t)s->n_gdes * 4, SECTOR);
+  struct regions rs = {0};
+  uint8_t *raw = malloc(s->gt_bytes * 2);
+  uint32_t *gt = malloc(s->gt_bytes);
+  int ret = -1;
+  if (!raw || !gt) {
+    set_error(ENOMEM, "%s: out of memory", path);
+    goto out;
+  }
+  if (add_region(&rs, 0, 1, 0, UINT32_MAX, "the header") ||
+      (s->h.desc_offset &&
+       add_region(&rs, s->h.desc_offset, s->h.desc_size, 0, UINT32_MAX,
+                  "the embedded descriptor")) ||
+      add_region(&rs, s->h.gd_offset, gd_sectors, 0, UINT32_MAX,
+                 "the grain directory") ||
+      (s->rgd && add_region(&rs, s->h.rgd_offset, gd_sectors, 0, UINT32_MAX,
+                            "the redundant grain directory")))
+    goto out;
+
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
+    uint32_t gde = s->gd[gdi], rgde = s->rgd ? s->rgd[gdi] : 0;
+    if (s->rgd && (gde == 0) != (rgde == 0)) {
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain directory entry %" PRIu32 " is %" PRIu32
+                   " but the redundant grain directory has %" PRIu32,
+                   path, gdi, gde, rgde);
+    }
+    if (gde == 0)
+      continue;
+    if ((uint64_t)gde + s->gt_sectors > file_sectors) {
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain table %" PRIu32 " lies past the end of the file "
+                   "(sector %" PRIu32 ", file %" PRIu64 " sectors)",
+                   path, gdi, gde, file_sectors);
+      continue;
+    }
+    if (add_region(&rs, gde, s->gt_sectors, gdi, UINT32_MAX, "a grain table"))
+      goto out;
+    if (vf_pread(s->f, raw, s->gt_bytes, (uint64_t)gde * SECTOR) != 0)
+      goto out;
+    for (uint32_t i = 0; i < s->h.gtes_per_gt; i++)
+      gt[i] = le32(raw + 4 * i);
+    if (rgde && (uint64_t)rgde + s->gt_sectors <= file_sectors) {
+      if (add_region(&rs, rgde, s->gt_sectors, gdi, UINT32_MAX,
+                     "a redundant grain table"))
+        goto out;
+      if (vf_pread(s->f, raw + s->gt_bytes, s->gt_bytes,
+                   (uint64_t)rgde * SECTOR) != 0)
+        goto out;
+      if (memcmp(raw, raw + s->gt_bytes, s->gt_bytes) != 0) {
+        uint32_t i = 0, diff = 0;
+        for (uint32_t k = 0; k < s->h.gtes_per_gt; k++)
+          if (memcmp(raw + 4 * k, raw + s->gt_bytes + 4 * k, 4) != 0) {
+            if (!diff)
+              i = k;
+            diff++;
+          }
+        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                     "%s: grain table %" PRIu32 " and its redundant copy differ "
+                     "in %" PRIu32 " entries (first: entry %" PRIu32 ", %" PRIu32
+                     " vs %" PRIu32 ")",
+                     path, gdi, diff, i, le32(raw + 4 * i),
+                     le32(raw + s->gt_bytes + 4 * i));
+      }
+    } else if (rgde) {
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: redundant grain table %" PRIu32 " lies past the end of "
+                   "the file (sector %" PRIu32 ", file %" PRIu64 " sectors)",
+                   path, gdi, rgde, file_sectors);
+    }
+    for (uint32_t i = 0; i < s->h.gtes_per_gt; i++) {
+      uint32_t v = gt[i];
+      uint64_t gno = (uint64_t)gdi * s->h.gtes_per_gt + i;
+      if (v == 0)
+        continue;
+      if (gno * s->h.grain >= s->h.capacity) {
+        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                     "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                     " is set (%" PRIu32 ") but lies past the capacity",
+                     path, i, gdi, v);
+        continue;
+      }
+      if (v == 1) {
+        if (!(s->h.flags & FLAG_ZEROED_GRAIN))
+          check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                       "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                       " is 1 (zeroed grain) but the header has no "
+                       "zeroed-grain flag",
+                       path, i, gdi);
+        continue;
+      }
+      c->res->allocated_grains++;
+      if (v >= file_sectors) {
+        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                     "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                     " points past the end of the file (sector %" PRIu32
+                     ", file %" PRIu64 " sectors)",
+                     path, i, gdi, v, file_sectors);
+        continue;
+      }
+      if (add_region(&rs, v, s->h.grain, gdi, i, NULL))
+        goto out;
+    }
+  }
+
+  /* Overlaps, and space after the metadata that nothing points at. */
+  qsort(rs.r, rs.n, sizeof *rs.r, cmp_region);
+  uint64_t covered = 0; /* end of the furthest region seen, in sectors */
+  const struct region *furthest = NULL;
+  for (size_t k = 0; k < rs.n; k++) {
+    const struct region *r = &rs.r[k];
+    if (furthest && r->start < covered) {
+      char a[96], b[96];
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: %s at sector %" PRIu64 " overlaps %s at sector %" PRIu64,
+                   path, region_name(r, a, sizeof a), r->start,
+                   region_name(furthest, b, sizeof b), furthest->start);
+    } else if (r->start > covered && r->start > s->h.overhead) {
+      uint64_t from = covered > s->h.overhead ? covered : s->h.overhead;
+      check_report(c, VMDK_PROBLEM_LEAK, (r->start - from) * SECTOR,
+                   "%s: %" PRIu64 " sectors at sector %" PRIu64
+                   " are allocated but not used",
+                   path, r->start - from, from);
+    }
+    if (r->start + r->len > covered) {
+      covered = r->start + r->len;
+      furthest = r;
+    }
+  }
+  if (file_sectors > covered && file_sectors > s->h.overhead) {
+    uint64_t from = covered > s->h.overhead ? covered : s->h.overhead;
+    check_report(c, VMDK_PROBLEM_LEAK, (file_sectors - from) * SECTOR,
+                 "%s: %" PRIu64 " sectors at sector %" PRIu64
+                 " (the end of the file) are allocated but not used",
+                 path, file_sectors - from, from);
+  }
+  c->res->total_grains += div_round_up(s->h.capacity, s->h.grain);
+  ret = 0;
+out:
+  free(rs.r);
+  free(raw);
+  free(gt);
+  return ret;
+}
+
+static const struct extent_ops sparse_ops = {
+    .name = "sparse",
+    .pread = sparse_pread,
+    .pwrite = sparse_pwrite,
+    .zero = sparse_zero,
+    .status = sparse_status,
+    .flush = sparse_flush,
+    .close = sparse_close,
+    .check = sparse_check,
+    .info = sparse_info,
+    .allocated = sparse_allocated,
+};
+
+/* ---- open and create ---------------------------------------------------- */
+
+static int read_directory(struct sparse *s, uint64_t sector, uint32_t **out) {
+  size_t bytes = (size_t)s->n_gdes * 4;
+  uint8_t *raw = malloc(bytes);
+  uint32_t *gd = malloc(bytes);
+  if (!raw || !gd) {
+    free(raw);
+    free(gd);
+    return set_error(ENOMEM, "%s: out of memory for the grain directory",
+                     s->f->path);
+  }
+  if (vf_pread(s->f, raw, bytes, sector * SECTOR) != 0) {
+    free(raw);
+    free(gd);
+    return -1;
+  }
+  for (uint32_t i = 0; i < s->n_gdes; i++)
+    gd[i] = le32(raw + 4 * i);
+  free(raw);
+  *out = gd;
+  return 0;
+}
+
+int sparse_open(struct extent *e, struct vfile *f) {
+  uint8_t hdr[SECTOR];
+  if (f->size < SECTOR) {
+    set_error(EINVAL, "%s: file is too short for a sparse header (%" PRIu64
+                      " bytes)",
+              f->path, f->size);
+    vf_close(f);
+    return -1;
+  }
+  struct sparse *s = calloc(1, sizeof *s);
+  if (!s) {
+    vf_close(f);
+    return set_error(ENOMEM, "out of memory");
+  }
+  s->f = f;
+  if (vf_pread(f, hdr, SECTOR, 0) != 0 ||
+      decode_header(hdr, f->path, f->size, &s->h) != 0)
+    goto fail;
+
+  const struct kdmv_header *h = &s->h;
+  s->grain_bytes = h->grain * SECTOR;
+  s->gt_bytes = (uint64_t)h->gtes_per_gt * 4;
+  s->gt_sectors = div_round_up(s->gt_bytes, SECTOR);
+  s->table_bytes = s->grain_bytes * h->gtes_per_gt;
+  uint64_t n_gdes = div_round_up(h->capacity, h->grain * h->gtes_per_gt);
+  uint64_t file_sectors = div_round_up(f->size, SECTOR);
+  uint64_t gd_sectors = div_round_up(n_gdes * 4, SECTOR);
+  if (n_gdes > UINT32_MAX || gd_sectors > file_sectors ||
+      h->gd_offset > file_sectors - gd_sectors) {
+    set_error(EFBIG, "%s: grain directory too large: %" PRIu64
+                     " entries at sector %" PRIu64 " for a capacity of %" PRIu64
+                     " sectors (%" PRIu32 " grains of %" PRIu64
+                     " sectors per table) do not fit in the file (%s)",
+              f->path, n_gdes, h->gd_offset, h->capacity, h->gtes_per_gt,
+              h->grain, human_size(f->size));
+    goto fail;
+  }
+  if (h->gd_offset == 0) {
+    set_error(EINVAL, "%s: grain directory offset is 0", f->path);
+    goto fail;
+  }
+  s->n_gdes = (uint32_t)n_gdes;
+  if (e->size != h->capacity * SECTOR) {
+    set_error(EINVAL, "%s: the descriptor gives the extent %" PRIu64
+                      " sectors but its header says %" PRIu64,
+              f->path, e->size / SECTOR, h->capacity);
+    goto fail;
+  }
+  if (read_directory(s, h->gd_offset, &s->gd) != 0)
+    goto fail;
+  if (h->flags & FLAG_RGD) {
+    if (h->rgd_offset == 0 || h->rgd_offset > file_sectors - gd_sectors) {
+      set_error(EINVAL, "%s: redundant grain directory at sector %" PRIu64
+                        " does not fit in the file (%" PRIu64 " sectors)",
+                f->path, h->rgd_offset, file_sectors);
+      goto fail;
+    }
+    if (read_directory(s, h->rgd_offset, &s->rgd) != 0)
+      goto fail;
+  }
+  s->end = file_sectors * SECTOR;
+
+  uint64_t slots = GT_CACHE_BUDGET / s->gt_bytes;
+  if (slots < 4)
+    slots = 4;
+  if (slots > s->n_gdes)
+    slots = s->n_gdes;
+  s->n_slots = (uint32_t)slots;
+  s->slots = calloc(s->n_slots, sizeof *s->slots);
+  s->slot_of = calloc(s->n_gdes, sizeof *s->slot_of);
+  if (!s->slots || !s->slot_of) {
+    set_error(ENOMEM, "%s: out of memory for the grain table cache", f->path);
+    goto fail;
+  }
+  e->ops = &sparse_ops;
+  e->priv = s;
+  return 0;
+fail:
+  vf_close(s->f);
+  sparse_free(s);
+  return -1;
+}
+
+int sparse_read_embedded_descriptor(struct vfile *f, char **text,
+                                    size_t *len) {
+  uint8_t hdr[SECTOR];
+  struct kdmv_header h;
+  *text = NULL;
+  *len = 0;
+  if (f->size < SECTOR)
+    return set_error(EINVAL, "%s: file is too short for a sparse header "
+                             "(%" PRIu64 " bytes)",
+                     f->path, f->size);
+  if (vf_pread(f, hdr, SECTOR, 0) != 0 ||
+      decode_header(hdr, f->path, f->size, &h) != 0)
+    return -1;
+  if (h.desc_offset == 0)
+    return 0;
+  size_t n = (size_t)(h.desc_size * SECTOR);
+  char *t = malloc(n + 1);
+  if (!t)
+    return set_error(ENOMEM, "%s: out of memory", f->path);
+  if (vf_pread(f, t, n, h.desc_offset * SECTOR) != 0) {
+    free(t);
+    return -1;
+  }
+  t[n] = '\0';
+  *text = t;
+  *len = strlen(t);
+  return 0;
+}
+
+int sparse_write_descriptor(struct extent *e, const char *text, size_t len) {
+  struct sparse *s = e->priv;
+  uint64_t room = s->h.desc_size * SECTOR;
+  if (s->h.desc_offset == 0 || len > room)
+    return set_error(ENOSPC, "%s: the descriptor (%zu bytes) does not fit "
+                             "in the space embedded for it (%" PRIu64 " bytes)",
+                     s->f->path, len, room);
+  uint8_t *buf = calloc(1, room);
+  if (!buf)
+    return set_error(ENOMEM, "out of memory");
+  memcpy(buf, text, len);
+  int r = vf_pwrite(s->f, buf, room, s->h.desc_offset * SECTOR);
+  free(buf);
+  return r;
+}
+
+/* Layout of a new extent: header, descriptor, RGD, RGTs, GD, GTs, then
+ * grains from the next grain boundary (as VMware and QEMU lay it out). */
+struct layout {
+  uint64_t n_gdes, gd_sectors, gt_sectors;
+  uint64_t desc_offset, desc_sectors;
+  uint64_t rgd, rgt, gd, gt; /* first sectors; rgt/gt unused when lazy */
+  uint64_t overhead;
+};
+
+static void plan(const struct sparse_create_params *p, struct layout *l) {
+  uint64_t gtes = 512;
+  l->n_gdes = div_round_up(p->capacity_sectors, gtes * p->grain_sectors);
+  l->gd_sectors = div_round_up(l->n_gdes * 4, SECTOR);
+  l->gt_sectors = div_round_up(gtes * 4, SECTOR);
+  l->desc_offset = 1;
+  l->desc_sectors = p->descriptor_sectors < 20 ? 20 : p->descriptor_sectors;
+  uint64_t tables = p->lazy_tables ? 0 : l->n_gdes * l->gt_sectors;
+  l->rgd = l->desc_offset + l->desc_sectors;
+  l->rgt = l->rgd + l->gd_sectors;
+  l->gd = l->rgt + tables;
+  l->gt = l->gd + l->gd_sectors;
+  uint64_t end = l->gt + tables;
+  l->overhead = div_round_up(end, p->grain_sectors) * p->grain_sectors;
+}
+
+uint64_t sparse_max_capacity(uint32_t grain_sectors) {
+  struct sparse_create_params p = {.capacity_sectors = MAX_FILE_SECTORS,
+                                   .grain_sectors = grain_sectors};
+  struct layout l;
+  plan(&p, &l);
+  uint64_t room = MAX_FILE_SECTORS - l.overhead;
+  return room / grain_sectors * grain_sectors;
+}
+
+int sparse_create(struct vfile *f, const struct sparse_create_params *p) {
+  if (!is_power_of_2(p->grain_sectors) || p->grain_sectors < 8 ||
+      p->grain_sectors > MAX_GRAIN_SECTORS)
+    return set_error(EINVAL, "%s: grain size of %" PRIu32
+                             " sectors is not a power of two from 8 to %u",
+                     f->path, p->grain_sectors, MAX_GRAIN_SECTORS);
+  if (p->capacity_sectors == 0)
+    return set_error(EINVAL, "%s: capacity must not be 0", f->path);
+  struct layout l;
+  plan(p, &l);
+  uint64_t data = div_round_up(p->capacity_sectors, p->grain_sectors) *
+                  p->grain_sectors;
+  if (p->capacity_sectors > MAX_FILE_SECTORS ||
+      l.overhead + data > MAX_FILE_SECTORS)
+    return set_error(EFBIG, "%s: a hosted sparse extent of %s cannot be "
+                            "addressed with 32-bit sector numbers once full "
+                            "(at most %s with this grain size)",
+                     f->path, human_size(p->capacity_sectors * SECTOR),
+                     human_size(sparse_max_capacity(p->grain_sectors) * SECTOR));
+  size_t desc_len = p->descriptor ? strlen(p->descriptor) : 0;
+  if (desc_len > l.desc_sectors * SECTOR)
+    return set_error(ENOSPC, "%s: descriptor of %zu bytes does not fit in %"
+                             PRIu64 " sectors",
+                     f->path, desc_len, l.desc_sectors);
+
+  struct kdmv_header h = {
+      .version = p->zeroed_grain ? 2 : 1,
+      .flags = FLAG_NL_DETECT | FLAG_RGD |
+               (p->zeroed_grain ? FLAG_ZEROED_GRAIN : 0),
+      .capacity = p->capacity_sectors,
+      .grain = p->grain_sectors,
+      .desc_offset = l.desc_offset,
+      .desc_size = l.desc_sectors,
+      .gtes_per_gt = 512,
+      .rgd_offset = l.rgd,
+      .gd_offset = l.gd,
+      .overhead = l.overhead,
+  };
+  /* Header + descriptor in one write; then the directories; the grain
+   * tables are zeros, which the final length leaves as a hole. */
+  size_t head = (size_t)(1 + l.desc_sectors) * SECTOR;
+  size_t dir = (size_t)l.gd_sectors * SECTOR;
+  uint8_t *buf = calloc(1, head > dir ? head : dir);
+  if (!buf)
+    return set_error(ENOMEM, "out of memory");
+  encode_header(&h, buf);
+  if (desc_len)
+    memcpy(buf + SECTOR, p->descriptor, desc_len);
+  int r = vf_pwrite(f, buf, head, 0);
+  for (int copy = 0; r == 0 && copy < 2; copy++) {
+    uint64_t tables = copy == 0 ? l.rgt : l.gt;
+    memset(buf, 0, dir);
+    if (!p->lazy_tables)
+      for (uint64_t i = 0; i < l.n_gdes; i++)
+        put_le32(buf + 4 * i, (uint32_t)(tables + i * l.gt_sectors));
+    r = vf_pwrite(f, buf, dir, (copy == 0 ? l.rgd : l.gd) * SECTOR);
+  }
+  free(buf);
+  if (r == 0)
+    r = vf_truncate(f, l.overhead * SECTOR);
+  return r;
+}

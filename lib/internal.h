@@ -1,0 +1,258 @@
+/* vmdkit internals: shared by the lib/ sources and the unit tests, never by tools/.
+ *
+ * Layers (dependencies point down):
+ *   disk.c        the handle: descriptor, extents, virtual offset mapping,
+ *                 backing reads, CID update, info
+ *   descriptor.c  the text descriptor: parse, validate, print
+ *   extent_*.c    one file per extent kind behind struct extent_ops
+ *   io.c          positioned file I/O (full reads/writes, sync, size)
+ *   error.c       the per-thread error message
+ */
+#ifndef VMDKIT_INTERNAL_H
+#define VMDKIT_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmdkit.h"
+
+#define SECTOR 512u
+#define NO_CID 0xffffffffu
+
+/* ---- error.c ----------------------------------------------------------- */
+
+/* Record ERRNUM and a printf-style message for the calling thread.  Always
+ * returns -1 so callers can `return set_error(...)`. */
+int set_error(int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Human size for messages: "64 KiB", "2 TiB", "12345 bytes".  Uses one of
+ * four rotating thread-local buffers, so up to four may be in one message. */
+const char *human_size(uint64_t bytes);
+
+/* ---- endian.h-like helpers: decode on-disk little-endian fields --------- */
+
+static inline uint16_t le16(const uint8_t *p) {
+  return (uint16_t)(p[0] | p[1] << 8);
+}
+static inline uint32_t le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+static inline uint64_t le64(const uint8_t *p) {
+  return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+static inline void put_le16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+static inline void put_le32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void put_le64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Checked arithmetic: return true on overflow. */
+static inline bool add_overflow_u64(uint64_t a, uint64_t b, uint64_t *r) {
+  return __builtin_add_overflow(a, b, r);
+}
+static inline bool mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *r) {
+  return __builtin_mul_overflow(a, b, r);
+}
+static inline uint64_t div_round_up(uint64_t a, uint64_t b) {
+  return a / b + (a % b != 0);
+}
+static inline bool is_power_of_2(uint64_t v) {
+  return v && !(v & (v - 1));
+}
+
+/* ---- io.c: one open host file ------------------------------------------ */
+
+struct vfile {
+  int fd;
+  char *path;          /* as opened (for messages) */
+  bool writable;
+  bool unsafe;         /* VMDK_OPEN_UNSAFE: vf_sync does nothing */
+  uint64_t size;       /* current length of the host file in bytes, kept
+                          up to date by vf_pwrite/vf_truncate */
+  bool unsynced;       /* written since the last vf_sync */
+};
+
+/* Open PATH read-only or read-write.  Returns NULL (error set) on failure. */
+struct vfile *vf_open(const char *path, bool writable, unsigned open_flags);
+/* Create (truncate) PATH for writing. */
+struct vfile *vf_create(const char *path, unsigned open_flags);
+/* Close; returns -1 if close(2) failed.  Accepts NULL. */
+int vf_close(struct vfile *f);
+/* Read exactly LEN bytes at OFF; bytes past the end of the file read as
+ * zeros (a grain whose tail was never written is a hole).  0 or -1. */
+int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off);
+/* Write exactly LEN bytes at OFF, retrying short writes.  0 or -1. */
+int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off);
+/* Write LEN zero bytes at OFF (chunked). */
+int vf_write_zeros(struct vfile *f, uint64_t len, uint64_t off);
+/* Set the file length. */
+int vf_truncate(struct vfile *f, uint64_t len);
+/* fdatasync if anything was written since the last sync (and not unsafe). */
+int vf_sync(struct vfile *f);
+/* Bytes allocated on the host (st_blocks * 512). */
+uint64_t vf_allocated(struct vfile *f);
+/* Next data / hole at or after OFF (SEEK_DATA/SEEK_HOLE); when the file
+ * system cannot tell, *DATA is true and *LEN runs to the end of file.
+ * Fills whether OFF is in data and how long that run is (to EOF at most). */
+int vf_seek_status(struct vfile *f, uint64_t off, bool *data, uint64_t *len);
+
+/* ---- descriptor.c ------------------------------------------------------ */
+
+enum ext_access { ACC_RW, ACC_RDONLY, ACC_NOACCESS };
+enum ext_type {
+  EXT_FLAT, EXT_SPARSE, EXT_ZERO, EXT_VMFS, EXT_VMFSSPARSE, EXT_VMFSRDM,
+  EXT_VMFSRAW, EXT_SESPARSE
+};
+
+struct desc_extent {
+  enum ext_access access;
+  uint64_t sectors;       /* size in 512-byte sectors */
+  enum ext_type type;
+  char *filename;         /* NULL for ZERO */
+  uint64_t offset;        /* FLAT/VMFS: offset in sectors; else 0 */
+  bool has_offset;        /* the line had an offset field */
+};
+
+struct desc_kv {
+  char *key;              /* as written, e.g. "ddb.adapterType" */
+  char *value;            /* unquoted */
+};
+
+struct descriptor {
+  unsigned version;          /* "version", default 1 */
+  uint32_t cid, parent_cid;  /* NO_CID when absent */
+  char *create_type;         /* never NULL after a successful parse */
+  char *parent_hint;         /* parentFileNameHint, or NULL */
+  struct desc_kv *header;    /* other header keys in order (encoding...) */
+  size_t n_header;
+  struct desc_extent *extents;
+  size_t n_extents;
+  struct desc_kv *ddb;       /* ddb.* keys in order, unknown ones kept */
+  size_t n_ddb;
+};
+
+/* Parse LEN bytes of descriptor text (may contain NULs: parsing stops at the
+ * first).  NAME is used in messages.  Returns NULL (error set) when the text
+ * is not a descriptor or is invalid. */
+struct descriptor *desc_parse(const char *text, size_t len, const char *name);
+/* Print as the strictest readers want it: "# Disk DescriptorFile", header
+ * keys, extents, then the DDB.  Returns a malloc'ed NUL-terminated string
+ * and its length in *LEN, or NULL. */
+char *desc_print(const struct descriptor *d, size_t *len);
+void desc_free(struct descriptor *d);
+/* Get/set a ddb key (case-insensitive match).  desc_set_ddb appends when
+ * the key is new.  Returns NULL / -1 on failure. */
+const char *desc_get_ddb(const struct descriptor *d, const char *key);
+int desc_set_ddb(struct descriptor *d, const char *key, const char *value);
+int desc_add_extent(struct descriptor *d, enum ext_access acc,
+                    uint64_t sectors, enum ext_type type,
+                    const char *filename, uint64_t offset, bool has_offset);
+/* Whether the first bytes of a file look like descriptor text. */
+bool desc_looks_like(const uint8_t *buf, size_t len);
+const char *ext_type_name(enum ext_type t);
+const char *ext_access_name(enum ext_access a);
+
+/* ---- extents ------------------------------------------------------------ */
+
+struct extent;
+struct check_ctx;
+
+/* One kind of extent.  All offsets and lengths are bytes relative to the
+ * start of the extent; the disk layer guarantees [off, off+len) lies inside
+ * the extent and len > 0. */
+struct extent_ops {
+  const char *name;
+  /* Read; unallocated parts are filled by disk_read_backing(). */
+  int (*pread)(struct extent *e, void *buf, size_t len, uint64_t off);
+  /* Write; may allocate.  Only called on RW extents of a writable disk. */
+  int (*pwrite)(struct extent *e, const void *buf, size_t len, uint64_t off);
+  /* Make the range read as zeros. */
+  int (*zero)(struct extent *e, uint64_t len, uint64_t off);
+  /* Describe the run starting at OFF (at most LEN bytes): run->length,
+   * flags (0 = unallocated here: the disk layer decides what it reads as),
+   * file_offset, file. */
+  int (*status)(struct extent *e, uint64_t off, uint64_t len,
+                struct vmdk_run *run);
+  /* Write back cached metadata in the safe order; sync when SYNC. */
+  int (*flush)(struct extent *e);
+  /* Release (after a flush by the caller).  Returns -1 if close failed. */
+  int (*close)(struct extent *e);
+  /* Check metadata (may be NULL: nothing to check). */
+  int (*check)(struct extent *e, struct check_ctx *c);
+  /* Fill the kind-specific fields of *INFO (may be NULL). */
+  void (*info)(struct extent *e, struct vmdk_extent_info *info);
+  /* Allocated host bytes. */
+  uint64_t (*allocated)(struct extent *e);
+};
+
+struct extent {
+  const struct extent_ops *ops;
+  struct vmdk_disk *disk;     /* owning disk (for backing reads) */
+  uint64_t virt_start;        /* bytes: where the extent starts on the disk */
+  uint64_t size;              /* bytes of the virtual disk it covers */
+  enum ext_access access;
+  enum ext_type type;
+  char *path;                 /* resolved host path, or NULL for ZERO */
+  void *priv;                 /* kind-specific state */
+};
+
+/* extent_flat.c: FLAT/VMFS extents (and raw images).  OFFSET_BYTES is the
+ * extent's start within FILE.  Takes ownership of F. */
+int flat_open(struct extent *e, struct vfile *f, uint64_t offset_bytes);
+/* extent_zero.c: ZERO extents. */
+int zero_extent_open(struct extent *e);
+/* extent_sparse.c: hosted sparse ("KDMV").  Takes ownership of F.  HDR is
+ * the first sector of the file. */
+int sparse_open(struct extent *e, struct vfile *f);
+/* Read the embedded descriptor of the KDMV file F: malloc'ed text, NUL
+ * terminated, or NULL with *LEN 0 when there is none.  -1 on error. */
+int sparse_read_embedded_descriptor(struct vfile *f, char **text, size_t *len);
+/* Replace the embedded descriptor of an opened sparse extent. */
+int sparse_write_descriptor(struct extent *e, const char *text, size_t len);
+struct sparse_create_params {
+  uint64_t capacity_sectors;
+  uint32_t grain_sectors;
+  bool zeroed_grain;
+  bool lazy_tables;          /* grain tables allocated on first write */
+  const char *descriptor;    /* embedded descriptor text, or NULL */
+  uint32_t descriptor_sectors; /* space reserved for it (>= 20) */
+};
+/* Lay out a new hosted sparse extent in the empty writable file F. */
+int sparse_create(struct vfile *f, const struct sparse_create_params *p);
+/* Largest capacity (sectors) a hosted sparse extent of this grain size can
+ * hold with every grain allocated and offsets fitting 32 bits. */
+uint64_t sparse_max_capacity(uint32_t grain_sectors);
+
+/* ---- disk.c ------------------------------------------------------------ */
+
+/* Fill BUF with what the disk's backing (parent) reads at virtual OFF, or
+ * zeros when there is none. */
+int disk_read_backing(struct vmdk_disk *d, void *buf, size_t len,
+                      uint64_t virt_off);
+bool disk_has_backing(const struct vmdk_disk *d);
+/* Called by extents before their first modification: updates the CID. */
+int disk_before_write(struct vmdk_disk *d);
+
+/* ---- check ---------------------------------------------------------------- */
+
+struct check_ctx {
+  struct vmdk_check_result *res;
+  vmdk_problem_cb cb;
+  void *opaque;
+};
+/* Report one problem (formats the message, counts it). */
+void check_report(struct check_ctx *c, enum vmdk_problem_kind kind,
+                  uint64_t leaked_bytes, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif /* VMDKIT_INTERNAL_H */

@@ -1,0 +1,194 @@
+/* Positioned I/O on host files.
+ *
+ * Contract: vf_pread/vf_pwrite transfer the whole range or fail; reads past
+ * the end of the file return zeros (the unwritten tail of the last grain is
+ * a hole until the final length is set at flush).  f->size tracks the host
+ * file's length so callers never need fstat on a hot path. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static struct vfile *vf_wrap(int fd, const char *path, bool writable,
+                             unsigned open_flags) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    set_error(errno, "%s: stat: %s", path, strerror(errno));
+    close(fd);
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+    set_error(EINVAL, "%s: not a regular file or block device", path);
+    close(fd);
+    return NULL;
+  }
+  struct vfile *f = calloc(1, sizeof *f);
+  char *p = strdup(path);
+  if (!f || !p) {
+    free(f);
+    free(p);
+    close(fd);
+    set_error(ENOMEM, "%s: out of memory", path);
+    return NULL;
+  }
+  f->fd = fd;
+  f->path = p;
+  f->writable = writable;
+  f->unsafe = (open_flags & VMDK_OPEN_UNSAFE) != 0;
+  f->size = (uint64_t)st.st_size;
+  if (S_ISBLK(st.st_mode)) {
+    off_t end = lseek(fd, 0, SEEK_END);
+    f->size = end > 0 ? (uint64_t)end : 0;
+  }
+  return f;
+}
+
+struct vfile *vf_open(const char *path, bool writable, unsigned open_flags) {
+  int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) {
+    set_error(errno, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  return vf_wrap(fd, path, writable, open_flags);
+}
+
+struct vfile *vf_create(const char *path, unsigned open_flags) {
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    set_error(errno, "%s: cannot create: %s", path, strerror(errno));
+    return NULL;
+  }
+  return vf_wrap(fd, path, true, open_flags);
+}
+
+int vf_close(struct vfile *f) {
+  if (!f)
+    return 0;
+  int r = 0;
+  if (close(f->fd) != 0)
+    r = set_error(errno, "%s: close: %s", f->path, strerror(errno));
+  free(f->path);
+  free(f);
+  return r;
+}
+
+int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
+  uint8_t *p = buf;
+  while (len > 0) {
+    if (off >= f->size) {
+      memset(p, 0, len);
+      return 0;
+    }
+    size_t want = len;
+    if (want > f->size - off)
+      want = (size_t)(f->size - off);
+    ssize_t n = pread(f->fd, p, want, (off_t)off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return set_error(errno, "%s: read of %zu bytes at offset %llu: %s",
+                       f->path, want, (unsigned long long)off,
+                       strerror(errno));
+    }
+    if (n == 0) { /* shorter than we thought: the rest reads as zeros */
+      f->size = off;
+      continue;
+    }
+    p += n;
+    off += (uint64_t)n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
+  const uint8_t *p = buf;
+  while (len > 0) {
+    size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+    ssize_t n = pwrite(f->fd, p, chunk, (off_t)off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return set_error(errno, "%s: write of %zu bytes at offset %llu: %s",
+                       f->path, chunk, (unsigned long long)off,
+                       strerror(errno));
+    }
+    p += n;
+    off += (uint64_t)n;
+    len -= (size_t)n;
+    if (off > f->size)
+      f->size = off;
+  }
+  f->unsynced = true;
+  return 0;
+}
+
+static const uint8_t zero_chunk[64 * 1024];
+
+int vf_write_zeros(struct vfile *f, uint64_t len, uint64_t off) {
+  while (len > 0) {
+    size_t n = len > sizeof zero_chunk ? sizeof zero_chunk : (size_t)len;
+    if (vf_pwrite(f, zero_chunk, n, off) != 0)
+      return -1;
+    len -= n;
+    off += n;
+  }
+  return 0;
+}
+
+int vf_truncate(struct vfile *f, uint64_t len) {
+  if (ftruncate(f->fd, (off_t)len) != 0)
+    return set_error(errno, "%s: cannot set length to %llu bytes: %s",
+                     f->path, (unsigned long long)len, strerror(errno));
+  f->size = len;
+  f->unsynced = true;
+  return 0;
+}
+
+int vf_sync(struct vfile *f) {
+  if (!f->writable || !f->unsynced)
+    return 0;
+  if (!f->unsafe && fdatasync(f->fd) != 0)
+    return set_error(errno, "%s: fdatasync: %s", f->path, strerror(errno));
+  f->unsynced = false;
+  return 0;
+}
+
+uint64_t vf_allocated(struct vfile *f) {
+  struct stat st;
+  if (fstat(f->fd, &st) != 0)
+    return 0;
+  return (uint64_t)st.st_blocks * 512;
+}
+
+int vf_seek_status(struct vfile *f, uint64_t off, bool *data, uint64_t *len) {
+  if (off >= f->size) {
+    *data = false;
+    *len = UINT64_MAX;
+    return 0;
+  }
+  off_t d = lseek(f->fd, (off_t)off, SEEK_DATA);
+  if (d < 0) {
+    if (errno == ENXIO) { /* no data after OFF */
+      *data = false;
+      *len = UINT64_MAX;
+      return 0;
+    }
+    *data = true; /* the file system cannot tell: all data */
+    *len = f->size - off;
+    return 0;
+  }
+  if ((uint64_t)d > off) {
+    *data = false;
+    *len = (uint64_t)d - off;
+    return 0;
+  }
+  off_t h = lseek(f->fd, (off_t)off, SEEK_HOLE);
+  *data = true;
+  *len = (h < 0 || (uint64_t)h <= off) ? f->size - off : (uint64_t)h - off;
+  return 0;
+}
