@@ -142,12 +142,6 @@ static int decode_header(const uint8_t b[SECTOR], const char *path,
     return set_error(ENOTSUP, "%s: sparse header version %" PRIu32
                               " is not supported (1, 2 or 3)",
                      path, h->version);
-  if ((h->flags & FLAG_NL_DETECT) &&
-      (b[73] != '\n' || b[74] != ' ' || b[75] != '\r' || b[76] != '\n'))
-    return set_error(EINVAL, "%s: the header's newline check bytes are "
-                             "wrong: the file was corrupted by a CR/LF "
-                             "translation (text-mode transfer)",
-                     path);
   if ((h->flags & (FLAG_COMPRESSED | FLAG_MARKERS)) || h->compress != 0 ||
       h->gd_offset == GD_AT_END)
     return set_error(ENOTSUP, "%s: compressed (streamOptimized) sparse "
@@ -163,9 +157,30 @@ static int decode_header(const uint8_t b[SECTOR], const char *path,
                              " grain table entries per table is out of range "
                              "(1 to %u)",
                      path, h->gtes_per_gt, MAX_GTES_PER_GT);
-  if (h->capacity == 0 || h->capacity > UINT64_MAX / SECTOR)
-    return set_error(EINVAL, "%s: capacity of %" PRIu64 " sectors is invalid",
+  if (h->capacity == 0)
+    return set_error(EINVAL, "%s: capacity is 0 sectors", path);
+  uint64_t n_gdes = div_round_up(h->capacity, h->grain * h->gtes_per_gt);
+  uint64_t gd_sectors = div_round_up(n_gdes * 4, SECTOR);
+  if (n_gdes > UINT32_MAX || gd_sectors > file_sectors ||
+      h->gd_offset > file_sectors - gd_sectors)
+    return set_error(EFBIG, "%s: grain directory too large: %" PRIu64
+                            " entries at sector %" PRIu64
+                            " for a capacity of %" PRIu64 " sectors (%" PRIu32
+                            " grains of %" PRIu64
+                            " sectors per table) do not fit in the file (%s)",
+                     path, n_gdes, h->gd_offset, h->capacity, h->gtes_per_gt,
+                     h->grain, human_size(file_size));
+  if (h->gd_offset == 0)
+    return set_error(EINVAL, "%s: grain directory offset is 0", path);
+  if (h->capacity > UINT64_MAX / SECTOR)
+    return set_error(EFBIG, "%s: capacity of %" PRIu64
+                            " sectors is more than 2^64 bytes",
                      path, h->capacity);
+  if ((h->flags & FLAG_RGD) &&
+      (h->rgd_offset == 0 || h->rgd_offset > file_sectors - gd_sectors))
+    return set_error(EINVAL, "%s: redundant grain directory at sector %" PRIu64
+                             " does not fit in the file (%" PRIu64 " sectors)",
+                     path, h->rgd_offset, file_sectors);
   if (h->desc_offset != 0) {
     if (h->desc_size == 0 || h->desc_size > MAX_DESC_SECTORS ||
         h->desc_offset > file_sectors ||
@@ -177,6 +192,13 @@ static int decode_header(const uint8_t b[SECTOR], const char *path,
                        path, h->desc_offset, h->desc_size, file_sectors,
                        MAX_DESC_SECTORS);
   }
+  /* Last: a structurally valid header whose check bytes were mangled. */
+  if ((h->flags & FLAG_NL_DETECT) &&
+      (b[73] != '\n' || b[74] != ' ' || b[75] != '\r' || b[76] != '\n'))
+    return set_error(EINVAL, "%s: the header's newline check bytes are "
+                             "wrong: the file was corrupted by a CR/LF "
+                             "translation (text-mode transfer)",
+                     path);
   return 0;
 }
 
@@ -910,24 +932,8 @@ int sparse_open(struct extent *e, struct vfile *f) {
   s->gt_bytes = (uint64_t)h->gtes_per_gt * 4;
   s->gt_sectors = div_round_up(s->gt_bytes, SECTOR);
   s->table_bytes = s->grain_bytes * h->gtes_per_gt;
-  uint64_t n_gdes = div_round_up(h->capacity, h->grain * h->gtes_per_gt);
   uint64_t file_sectors = div_round_up(f->size, SECTOR);
-  uint64_t gd_sectors = div_round_up(n_gdes * 4, SECTOR);
-  if (n_gdes > UINT32_MAX || gd_sectors > file_sectors ||
-      h->gd_offset > file_sectors - gd_sectors) {
-    set_error(EFBIG, "%s: grain directory too large: %" PRIu64
-                     " entries at sector %" PRIu64 " for a capacity of %" PRIu64
-                     " sectors (%" PRIu32 " grains of %" PRIu64
-                     " sectors per table) do not fit in the file (%s)",
-              f->path, n_gdes, h->gd_offset, h->capacity, h->gtes_per_gt,
-              h->grain, human_size(f->size));
-    goto fail;
-  }
-  if (h->gd_offset == 0) {
-    set_error(EINVAL, "%s: grain directory offset is 0", f->path);
-    goto fail;
-  }
-  s->n_gdes = (uint32_t)n_gdes;
+  s->n_gdes = (uint32_t)div_round_up(h->capacity, h->grain * h->gtes_per_gt);
   if (e->size != h->capacity * SECTOR) {
     set_error(EINVAL, "%s: the descriptor gives the extent %" PRIu64
                       " sectors but its header says %" PRIu64,
@@ -936,16 +942,8 @@ int sparse_open(struct extent *e, struct vfile *f) {
   }
   if (read_directory(s, h->gd_offset, &s->gd) != 0)
     goto fail;
-  if (h->flags & FLAG_RGD) {
-    if (h->rgd_offset == 0 || h->rgd_offset > file_sectors - gd_sectors) {
-      set_error(EINVAL, "%s: redundant grain directory at sector %" PRIu64
-                        " does not fit in the file (%" PRIu64 " sectors)",
-                f->path, h->rgd_offset, file_sectors);
-      goto fail;
-    }
-    if (read_directory(s, h->rgd_offset, &s->rgd) != 0)
-      goto fail;
-  }
+  if ((h->flags & FLAG_RGD) && read_directory(s, h->rgd_offset, &s->rgd) != 0)
+    goto fail;
   s->end = file_sectors * SECTOR;
 
   uint64_t slots = GT_CACHE_BUDGET / s->gt_bytes;
