@@ -117,9 +117,11 @@ VMDK_API int vmdk_pwrite(struct vmdk_disk *disk, const void *buf,
                          size_t count, uint64_t offset);
 
 /* Make COUNT bytes at OFFSET read as zeros, without allocating where the
- * format allows it (unallocated grains of a standalone image stay
- * unallocated; whole grains become zeroed-grain entries where the image
- * has the zeroed-grain flag).  Returns 0 or -1. */
+ * format allows it: unallocated grains of a standalone image stay
+ * unallocated; over a backing file, whole unallocated grains become
+ * zeroed-grain entries where the image has the zeroed-grain flag;
+ * allocated grains are zeroed in place (never leaked), their host space
+ * freed where the file system can punch holes.  Returns 0 or -1. */
 VMDK_API int vmdk_zero(struct vmdk_disk *disk, uint64_t count,
                        uint64_t offset);
 
@@ -164,6 +166,7 @@ struct vmdk_extent_info {
   unsigned version;       /* SPARSE: header version, else 0 */
   int compressed;         /* non-zero for compressed grains */
   int zeroed_grain;       /* SPARSE: zeroed-grain flag */
+  int unclean;            /* SPARSE: the uncleanShutdown byte is set */
 };
 
 struct vmdk_info {

@@ -46,7 +46,7 @@ static uint32_t random_cid(uint32_t avoid) {
 }
 
 static char *path_join(const char *dir, const char *name) {
-  if (name[0] == '/')
+  if (name[0] == '/' || strcmp(dir, ".") == 0)
     return strdup(name);
   size_t n = strlen(dir) + strlen(name) + 2;
   char *p = malloc(n);
@@ -566,6 +566,7 @@ int vmdk_get_info(struct vmdk_disk *d, struct vmdk_info *info) {
       e->ops->info(e, &xi[i]);
     if (e->ops->allocated)
       info->actual_bytes += e->ops->allocated(e);
+    info->dirty |= xi[i].unclean;
     if (!info->cluster_bytes && xi[i].grain_bytes)
       info->cluster_bytes = xi[i].grain_bytes;
   }

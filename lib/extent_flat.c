@@ -24,21 +24,7 @@ static int flat_pwrite(struct extent *e, const void *buf, size_t len,
 
 static int flat_zero(struct extent *e, uint64_t len, uint64_t off) {
   struct flat *fl = e->priv;
-  /* Skip what already reads as zeros: holes and the part past the end of
-   * a raw file that is shorter than the disk. */
-  while (len > 0) {
-    bool data;
-    uint64_t run;
-    if (vf_seek_status(fl->f, fl->base + off, &data, &run) != 0)
-      return -1;
-    if (run > len)
-      run = len;
-    if (data && vf_write_zeros(fl->f, run, fl->base + off) != 0)
-      return -1;
-    off += run;
-    len -= run;
-  }
-  return 0;
+  return vf_zero_range(fl->f, len, fl->base + off);
 }
 
 static int flat_status(struct extent *e, uint64_t off, uint64_t len,

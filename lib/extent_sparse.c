@@ -157,8 +157,6 @@ static int decode_header(const uint8_t b[SECTOR], const char *path,
                              " grain table entries per table is out of range "
                              "(1 to %u)",
                      path, h->gtes_per_gt, MAX_GTES_PER_GT);
-  if (h->capacity == 0)
-    return set_error(EINVAL, "%s: capacity is 0 sectors", path);
   uint64_t n_gdes = div_round_up(h->capacity, h->grain * h->gtes_per_gt);
   uint64_t gd_sectors = div_round_up(n_gdes * 4, SECTOR);
   if (n_gdes > UINT32_MAX || gd_sectors > file_sectors ||
@@ -236,6 +234,8 @@ static void encode_table(const uint32_t *src, uint8_t *dst, size_t n) {
 /* Write the GD (and RGD) whole, from memory. */
 static int write_directories(struct sparse *s) {
   size_t bytes = (size_t)s->n_gdes * 4;
+  if (bytes == 0)
+    return 0;
   uint8_t *buf = malloc(bytes);
   if (!buf)
     return set_error(ENOMEM, "%s: out of memory", s->f->path);
@@ -579,7 +579,8 @@ static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
     if (!g.slot || g.gte == 1 || (g.gte == 0 && !backing)) {
       /* already zeros */
     } else if (g.gte > 1) {
-      if (vf_write_zeros(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
+      if (pend_flush(s) != 0 ||
+          vf_zero_range(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
         return -1;
     } else if (n == s->grain_bytes && (s->h.flags & FLAG_ZEROED_GRAIN)) {
       set_gte(s, &g, 1); /* hides the backing without using space */
@@ -671,6 +672,7 @@ static void sparse_info(struct extent *e, struct vmdk_extent_info *info) {
   info->version = s->h.version;
   info->compressed = (s->h.flags & FLAG_COMPRESSED) != 0;
   info->zeroed_grain = (s->h.flags & FLAG_ZEROED_GRAIN) != 0;
+  info->unclean = s->h.unclean != 0;
 }
 
 static uint64_t sparse_allocated(struct extent *e) {
@@ -817,7 +819,6 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
                        path, i, gdi);
         continue;
       }
-      c->res->allocated_grains++;
       if (v >= file_sectors) {
         check_report(c, VMDK_PROBLEM_CORRUPT, 0,
                      "%s: grain table entry %" PRIu32 " of table %" PRIu32
@@ -826,6 +827,7 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
                      path, i, gdi, v, file_sectors);
         continue;
       }
+      c->res->allocated_grains++;
       if (add_region(&rs, v, s->h.grain, gdi, i, NULL))
         goto out;
     }
@@ -887,7 +889,7 @@ static const struct extent_ops sparse_ops = {
 /* ---- open and create ---------------------------------------------------- */
 
 static int read_directory(struct sparse *s, uint64_t sector, uint32_t **out) {
-  size_t bytes = (size_t)s->n_gdes * 4;
+  size_t bytes = (size_t)s->n_gdes * 4 + 4; /* + 4: never malloc(0) */
   uint8_t *raw = malloc(bytes);
   uint32_t *gd = malloc(bytes);
   if (!raw || !gd) {
@@ -896,7 +898,7 @@ static int read_directory(struct sparse *s, uint64_t sector, uint32_t **out) {
     return set_error(ENOMEM, "%s: out of memory for the grain directory",
                      s->f->path);
   }
-  if (vf_pread(s->f, raw, bytes, sector * SECTOR) != 0) {
+  if (vf_pread(s->f, raw, bytes - 4, sector * SECTOR) != 0) {
     free(raw);
     free(gd);
     return -1;
@@ -952,8 +954,8 @@ int sparse_open(struct extent *e, struct vfile *f) {
   if (slots > s->n_gdes)
     slots = s->n_gdes;
   s->n_slots = (uint32_t)slots;
-  s->slots = calloc(s->n_slots, sizeof *s->slots);
-  s->slot_of = calloc(s->n_gdes, sizeof *s->slot_of);
+  s->slots = calloc(s->n_slots + 1, sizeof *s->slots);
+  s->slot_of = calloc(s->n_gdes + 1, sizeof *s->slot_of);
   if (!s->slots || !s->slot_of) {
     set_error(ENOMEM, "%s: out of memory for the grain table cache", f->path);
     goto fail;
@@ -1052,19 +1054,19 @@ int sparse_create(struct vfile *f, const struct sparse_create_params *p) {
     return set_error(EINVAL, "%s: grain size of %" PRIu32
                              " sectors is not a power of two from 8 to %u",
                      f->path, p->grain_sectors, MAX_GRAIN_SECTORS);
-  if (p->capacity_sectors == 0)
-    return set_error(EINVAL, "%s: capacity must not be 0", f->path);
   struct layout l;
   plan(p, &l);
   uint64_t data = div_round_up(p->capacity_sectors, p->grain_sectors) *
                   p->grain_sectors;
   if (p->capacity_sectors > MAX_FILE_SECTORS ||
       l.overhead + data > MAX_FILE_SECTORS)
-    return set_error(EFBIG, "%s: a hosted sparse extent of %s cannot be "
-                            "addressed with 32-bit sector numbers once full "
-                            "(at most %s with this grain size)",
-                     f->path, human_size(p->capacity_sectors * SECTOR),
-                     human_size(sparse_max_capacity(p->grain_sectors) * SECTOR));
+    return set_error(EFBIG, "%s: a hosted sparse extent of %" PRIu64
+                            " bytes cannot be addressed with 32-bit sector "
+                            "numbers once full: at most %" PRIu64
+                            " bytes (2 TiB less the metadata) with this grain "
+                            "size; split it (twoGbMaxExtentSparse)",
+                     f->path, p->capacity_sectors * SECTOR,
+                     sparse_max_capacity(p->grain_sectors) * SECTOR);
   size_t desc_len = p->descriptor ? strlen(p->descriptor) : 0;
   if (desc_len > l.desc_sectors * SECTOR)
     return set_error(ENOSPC, "%s: descriptor of %zu bytes does not fit in %"

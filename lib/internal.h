@@ -95,6 +95,9 @@ int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off);
 int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off);
 /* Write LEN zero bytes at OFF (chunked). */
 int vf_write_zeros(struct vfile *f, uint64_t len, uint64_t off);
+/* Make LEN bytes at OFF read as zeros, freeing host space where the file
+ * system can punch holes (the length is kept), else writing zeros. */
+int vf_zero_range(struct vfile *f, uint64_t len, uint64_t off);
 /* Set the file length. */
 int vf_truncate(struct vfile *f, uint64_t len);
 /* fdatasync if anything was written since the last sync (and not unsafe). */

@@ -140,6 +140,21 @@ int vf_write_zeros(struct vfile *f, uint64_t len, uint64_t off) {
   return 0;
 }
 
+int vf_zero_range(struct vfile *f, uint64_t len, uint64_t off) {
+  if (off < f->size && len > f->size - off) {
+    /* Past the end of the file already reads as zeros. */
+    len = f->size - off;
+  }
+  if (off >= f->size || len == 0)
+    return 0;
+  if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                (off_t)len) == 0) {
+    f->unsynced = true;
+    return 0;
+  }
+  return vf_write_zeros(f, len, off);
+}
+
 int vf_truncate(struct vfile *f, uint64_t len) {
   if (ftruncate(f->fd, (off_t)len) != 0)
     return set_error(errno, "%s: cannot set length to %llu bytes: %s",

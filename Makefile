@@ -1,0 +1,57 @@
+# Thin driver around CMake/CTest.  The real build is CMakeLists.txt.
+#
+#   make            same as `make build`
+#   make build      install missing Debian packages, configure build/
+#                   (RelWithDebInfo) and build; the CLI is build/vmdkit
+#   make asan       the same in build-asan/ with ASan + UBSan
+#   make check      build both, run every test in build/ and the unit and
+#                   interop tests in build-asan/
+#   make demo       build, then run scripts/demo.sh on a sample ext4 disk
+#   make deps       only install missing Debian packages
+#   make clean      remove build/ and build-asan/
+#
+# JOBS sets the build and test parallelism (the machines have 2 cores).
+
+JOBS       ?= 2
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+CMAKE      ?= cmake
+CTEST      ?= ctest
+
+# Sanitizer settings for the ASan test run.
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
+          UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+# ctest: fail on an empty test set, too; a run that tests nothing is a
+# failure, not a pass.
+CTEST_FLAGS = --output-on-failure --no-tests=error -j$(JOBS)
+
+.DEFAULT_GOAL := build
+.PHONY: build deps asan check demo clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+# Configuring an existing tree is cheap and picks up new source files.
+# (cmake --build runs its own make; MAKEFLAGS is cleared so an outer `make -jN`
+# does not leak a jobserver it cannot use into it.)
+build: deps
+	$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	MAKEFLAGS= $(CMAKE) --build $(BUILD) -j$(JOBS)
+
+asan: deps
+	$(CMAKE) -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DVMDKIT_SANITIZE=ON
+	MAKEFLAGS= $(CMAKE) --build $(BUILD_ASAN) -j$(JOBS)
+
+# Both test runs print ctest's summary ("100% tests passed, 0 tests failed
+# out of N"); make stops with a non-zero exit at the first run that fails.
+check: deps build asan
+	cd $(BUILD) && $(CTEST) $(CTEST_FLAGS)
+	cd $(BUILD_ASAN) && $(SAN_ENV) $(CTEST) $(CTEST_FLAGS) -L 'unit|interop'
+
+demo: deps build
+	VMDKIT=$(abspath $(BUILD))/vmdkit bash scripts/demo.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,120 @@
+# Shared helpers for tests/interop/*.sh (sourced, not run; every *.sh in
+# tests/interop/ is a test, so helpers live here).
+#
+# Environment (set by ctest): VMDKIT (the CLI), BUILD_DIR, SRC_DIR, CORPUS,
+# TMPDIR.  Run by hand:  VMDKIT=build/vmdkit SRC_DIR=. bash tests/interop/X.sh
+#
+# Provides:
+#   $tmpdir              a fresh directory, removed on exit
+#   need TOOL...         exit 77 (skip) unless every TOOL is on PATH
+#   die MSG...           print "FAIL: MSG" on stderr and exit 1
+#   sha FILE             sha256 of FILE (hex)
+#   run CMD...           run CMD, keeping going on failure: $rc is its exit
+#                        status, $tmpdir/out and $tmpdir/err its output
+#   expect_rc N CMD...   run CMD, die unless it exits N
+#   one_error_line WHAT  die unless $tmpdir/err is exactly one line that
+#                        starts with "vmdkit: "
+#   same FILE1 FILE2     die unless the files have the same bytes (cmp)
+#   json_get FILE KEY... print a value from a JSON document (python3):
+#                        keys are object keys or array indexes
+#   map_grains JSON G    a qemu-img style JSON map, one line per G-byte
+#                        grain: "start present zero data file-offset"
+#                        (so maps that merge runs differently compare equal)
+
+set -euo pipefail
+
+if [[ -z "${VMDKIT:-}" ]]; then
+  if [[ -n "${BUILD_DIR:-}" && -x "$BUILD_DIR/vmdkit" ]]; then
+    VMDKIT=$BUILD_DIR/vmdkit
+  else
+    echo "FAIL: VMDKIT is not set (the vmdkit CLI to test)" >&2
+    exit 1
+  fi
+fi
+[[ -x "$VMDKIT" ]] || { echo "FAIL: VMDKIT=$VMDKIT is not executable" >&2; exit 1; }
+: "${SRC_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+: "${CORPUS:=$SRC_DIR/../shared/corpus}"
+mkdir -p "${TMPDIR:-/tmp}"
+
+tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/vmdkit-$(basename "$0" .sh).XXXXXX")
+trap 'rm -rf "$tmpdir"' EXIT
+
+die() {
+  echo "FAIL: $(basename "$0"): $*" >&2
+  exit 1
+}
+
+need() {
+  local t
+  for t in "$@"; do
+    if ! command -v "$t" >/dev/null 2>&1; then
+      echo "SKIP: $t is not installed" >&2
+      exit 77
+    fi
+  done
+}
+
+sha() {
+  sha256sum "$1" | cut -d' ' -f1
+}
+
+rc=0
+run() {
+  set +e
+  "$@" >"$tmpdir/out" 2>"$tmpdir/err"
+  rc=$?
+  set -e
+}
+
+expect_rc() {
+  local want=$1
+  shift
+  run "$@"
+  if [[ $rc -ne $want ]]; then
+    echo "--- stdout:" >&2; head -c 2000 "$tmpdir/out" >&2 || true
+    echo "--- stderr:" >&2; head -c 2000 "$tmpdir/err" >&2 || true
+    die "'$*' exited $rc, expected $want"
+  fi
+}
+
+one_error_line() {
+  local what=$1 n
+  n=$(wc -l <"$tmpdir/err")
+  if [[ $n -ne 1 ]] || ! head -n1 "$tmpdir/err" | grep -q '^vmdkit: '; then
+    echo "--- stderr ($n lines):" >&2; cat "$tmpdir/err" >&2
+    die "$what: expected exactly one stderr line starting 'vmdkit: '"
+  fi
+}
+
+same() {
+  if ! cmp "$1" "$2"; then
+    die "$1 and $2 differ"
+  fi
+}
+
+json_get() {
+  python3 - "$@" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    doc = doc[int(k)] if isinstance(doc, list) else doc[k]
+print(json.dumps(doc) if isinstance(doc, (dict, list, bool)) or doc is None else doc)
+EOF
+}
+
+map_grains() {
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+G = int(sys.argv[2])
+end = 0
+for e in json.load(open(sys.argv[1])):
+    s, n = int(e["start"]), int(e["length"])
+    if s != end:
+        sys.exit("map: run at %d, expected %d" % (s, end))
+    end = s + n
+    for g in range(s, s + n, G):
+        off = e.get("offset")
+        print(g, int(e["present"]), int(e["zero"]), int(e["data"]),
+              "-" if off is None else off + (g - s))
+EOF
+}

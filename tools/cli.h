@@ -1,0 +1,189 @@
+/* vmdkit CLI: helpers shared by the subcommands (tools/common.c).
+ *
+ * The CLI is a thin adapter over include/vmdkit.h: it parses and validates
+ * the command line, calls the library and prints the result.  It never
+ * includes lib/internal.h and does no format work of its own.
+ *
+ * Output rules every command follows:
+ *  - errors are one line on stderr: "vmdkit: <library message>" (library
+ *    messages already name the file) or "vmdkit: FILE: problem";
+ *  - nothing is half-printed: a report is built in a struct strbuf and
+ *    written only once everything it describes has succeeded;
+ *  - stdout is flushed and checked before a command returns success.
+ */
+#ifndef VMDKIT_CLI_H
+#define VMDKIT_CLI_H
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmdkit.h"
+
+/* ---- subcommands -------------------------------------------------------- */
+
+/* int cmd_X(argc, argv): argv[0] is the command name; returns the process
+ * exit status. */
+
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_read(int argc, char **argv);
+int cmd_write(int argc, char **argv);
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* "vmdkit: <vmdk_get_error()>".  When the library left no message, falls
+ * back to "vmdkit: FILE: <strerror(vmdk_get_errno())>" (FILE may be NULL). */
+void cli_lib_error(const char *file);
+
+/* "vmdkit: FILE: <message>" (or "vmdkit: <message>" when FILE is NULL). */
+void cli_error(const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A command-line mistake: "vmdkit: CMD: <message> (try 'vmdkit CMD
+ * --help')". */
+void cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Report what getopt_long() returned for a bad option (C is '?' or ':',
+ * the option string must start with ':').  ARGV and LONG_OPTIONS are what
+ * getopt_long() was given. */
+void cli_bad_option(const char *cmd, char **argv, int c,
+                    const struct option *long_options);
+
+/* Print TEXT (a command's usage) on stdout; returns 0, or 1 when stdout
+ * could not be written. */
+int cli_print_help(const char *text);
+
+/* fflush(stdout) and check it ever failed: 0, or -1 after printing
+ * "vmdkit: write error on stdout: ...". */
+int cli_flush_stdout(void);
+
+/* ---- argument parsing (each prints its own one-line error, returns -1) -- */
+
+/* A size or offset in bytes: decimal digits (or 0x-prefixed hex) and an
+ * optional suffix b/B (bytes) or k/K, m/M, g/G, t/T, p/P, e/E (powers of
+ * 1024).  WHAT names the argument in messages ("size", "offset").  Junk,
+ * signs, fractions and values above UINT64_MAX are refused. */
+int cli_parse_size(const char *what, const char *s, uint64_t *out);
+
+/* -f / -O format names: "vmdk" -> VMDK_FORMAT_VMDK, "raw" ->
+ * VMDK_FORMAT_RAW. */
+int cli_parse_format(const char *s, int *format);
+
+enum cli_output { CLI_OUTPUT_HUMAN, CLI_OUTPUT_JSON };
+/* --output=human|json */
+int cli_parse_output(const char *s, enum cli_output *out);
+
+/* Apply one -o argument "key=val,key=val" to *OPTS (later keys win).
+ * Keys: subformat=monolithicSparse|monolithicFlat (case-insensitive),
+ * adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi, hwversion=N,
+ * zeroed_grain=on|off, grain_size=BYTES (power of two, 4 KiB..1 GiB).
+ * adapter_type points at a static string.  "help" prints the list and
+ * sets *HELP (the caller then exits 0). */
+int cli_parse_create_options(const char *s, struct vmdk_create_options *opts,
+                             bool *help);
+
+/* ---- growable text buffer ----------------------------------------------- */
+
+struct strbuf {
+  char *data;  /* NUL-terminated when len > 0 */
+  size_t len;  /* bytes used, excluding the NUL */
+  size_t cap;  /* bytes allocated */
+  bool failed; /* an allocation failed: contents are incomplete */
+};
+
+#define STRBUF_INIT                                                            \
+  { NULL, 0, 0, false }
+
+void sb_append(struct strbuf *sb, const char *s, size_t n);
+void sb_puts(struct strbuf *sb, const char *s);
+void sb_printf(struct strbuf *sb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void sb_free(struct strbuf *sb);
+/* Write the whole buffer to stdout and flush.  0, or -1 after printing an
+ * error (also when an earlier allocation failed). */
+int sb_write_stdout(struct strbuf *sb);
+
+/* ---- JSON --------------------------------------------------------------- */
+
+/* Append S as a JSON string literal (with the quotes).  Control characters
+ * are escaped; bytes that are not valid UTF-8 become U+FFFD. */
+void json_escape(struct strbuf *sb, const char *s);
+
+/* A pretty-printer laid out like qemu-img's --output=json (4-space
+ * indent).  Members are added in order; KEY is NULL inside arrays and for
+ * the top-level value. */
+#define JSON_MAX_DEPTH 16
+struct json {
+  struct strbuf *sb;
+  int depth;                        /* open containers */
+  bool has_members[JSON_MAX_DEPTH]; /* per level: something was written */
+};
+
+void json_init(struct json *j, struct strbuf *sb);
+void json_open_object(struct json *j, const char *key);
+void json_close_object(struct json *j);
+void json_open_array(struct json *j, const char *key);
+void json_close_array(struct json *j);
+void json_uint(struct json *j, const char *key, uint64_t v);
+void json_string(struct json *j, const char *key, const char *v);
+void json_bool(struct json *j, const char *key, bool v);
+
+/* ---- formatting --------------------------------------------------------- */
+
+/* qemu-img style human size: three significant digits and a binary unit,
+ * switching unit at 1000: "0 B", "999 B", "0.977 KiB", "84 KiB",
+ * "1.5 GiB".  BUF must hold 32 bytes; returns BUF. */
+char *cli_human_size(char *buf, uint64_t bytes);
+
+/* ---- progress bar (-p) -------------------------------------------------- */
+
+/* qemu-img style "    (12.34/100%)" rewritten with \r on stderr; does
+ * nothing unless ENABLED. */
+struct cli_progress {
+  bool enabled;
+  double shown; /* last percentage printed, < 0 before the first */
+};
+
+void progress_start(struct cli_progress *p, bool enabled);
+/* DONE of TOTAL bytes are processed (TOTAL 0 counts as complete). */
+void progress_update(struct cli_progress *p, uint64_t done, uint64_t total);
+/* Print 100% (when SUCCESS) and end the line. */
+void progress_end(struct cli_progress *p, bool success);
+
+/* ---- block status walking ----------------------------------------------- */
+
+/* Caches the run of a disk that contains a given offset, so walking a disk
+ * front to back costs one vmdk_block_status() call per run. */
+struct run_cursor {
+  struct vmdk_disk *disk;
+  const char *name;    /* image name for messages */
+  uint64_t size;       /* virtual size of DISK */
+  bool valid;          /* RUN holds a run */
+  struct vmdk_run run; /* run->file is owned by DISK */
+};
+
+void run_cursor_init(struct run_cursor *c, struct vmdk_disk *disk,
+                     const char *name);
+/* Point *RUN at the run containing OFF (< size).  0, or -1 after printing
+ * an error. */
+int run_cursor_at(struct run_cursor *c, uint64_t off,
+                  const struct vmdk_run **run);
+
+/* Whether the N bytes at P are all zero (N may be 0). */
+bool buffer_is_zero(const void *p, size_t n);
+
+/* ---- shared constants --------------------------------------------------- */
+
+#define MiB ((uint64_t)1 << 20)
+/* Bytes moved per read/write call by read, write and compare. */
+#define CLI_IO_CHUNK (1 * MiB)
+
+#endif /* VMDKIT_CLI_H */

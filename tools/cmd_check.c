@@ -1,0 +1,157 @@
+/* vmdkit check: check an image's metadata, reporting like `qemu-img check`.
+ *
+ * Exit status: 0 no problems, 2 corruption found, 3 only leaks found, 1 the
+ * check could not run (open failed, I/O error). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+static const char usage[] =
+    "Usage: vmdkit check [-f vmdk|raw] [--output=human|json] [-q] FILE\n"
+    "\n"
+    "Check the metadata of the image FILE: grain directories against their\n"
+    "redundant copies, grain table entries past the end of the file, grains\n"
+    "overlapping each other or the metadata, and leaked space.  Every problem\n"
+    "is printed on stderr.  The image is opened read-only (nothing is "
+    "repaired).\n"
+    "\n"
+    "  -f FMT              image format: vmdk or raw (default: probe)\n"
+    "  --output=FORMAT     human (default) or json\n"
+    "  -q                  quiet: no summary (problems are still printed)\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "Exit status: 0 no problems, 2 corruption, 3 leaked space only, 1 the "
+    "check\n"
+    "could not be done.\n";
+
+/* Each problem goes to stderr at once, so it is seen even if a later step
+ * fails; the message names the file. */
+static void print_problem(void *opaque, enum vmdk_problem_kind kind,
+                          const char *message) {
+  (void)opaque;
+  if (kind == VMDK_PROBLEM_LEAK)
+    fprintf(stderr, "Leaked cluster: %s\n", message);
+  else
+    fprintf(stderr, "ERROR %s\n", message);
+}
+
+static void human_summary(struct strbuf *sb,
+                          const struct vmdk_check_result *r) {
+  if (r->corruptions == 0 && r->leaks == 0) {
+    sb_puts(sb, "No errors were found on the image.\n");
+  } else {
+    if (r->corruptions)
+      sb_printf(sb,
+                "\n%" PRIu64 " errors were found on the image.\n"
+                "Data may be corrupted, or further writes to the image may "
+                "corrupt it.\n",
+                r->corruptions);
+    if (r->leaks)
+      sb_printf(sb,
+                "\n%" PRIu64 " leaked clusters were found on the image.\n"
+                "This means waste of disk space, but no harm to data.\n",
+                r->leaks);
+  }
+  if (r->total_grains)
+    sb_printf(sb, "%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated\n",
+              r->allocated_grains, r->total_grains,
+              (double)r->allocated_grains * 100.0 / (double)r->total_grains);
+}
+
+static void json_summary(struct strbuf *sb, const char *file,
+                         const char *format,
+                         const struct vmdk_check_result *r) {
+  struct json j;
+  json_init(&j, sb);
+  json_open_object(&j, NULL);
+  json_uint(&j, "check-errors", 0);
+  json_uint(&j, "corruptions", r->corruptions);
+  json_uint(&j, "leaks", r->leaks);
+  json_uint(&j, "leaked-bytes", r->leaked_bytes);
+  json_uint(&j, "total-clusters", r->total_grains);
+  json_uint(&j, "allocated-clusters", r->allocated_grains);
+  json_string(&j, "filename", file);
+  json_string(&j, "format", format);
+  json_close_object(&j);
+  sb_puts(sb, "\n");
+}
+
+int cmd_check(int argc, char **argv) {
+  static const struct option long_options[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"output", required_argument, NULL, 'O'},
+      {NULL, 0, NULL, 0},
+  };
+  int format = VMDK_FORMAT_AUTO;
+  enum cli_output output = CLI_OUTPUT_HUMAN;
+  bool quiet = false;
+  int c;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":f:qh", long_options, NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      if (cli_parse_format(optarg, &format) < 0)
+        return 1;
+      break;
+    case 'O':
+      if (cli_parse_output(optarg, &output) < 0)
+        return 1;
+      break;
+    case 'q':
+      quiet = true;
+      break;
+    case 'h':
+      return cli_print_help(usage);
+    default:
+      cli_bad_option(argv[0], argv, c, long_options);
+      return 1;
+    }
+  }
+  if (argc - optind != 1) {
+    cli_usage_error(argv[0], "expected one FILE");
+    return 1;
+  }
+  const char *file = argv[optind];
+
+  struct vmdk_disk *disk = vmdk_open_format(file, format, 0);
+  if (!disk) {
+    cli_lib_error(file);
+    return 1;
+  }
+  struct vmdk_check_result result = {0};
+  if (vmdk_check(disk, &result, print_problem, NULL) < 0) {
+    cli_lib_error(file);
+    vmdk_close(disk);
+    return 1;
+  }
+
+  struct strbuf sb = STRBUF_INIT;
+  int ret = 1;
+  if (output == CLI_OUTPUT_JSON) {
+    struct vmdk_info info;
+    if (vmdk_get_info(disk, &info) < 0) {
+      cli_lib_error(file);
+      goto out;
+    }
+    json_summary(&sb, file, info.format, &result);
+  } else if (!quiet) {
+    human_summary(&sb, &result);
+  }
+  if (vmdk_close(disk) < 0) {
+    disk = NULL;
+    cli_lib_error(file);
+    goto out;
+  }
+  disk = NULL;
+  if (sb_write_stdout(&sb) < 0)
+    goto out;
+  ret = result.corruptions ? 2 : result.leaks ? 3 : 0;
+out:
+  vmdk_close(disk);
+  sb_free(&sb);
+  return ret;
+}

@@ -1,0 +1,122 @@
+/* vmdkit create: make a new VMDK or raw image. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+static const char usage[] =
+    "Usage: vmdkit create [-f vmdk|raw] [-o OPTIONS] [-q] FILE SIZE\n"
+    "\n"
+    "Create the image FILE with a virtual size of SIZE bytes (suffixes b, K, "
+    "M, G,\n"
+    "T, P, E: powers of 1024; rounded up to 512 bytes).  Existing files are\n"
+    "overwritten.\n"
+    "\n"
+    "  -f FMT       image format: vmdk (default) or raw\n"
+    "  -o OPTIONS   VMDK options key=value[,key=value...]; '-o help' lists "
+    "them:\n"
+    "               subformat=monolithicSparse|monolithicFlat,\n"
+    "               adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi,\n"
+    "               hwversion=N, zeroed_grain=on|off, grain_size=BYTES\n"
+    "  -q           quiet: do not print the 'Formatting ...' line\n"
+    "  -h, --help   show this help\n";
+
+static const char *subformat_name(enum vmdk_subformat s) {
+  switch (s) {
+  case VMDK_SUBFORMAT_MONOLITHIC_SPARSE:
+    return "monolithicSparse";
+  case VMDK_SUBFORMAT_MONOLITHIC_FLAT:
+    return "monolithicFlat";
+  case VMDK_SUBFORMAT_RAW:
+    return "raw";
+  }
+  return "?";
+}
+
+int cmd_create(int argc, char **argv) {
+  static const struct option long_options[] = {
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  struct vmdk_create_options opts = {0};
+  int format = VMDK_FORMAT_VMDK;
+  bool have_opts = false, quiet = false, help = false;
+  int c;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":f:o:qh", long_options, NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      if (cli_parse_format(optarg, &format) < 0)
+        return 1;
+      break;
+    case 'o':
+      if (cli_parse_create_options(optarg, &opts, &help) < 0)
+        return 1;
+      have_opts = true;
+      break;
+    case 'q':
+      quiet = true;
+      break;
+    case 'h':
+      return cli_print_help(usage);
+    default:
+      cli_bad_option(argv[0], argv, c, long_options);
+      return 1;
+    }
+  }
+  if (help) /* -o help: the option list is printed */
+    return cli_flush_stdout() == 0 ? 0 : 1;
+  if (argc - optind != 2) {
+    cli_usage_error(argv[0], "expected FILE SIZE");
+    return 1;
+  }
+  const char *file = argv[optind];
+  uint64_t size;
+  if (cli_parse_size("size", argv[optind + 1], &size) < 0)
+    return 1;
+  if (format == VMDK_FORMAT_RAW) {
+    if (have_opts) {
+      cli_usage_error(argv[0], "-o options apply to vmdk images only");
+      return 1;
+    }
+    opts.subformat = VMDK_SUBFORMAT_RAW;
+  }
+  opts.size_bytes = size;
+
+  struct vmdk_disk *disk = vmdk_create(file, &opts, 0);
+  if (!disk) {
+    cli_lib_error(file);
+    return 1;
+  }
+  if (vmdk_close(disk) < 0) {
+    cli_lib_error(file);
+    return 1;
+  }
+
+  if (quiet)
+    return 0;
+  /* Like qemu-img: the size as given, then the options that were set. */
+  struct strbuf sb = STRBUF_INIT;
+  sb_printf(&sb, "Formatting '%s', fmt=%s size=%" PRIu64, file,
+            format == VMDK_FORMAT_RAW ? "raw" : "vmdk", size);
+  if (format == VMDK_FORMAT_VMDK) {
+    if (opts.subformat != VMDK_SUBFORMAT_MONOLITHIC_SPARSE)
+      sb_printf(&sb, " subformat=%s", subformat_name(opts.subformat));
+    if (opts.adapter_type)
+      sb_printf(&sb, " adapter_type=%s", opts.adapter_type);
+    if (opts.hw_version)
+      sb_printf(&sb, " hwversion=%u", opts.hw_version);
+    if (opts.zeroed_grain)
+      sb_puts(&sb, " zeroed_grain=on");
+    if (opts.grain_sectors)
+      sb_printf(&sb, " grain_size=%" PRIu64,
+                (uint64_t)opts.grain_sectors * 512);
+  }
+  sb_puts(&sb, "\n");
+  int ret = sb_write_stdout(&sb) == 0 ? 0 : 1;
+  sb_free(&sb);
+  return ret;
+}

@@ -1,0 +1,184 @@
+/* vmdkit info: describe an image, laid out like `qemu-img info`. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+    "Usage: vmdkit info [-f vmdk|raw] [--output=human|json] FILE\n"
+    "\n"
+    "Show the format, sizes and VMDK details (CIDs, create type, adapter,\n"
+    "extents) of the image FILE.  The layout and the JSON keys follow\n"
+    "'qemu-img info'.\n"
+    "\n"
+    "  -f FMT              image format: vmdk or raw (default: probe)\n"
+    "  --output=FORMAT     human (default) or json\n"
+    "  -h, --help          show this help\n";
+
+static bool is_vmdk(const struct vmdk_info *info) {
+  return info->format && strcmp(info->format, "vmdk") == 0;
+}
+
+static void human_info(struct strbuf *sb, const char *file,
+                       const struct vmdk_info *info) {
+  char vs[32], ds[32];
+  sb_printf(sb, "image: %s\n", file);
+  sb_printf(sb, "file format: %s\n", info->format ? info->format : "");
+  sb_printf(sb, "virtual size: %s (%" PRIu64 " bytes)\n",
+            cli_human_size(vs, info->size_bytes), info->size_bytes);
+  sb_printf(sb, "disk size: %s\n", cli_human_size(ds, info->actual_bytes));
+  if (info->cluster_bytes)
+    sb_printf(sb, "cluster_size: %" PRIu64 "\n", info->cluster_bytes);
+  if (info->dirty)
+    sb_puts(sb, "cleanly shut down: no\n");
+  if (!is_vmdk(info))
+    return;
+
+  sb_puts(sb, "Format specific information:\n");
+  sb_printf(sb, "    cid: %" PRIu32 "\n", info->cid);
+  sb_printf(sb, "    parent cid: %" PRIu32 "\n", info->parent_cid);
+  sb_printf(sb, "    create type: %s\n",
+            info->create_type ? info->create_type : "");
+  if (info->adapter_type)
+    sb_printf(sb, "    adapter type: %s\n", info->adapter_type);
+  if (info->hw_version)
+    sb_printf(sb, "    hw version: %s\n", info->hw_version);
+  if (info->parent_hint)
+    sb_printf(sb, "    parent filename hint: %s\n", info->parent_hint);
+  sb_puts(sb, "    extents:\n");
+  for (size_t i = 0; i < info->n_extents; i++) {
+    const struct vmdk_extent_info *e = &info->extents[i];
+    sb_printf(sb, "        [%zu]:\n", i);
+    sb_printf(sb, "            virtual size: %" PRIu64 "\n", e->size_bytes);
+    sb_printf(sb, "            filename: %s\n", e->filename ? e->filename : "");
+    if (e->grain_bytes)
+      sb_printf(sb, "            cluster size: %" PRIu64 "\n", e->grain_bytes);
+    sb_printf(sb, "            format: %s\n", e->type ? e->type : "");
+    sb_printf(sb, "            compressed: %s\n",
+              e->compressed ? "true" : "false");
+    sb_printf(sb, "            type: %s\n", e->type ? e->type : "");
+    sb_printf(sb, "            access: %s\n", e->access ? e->access : "");
+    if (e->grain_bytes) {
+      sb_printf(sb, "            version: %u\n", e->version);
+      sb_printf(sb, "            zeroed grain: %s\n",
+                e->zeroed_grain ? "true" : "false");
+    }
+  }
+}
+
+static void json_info(struct strbuf *sb, const char *file,
+                      const struct vmdk_info *info) {
+  struct json j;
+  json_init(&j, sb);
+  json_open_object(&j, NULL);
+  json_uint(&j, "virtual-size", info->size_bytes);
+  json_string(&j, "filename", file);
+  if (info->cluster_bytes)
+    json_uint(&j, "cluster-size", info->cluster_bytes);
+  json_string(&j, "format", info->format);
+  json_uint(&j, "actual-size", info->actual_bytes);
+  if (is_vmdk(info)) {
+    json_open_object(&j, "format-specific");
+    json_string(&j, "type", "vmdk");
+    json_open_object(&j, "data");
+    json_uint(&j, "cid", info->cid);
+    json_uint(&j, "parent-cid", info->parent_cid);
+    json_string(&j, "create-type", info->create_type);
+    if (info->adapter_type)
+      json_string(&j, "adapter-type", info->adapter_type);
+    if (info->hw_version)
+      json_string(&j, "hw-version", info->hw_version);
+    if (info->parent_hint)
+      json_string(&j, "parent-filename-hint", info->parent_hint);
+    json_open_array(&j, "extents");
+    for (size_t i = 0; i < info->n_extents; i++) {
+      const struct vmdk_extent_info *e = &info->extents[i];
+      json_open_object(&j, NULL);
+      json_uint(&j, "virtual-size", e->size_bytes);
+      json_string(&j, "filename", e->filename);
+      if (e->grain_bytes)
+        json_uint(&j, "cluster-size", e->grain_bytes);
+      json_string(&j, "format", e->type);
+      json_bool(&j, "compressed", e->compressed != 0);
+      json_string(&j, "type", e->type);
+      json_string(&j, "access", e->access);
+      if (e->grain_bytes) {
+        json_uint(&j, "version", e->version);
+        json_bool(&j, "zeroed-grain", e->zeroed_grain != 0);
+      }
+      json_close_object(&j);
+    }
+    json_close_array(&j);
+    json_close_object(&j); /* data */
+    json_close_object(&j); /* format-specific */
+  }
+  json_bool(&j, "dirty-flag", info->dirty != 0);
+  json_close_object(&j);
+  sb_puts(sb, "\n");
+}
+
+int cmd_info(int argc, char **argv) {
+  static const struct option long_options[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"output", required_argument, NULL, 'O'},
+      {NULL, 0, NULL, 0},
+  };
+  int format = VMDK_FORMAT_AUTO;
+  enum cli_output output = CLI_OUTPUT_HUMAN;
+  int c;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":f:h", long_options, NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      if (cli_parse_format(optarg, &format) < 0)
+        return 1;
+      break;
+    case 'O':
+      if (cli_parse_output(optarg, &output) < 0)
+        return 1;
+      break;
+    case 'h':
+      return cli_print_help(usage);
+    default:
+      cli_bad_option(argv[0], argv, c, long_options);
+      return 1;
+    }
+  }
+  if (argc - optind != 1) {
+    cli_usage_error(argv[0], "expected one FILE");
+    return 1;
+  }
+  const char *file = argv[optind];
+
+  struct vmdk_disk *disk = vmdk_open_format(file, format, 0);
+  if (!disk) {
+    cli_lib_error(file);
+    return 1;
+  }
+  struct vmdk_info info;
+  if (vmdk_get_info(disk, &info) < 0) {
+    cli_lib_error(file);
+    vmdk_close(disk);
+    return 1;
+  }
+
+  struct strbuf sb = STRBUF_INIT;
+  if (output == CLI_OUTPUT_JSON)
+    json_info(&sb, file, &info);
+  else
+    human_info(&sb, file, &info);
+  /* The strings in INFO belong to DISK: format before closing. */
+  int ret = 0;
+  if (vmdk_close(disk) < 0) {
+    cli_lib_error(file);
+    ret = 1;
+  } else if (sb_write_stdout(&sb) < 0) {
+    ret = 1;
+  }
+  sb_free(&sb);
+  return ret;
+}

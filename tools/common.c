@@ -1,0 +1,702 @@
+/* vmdkit CLI: shared helpers (see cli.h for the contracts). */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- errors ------------------------------------------------------------- */
+
+void cli_lib_error(const char *file) {
+  const char *msg = vmdk_get_error();
+  if (msg && *msg) {
+    fprintf(stderr, "vmdkit: %s\n", msg);
+    return;
+  }
+  int e = vmdk_get_errno();
+  const char *what = e ? strerror(e) : "unknown error";
+  if (file)
+    fprintf(stderr, "vmdkit: %s: %s\n", file, what);
+  else
+    fprintf(stderr, "vmdkit: %s\n", what);
+}
+
+static void verror(const char *file, const char *fmt, va_list ap) {
+  fputs("vmdkit: ", stderr);
+  if (file)
+    fprintf(stderr, "%s: ", file);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+}
+
+void cli_error(const char *file, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  verror(file, fmt, ap);
+  va_end(ap);
+}
+
+void cli_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "vmdkit: %s: ", cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, " (try 'vmdkit %s --help')\n", cmd);
+}
+
+void cli_bad_option(const char *cmd, char **argv, int c,
+                    const struct option *long_options) {
+  /* getopt_long has advanced optind past the offending word, except for a
+   * short option that is not the last of a cluster ("-xq"). */
+  const char *word = optind > 0 ? argv[optind - 1] : "";
+  bool is_long = false;
+  size_t n = strcspn(word, "=");
+  if (strncmp(word, "--", 2) == 0) {
+    if (optopt == 0) /* unknown or ambiguous long option */
+      is_long = true;
+    for (const struct option *o = long_options; o && o->name; o++)
+      if (o->val == optopt && n > 2 && strncmp(o->name, word + 2, n - 2) == 0)
+        is_long = true;
+  }
+  char name[64];
+  if (is_long) {
+    if (n >= sizeof name)
+      n = sizeof name - 1;
+    memcpy(name, word, n);
+    name[n] = '\0';
+  } else {
+    snprintf(name, sizeof name, "-%c", optopt ? optopt : '?');
+  }
+  if (c == ':')
+    cli_usage_error(cmd, "option '%s' requires an argument", name);
+  else if (!is_long && optopt >= '0' && optopt <= '9')
+    cli_usage_error(cmd,
+                    "unknown option '%s' (sizes and offsets cannot be "
+                    "negative)",
+                    name);
+  else if (is_long && optopt)
+    cli_usage_error(cmd, "option '%s' does not take an argument", name);
+  else
+    cli_usage_error(cmd, "unknown option '%s'", name);
+}
+
+int cli_flush_stdout(void) {
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    cli_error(NULL, "write error on stdout: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int cli_print_help(const char *text) {
+  fputs(text, stdout);
+  return cli_flush_stdout() == 0 ? 0 : 1;
+}
+
+/* ---- argument parsing --------------------------------------------------- */
+
+static int digit_value(char ch, int base) {
+  int v;
+  if (ch >= '0' && ch <= '9')
+    v = ch - '0';
+  else if (ch >= 'a' && ch <= 'f')
+    v = ch - 'a' + 10;
+  else if (ch >= 'A' && ch <= 'F')
+    v = ch - 'A' + 10;
+  else
+    return -1;
+  return v < base ? v : -1;
+}
+
+int cli_parse_size(const char *what, const char *s, uint64_t *out) {
+  const char *p = s;
+  int base = 10;
+  uint64_t v = 0;
+
+  if (*p == '-') {
+    cli_error(NULL, "invalid %s '%s': negative values are not allowed", what,
+              s);
+    return -1;
+  }
+  if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+    base = 16;
+    p += 2;
+  }
+  if (digit_value(*p, base) < 0) {
+    cli_error(NULL, "invalid %s '%s': not a number", what, s);
+    return -1;
+  }
+  for (; digit_value(*p, base) >= 0; p++) {
+    if (__builtin_mul_overflow(v, (uint64_t)base, &v) ||
+        __builtin_add_overflow(v, (uint64_t)digit_value(*p, base), &v)) {
+      cli_error(NULL,
+                "invalid %s '%s': too large (the maximum is %" PRIu64 " bytes)",
+                what, s, UINT64_MAX);
+      return -1;
+    }
+  }
+
+  unsigned shift;
+  switch (*p) {
+  case '\0':
+  case 'b':
+  case 'B':
+    shift = 0;
+    break;
+  case 'k':
+  case 'K':
+    shift = 10;
+    break;
+  case 'm':
+  case 'M':
+    shift = 20;
+    break;
+  case 'g':
+  case 'G':
+    shift = 30;
+    break;
+  case 't':
+  case 'T':
+    shift = 40;
+    break;
+  case 'p':
+  case 'P':
+    shift = 50;
+    break;
+  case 'e':
+  case 'E':
+    shift = 60;
+    break;
+  case '.':
+  case ',':
+    cli_error(NULL, "invalid %s '%s': fractions are not supported", what, s);
+    return -1;
+  default:
+    cli_error(NULL,
+              "invalid %s '%s': unknown suffix '%s' (use b, K, M, G, T, "
+              "P or E; powers of 1024)",
+              what, s, p);
+    return -1;
+  }
+  if (*p != '\0' && p[1] != '\0') {
+    cli_error(NULL, "invalid %s '%s': junk '%s' after the number", what, s,
+              p + 1);
+    return -1;
+  }
+  if (shift && v > (UINT64_MAX >> shift)) {
+    cli_error(NULL,
+              "invalid %s '%s': too large (the maximum is %" PRIu64 " bytes)",
+              what, s, UINT64_MAX);
+    return -1;
+  }
+  *out = v << shift;
+  return 0;
+}
+
+int cli_parse_format(const char *s, int *format) {
+  if (strcmp(s, "vmdk") == 0)
+    *format = VMDK_FORMAT_VMDK;
+  else if (strcmp(s, "raw") == 0)
+    *format = VMDK_FORMAT_RAW;
+  else {
+    cli_error(NULL, "unknown image format '%s' (valid: vmdk, raw)", s);
+    return -1;
+  }
+  return 0;
+}
+
+int cli_parse_output(const char *s, enum cli_output *out) {
+  if (strcmp(s, "human") == 0)
+    *out = CLI_OUTPUT_HUMAN;
+  else if (strcmp(s, "json") == 0)
+    *out = CLI_OUTPUT_JSON;
+  else {
+    cli_error(NULL, "unknown --output format '%s' (valid: human, json)", s);
+    return -1;
+  }
+  return 0;
+}
+
+static const char *const adapter_types[] = {"ide", "buslogic", "lsilogic",
+                                            "legacyESX", "pvscsi"};
+
+#define CREATE_OPTION_KEYS                                                     \
+  "subformat, adapter_type, hwversion, zeroed_grain, grain_size"
+static const char *const create_option_keys[] = {
+    "subformat", "adapter_type", "hwversion", "zeroed_grain", "grain_size"};
+
+static bool is_create_option_key(const char *key) {
+  for (size_t i = 0; i < sizeof create_option_keys / sizeof *create_option_keys;
+       i++)
+    if (strcmp(key, create_option_keys[i]) == 0)
+      return true;
+  return false;
+}
+
+static const char create_options_help[] =
+    "Supported options (-o key=value,key=value):\n"
+    "  subformat=monolithicSparse|monolithicFlat   VMDK layout (default "
+    "monolithicSparse)\n"
+    "  adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi   (default "
+    "lsilogic)\n"
+    "  hwversion=N        ddb.virtualHWVersion (default 4)\n"
+    "  zeroed_grain=on|off   version-2 sparse header with zeroed-grain "
+    "entries\n"
+    "  grain_size=BYTES   grain (cluster) size, a power of two from 4K to 1G "
+    "(default 64K)\n";
+
+/* Apply KEY=VAL (both NUL-terminated) to *OPTS. */
+static int apply_create_option(const char *key, const char *val,
+                               struct vmdk_create_options *opts) {
+  if (strcmp(key, "subformat") == 0) {
+    if (strcasecmp(val, "monolithicSparse") == 0)
+      opts->subformat = VMDK_SUBFORMAT_MONOLITHIC_SPARSE;
+    else if (strcasecmp(val, "monolithicFlat") == 0)
+      opts->subformat = VMDK_SUBFORMAT_MONOLITHIC_FLAT;
+    else {
+      cli_error(NULL,
+                "invalid subformat '%s' (valid: monolithicSparse, "
+                "monolithicFlat)",
+                val);
+      return -1;
+    }
+  } else if (strcmp(key, "adapter_type") == 0) {
+    size_t i, n = sizeof adapter_types / sizeof adapter_types[0];
+    for (i = 0; i < n; i++)
+      if (strcasecmp(val, adapter_types[i]) == 0)
+        break;
+    if (i == n) {
+      cli_error(NULL,
+                "invalid adapter_type '%s' (valid: ide, buslogic, "
+                "lsilogic, legacyESX, pvscsi)",
+                val);
+      return -1;
+    }
+    opts->adapter_type = adapter_types[i];
+  } else if (strcmp(key, "hwversion") == 0) {
+    unsigned long long v = 0;
+    const char *p = val;
+    for (; *p >= '0' && *p <= '9'; p++) {
+      v = v * 10 + (unsigned)(*p - '0');
+      if (v > UINT_MAX)
+        break;
+    }
+    if (p == val || *p != '\0' || v == 0) {
+      cli_error(NULL,
+                "invalid hwversion '%s' (a positive integer, e.g. 4, "
+                "6 or 7)",
+                val);
+      return -1;
+    }
+    opts->hw_version = (unsigned)v;
+  } else if (strcmp(key, "zeroed_grain") == 0) {
+    if (strcmp(val, "on") == 0)
+      opts->zeroed_grain = 1;
+    else if (strcmp(val, "off") == 0)
+      opts->zeroed_grain = 0;
+    else {
+      cli_error(NULL, "invalid zeroed_grain '%s' (valid: on, off)", val);
+      return -1;
+    }
+  } else if (strcmp(key, "grain_size") == 0) {
+    uint64_t bytes;
+    if (cli_parse_size("grain_size", val, &bytes) < 0)
+      return -1;
+    if (bytes < 4096 || bytes > ((uint64_t)1 << 30) ||
+        (bytes & (bytes - 1)) != 0) {
+      cli_error(NULL,
+                "invalid grain_size '%s' (%" PRIu64 " bytes): must be "
+                "a power of two from 4096 (4K) to 1073741824 (1G)",
+                val, bytes);
+      return -1;
+    }
+    opts->grain_sectors = (uint32_t)(bytes / 512);
+  } else {
+    cli_error(NULL, "unknown option '%s' (valid: " CREATE_OPTION_KEYS ")", key);
+    return -1;
+  }
+  return 0;
+}
+
+int cli_parse_create_options(const char *s, struct vmdk_create_options *opts,
+                             bool *help) {
+  char *copy = strdup(s);
+  if (!copy) {
+    cli_error(NULL, "out of memory");
+    return -1;
+  }
+  int ret = 0;
+  char *save = NULL;
+  for (char *item = strtok_r(copy, ",", &save); item;
+       item = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(item, '=');
+    if (!eq) {
+      if (strcmp(item, "help") == 0 || strcmp(item, "?") == 0) {
+        fputs(create_options_help, stdout);
+        *help = true;
+        continue;
+      }
+      if (!is_create_option_key(item))
+        cli_error(NULL, "unknown option '%s' (valid: " CREATE_OPTION_KEYS ")",
+                  item);
+      else
+        cli_error(NULL, "option '%s' needs a value (%s=...)", item, item);
+      ret = -1;
+      break;
+    }
+    *eq = '\0';
+    if (apply_create_option(item, eq + 1, opts) < 0) {
+      ret = -1;
+      break;
+    }
+  }
+  free(copy);
+  return ret;
+}
+
+/* ---- growable text buffer ----------------------------------------------- */
+
+static bool sb_reserve(struct strbuf *sb, size_t extra) {
+  if (sb->failed)
+    return false;
+  if (extra < sb->cap - sb->len) /* room for EXTRA bytes and the NUL */
+    return true;
+  size_t need = sb->len + extra + 1;
+  if (need < sb->len) {
+    sb->failed = true;
+    return false;
+  }
+  size_t cap = sb->cap ? sb->cap : 256;
+  while (cap < need)
+    cap *= 2;
+  char *p = realloc(sb->data, cap);
+  if (!p) {
+    sb->failed = true;
+    return false;
+  }
+  sb->data = p;
+  sb->cap = cap;
+  return true;
+}
+
+void sb_append(struct strbuf *sb, const char *s, size_t n) {
+  if (!sb_reserve(sb, n))
+    return;
+  memcpy(sb->data + sb->len, s, n);
+  sb->len += n;
+  sb->data[sb->len] = '\0';
+}
+
+void sb_puts(struct strbuf *sb, const char *s) {
+  sb_append(sb, s, strlen(s));
+}
+
+void sb_printf(struct strbuf *sb, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    sb->failed = true;
+    return;
+  }
+  if (!sb_reserve(sb, (size_t)n))
+    return;
+  va_start(ap, fmt);
+  vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  sb->len += (size_t)n;
+}
+
+void sb_free(struct strbuf *sb) {
+  free(sb->data);
+  sb->data = NULL;
+  sb->len = sb->cap = 0;
+  sb->failed = false;
+}
+
+int sb_write_stdout(struct strbuf *sb) {
+  if (sb->failed) {
+    cli_error(NULL, "out of memory while formatting the output");
+    return -1;
+  }
+  if (sb->len)
+    fwrite(sb->data, 1, sb->len, stdout);
+  return cli_flush_stdout();
+}
+
+/* ---- JSON --------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at P (1..4), or 0 if invalid. */
+static size_t utf8_sequence(const unsigned char *p) {
+  unsigned c = p[0];
+  size_t n;
+  unsigned min;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+    min = 0x80;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    min = 0x800;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    min = 0x10000;
+  } else {
+    return 0;
+  }
+  unsigned cp = c & (0x7fu >> n);
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = cp << 6 | (p[i] & 0x3fu);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return n;
+}
+
+void json_escape(struct strbuf *sb, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  sb_append(sb, "\"", 1);
+  while (*p) {
+    unsigned char c = *p;
+    switch (c) {
+    case '"':
+      sb_append(sb, "\\\"", 2);
+      p++;
+      continue;
+    case '\\':
+      sb_append(sb, "\\\\", 2);
+      p++;
+      continue;
+    case '\n':
+      sb_append(sb, "\\n", 2);
+      p++;
+      continue;
+    case '\r':
+      sb_append(sb, "\\r", 2);
+      p++;
+      continue;
+    case '\t':
+      sb_append(sb, "\\t", 2);
+      p++;
+      continue;
+    case '\b':
+      sb_append(sb, "\\b", 2);
+      p++;
+      continue;
+    case '\f':
+      sb_append(sb, "\\f", 2);
+      p++;
+      continue;
+    default:
+      break;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      sb_printf(sb, "\\u%04x", c);
+      p++;
+      continue;
+    }
+    size_t n = utf8_sequence(p);
+    if (n == 0) {
+      sb_append(sb, "\\ufffd", 6);
+      p++;
+    } else {
+      sb_append(sb, (const char *)p, n);
+      p += n;
+    }
+  }
+  sb_append(sb, "\"", 1);
+}
+
+void json_init(struct json *j, struct strbuf *sb) {
+  j->sb = sb;
+  j->depth = 0;
+  j->has_members[0] = false;
+}
+
+/* Separator, indentation and "key": before a value. */
+static void json_member(struct json *j, const char *key) {
+  if (j->depth == 0)
+    return;
+  sb_puts(j->sb, j->has_members[j->depth] ? ",\n" : "\n");
+  for (int i = 0; i < j->depth; i++)
+    sb_append(j->sb, "    ", 4);
+  if (key) {
+    json_escape(j->sb, key);
+    sb_append(j->sb, ": ", 2);
+  }
+  j->has_members[j->depth] = true;
+}
+
+static void json_open(struct json *j, const char *key, char bracket) {
+  json_member(j, key);
+  sb_append(j->sb, &bracket, 1);
+  if (j->depth + 1 >= JSON_MAX_DEPTH) {
+    j->sb->failed = true;
+    return;
+  }
+  j->depth++;
+  j->has_members[j->depth] = false;
+}
+
+static void json_close(struct json *j, char bracket) {
+  if (j->depth <= 0) {
+    j->sb->failed = true;
+    return;
+  }
+  if (j->has_members[j->depth]) {
+    sb_append(j->sb, "\n", 1);
+    for (int i = 0; i < j->depth - 1; i++)
+      sb_append(j->sb, "    ", 4);
+  }
+  sb_append(j->sb, &bracket, 1);
+  j->depth--;
+}
+
+void json_open_object(struct json *j, const char *key) {
+  json_open(j, key, '{');
+}
+void json_close_object(struct json *j) {
+  json_close(j, '}');
+}
+void json_open_array(struct json *j, const char *key) {
+  json_open(j, key, '[');
+}
+void json_close_array(struct json *j) {
+  json_close(j, ']');
+}
+
+void json_uint(struct json *j, const char *key, uint64_t v) {
+  json_member(j, key);
+  sb_printf(j->sb, "%" PRIu64, v);
+}
+
+void json_string(struct json *j, const char *key, const char *v) {
+  json_member(j, key);
+  json_escape(j->sb, v ? v : "");
+}
+
+void json_bool(struct json *j, const char *key, bool v) {
+  json_member(j, key);
+  sb_puts(j->sb, v ? "true" : "false");
+}
+
+/* ---- formatting --------------------------------------------------------- */
+
+char *cli_human_size(char *buf, uint64_t bytes) {
+  static const char *const units[] = {"B",   "KiB", "MiB", "GiB",
+                                      "TiB", "PiB", "EiB"};
+  /* Unit i is used from 1000 * 1024^(i-1) bytes on, so the number shown
+   * stays below 1000. */
+  unsigned i = 0;
+  while (i < 6 && (double)bytes >= 1000.0 * (double)((uint64_t)1 << (10 * i)))
+    i++;
+  double v = (double)bytes / (double)((uint64_t)1 << (10 * i));
+  snprintf(buf, 32, "%0.3g %s", v, units[i]);
+  return buf;
+}
+
+/* ---- progress bar (-p) -------------------------------------------------- */
+
+static void progress_print(double pct) {
+  fprintf(stderr, "    (%3.2f/100%%)\r", pct);
+  fflush(stderr);
+}
+
+void progress_start(struct cli_progress *p, bool enabled) {
+  p->enabled = enabled;
+  p->shown = -1.0;
+  if (enabled) {
+    progress_print(0.0);
+    p->shown = 0.0;
+  }
+}
+
+void progress_update(struct cli_progress *p, uint64_t done, uint64_t total) {
+  if (!p->enabled)
+    return;
+  double pct = total ? (double)done * 100.0 / (double)total : 100.0;
+  if (pct > 100.0)
+    pct = 100.0;
+  /* Redraw at most once per percent, like qemu-img. */
+  if (pct - p->shown >= 1.0 || (pct >= 100.0 && p->shown < 100.0)) {
+    progress_print(pct);
+    p->shown = pct;
+  }
+}
+
+void progress_end(struct cli_progress *p, bool success) {
+  if (!p->enabled)
+    return;
+  if (success && p->shown < 100.0)
+    progress_print(100.0);
+  fputc('\n', stderr);
+  p->enabled = false;
+}
+
+/* ---- block status walking ----------------------------------------------- */
+
+void run_cursor_init(struct run_cursor *c, struct vmdk_disk *disk,
+                     const char *name) {
+  c->disk = disk;
+  c->name = name;
+  c->size = vmdk_get_size(disk);
+  c->valid = false;
+}
+
+struct first_run {
+  struct vmdk_run run;
+  bool got;
+};
+
+static int first_run_cb(void *opaque, const struct vmdk_run *run) {
+  struct first_run *f = opaque;
+  f->run = *run;
+  f->got = true;
+  return 1; /* one is enough */
+}
+
+int run_cursor_at(struct run_cursor *c, uint64_t off,
+                  const struct vmdk_run **run) {
+  if (c->valid && off >= c->run.offset && off - c->run.offset < c->run.length) {
+    *run = &c->run;
+    return 0;
+  }
+  struct first_run f = {.got = false};
+  if (vmdk_block_status(c->disk, off, c->size - off, first_run_cb, &f) < 0) {
+    cli_lib_error(c->name);
+    return -1;
+  }
+  if (!f.got || f.run.length == 0 || off < f.run.offset ||
+      off - f.run.offset >= f.run.length) {
+    cli_error(c->name,
+              "block status returned no run containing offset %" PRIu64
+              " (library bug)",
+              off);
+    return -1;
+  }
+  /* Never trust a run past the end of the disk. */
+  if (f.run.offset + f.run.length > c->size ||
+      f.run.offset + f.run.length < f.run.offset)
+    f.run.length = c->size - f.run.offset;
+  c->run = f.run;
+  c->valid = true;
+  *run = &c->run;
+  return 0;
+}
+
+bool buffer_is_zero(const void *p, size_t n) {
+  const unsigned char *b = p;
+  if (n == 0)
+    return true;
+  return b[0] == 0 && memcmp(b, b + 1, n - 1) == 0;
+}
