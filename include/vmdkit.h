@@ -79,7 +79,25 @@ enum vmdk_subformat {
   VMDK_SUBFORMAT_MONOLITHIC_SPARSE = 0, /* one KDMV file, embedded descriptor */
   VMDK_SUBFORMAT_MONOLITHIC_FLAT,       /* NAME.vmdk + NAME-flat.vmdk */
   VMDK_SUBFORMAT_RAW,                   /* a plain file (not a VMDK) */
+  VMDK_SUBFORMAT_TWOGB_SPARSE,   /* NAME.vmdk + NAME-s001.vmdk...: 2047 MiB
+                                    hosted sparse extents */
+  VMDK_SUBFORMAT_TWOGB_FLAT,     /* NAME.vmdk + NAME-f001.vmdk...: 2047 MiB
+                                    flat extents */
+  VMDK_SUBFORMAT_STREAM_OPTIMIZED, /* one file of compressed grains with
+                                      markers, footer and end-of-stream, as
+                                      VMware exports (OVA) */
+  VMDK_SUBFORMAT_VMFS,           /* ESXi thick/thin: NAME.vmdk +
+                                    NAME-flat.vmdk, createType "vmfs" */
 };
+
+/* The createType name of a subformat ("monolithicSparse", ...; "raw"), or
+ * NULL for an unknown value. */
+VMDK_API const char *vmdk_subformat_name(enum vmdk_subformat s);
+/* Look up a subformat by name, case-insensitively; accepts the spellings
+ * real files use ("2GbMaxExtentSparse" as well as "twoGbMaxExtentSparse").
+ * Returns 0, or -1 (EINVAL) for an unknown or uncreatable name. */
+VMDK_API int vmdk_subformat_from_name(const char *name,
+                                      enum vmdk_subformat *s);
 
 /* Options for vmdk_create().  Zero-initialise, then set what you need;
  * a zero field means "the default". */

@@ -144,6 +144,10 @@ static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
     return flat_open(e, f, x->offset * SECTOR);
   case EXT_SPARSE:
     return sparse_open(e, f);
+  case EXT_VMFSSPARSE:
+    return cowd_open(e, f);
+  case EXT_SESPARSE:
+    return sesparse_open(e, f);
   default:
     vf_close(f);
     return set_error(ENOTSUP, "%s: extent %zu (%s) has type %s, which is not "
@@ -611,6 +615,43 @@ int vmdk_check(struct vmdk_disk *d, struct vmdk_check_result *res,
       return -1;
   }
   return 0;
+}
+
+/* ---- subformat names ------------------------------------------------------------- */
+
+static const struct {
+  enum vmdk_subformat sf;
+  const char *name;
+} subformats[] = {
+    {VMDK_SUBFORMAT_MONOLITHIC_SPARSE, "monolithicSparse"},
+    {VMDK_SUBFORMAT_MONOLITHIC_FLAT, "monolithicFlat"},
+    {VMDK_SUBFORMAT_TWOGB_SPARSE, "twoGbMaxExtentSparse"},
+    {VMDK_SUBFORMAT_TWOGB_FLAT, "twoGbMaxExtentFlat"},
+    {VMDK_SUBFORMAT_STREAM_OPTIMIZED, "streamOptimized"},
+    {VMDK_SUBFORMAT_VMFS, "vmfs"},
+    {VMDK_SUBFORMAT_RAW, "raw"},
+    /* other spellings, looked up but never printed */
+    {VMDK_SUBFORMAT_TWOGB_SPARSE, "2GbMaxExtentSparse"},
+    {VMDK_SUBFORMAT_TWOGB_FLAT, "2GbMaxExtentFlat"},
+};
+
+const char *vmdk_subformat_name(enum vmdk_subformat s) {
+  for (size_t i = 0; i < sizeof subformats / sizeof *subformats; i++)
+    if (subformats[i].sf == s)
+      return subformats[i].name;
+  return NULL;
+}
+
+int vmdk_subformat_from_name(const char *name, enum vmdk_subformat *s) {
+  for (size_t i = 0; i < sizeof subformats / sizeof *subformats; i++)
+    if (strcasecmp(subformats[i].name, name) == 0) {
+      *s = subformats[i].sf;
+      return 0;
+    }
+  return set_error(EINVAL, "unknown subformat \"%s\" (monolithicSparse, "
+                           "monolithicFlat, twoGbMaxExtentSparse, "
+                           "twoGbMaxExtentFlat, streamOptimized or vmfs)",
+                   name);
 }
 
 /* ---- create ------------------------------------------------------------------ */

@@ -236,6 +236,18 @@ int sparse_create(struct vfile *f, const struct sparse_create_params *p);
  * hold with every grain allocated and offsets fitting 32 bits. */
 uint64_t sparse_max_capacity(uint32_t grain_sectors);
 
+/* extent_stream.c: streamOptimized (compressed grains with markers).
+ * Called by sparse_open when the header says the grains are compressed;
+ * takes ownership of F.  HDR is the raw first sector. */
+int stream_open(struct extent *e, struct vfile *f, const uint8_t hdr[SECTOR]);
+/* Lay out an empty stream-optimized extent in the empty writable file F. */
+int stream_create(struct vfile *f, uint64_t capacity_sectors,
+                  uint32_t grain_sectors, const char *descriptor);
+/* extent_cowd.c: ESXi vmfsSparse ("COWD") extents.  Takes ownership of F. */
+int cowd_open(struct extent *e, struct vfile *f);
+/* extent_sesparse.c: ESXi seSparse extents.  Takes ownership of F. */
+int sesparse_open(struct extent *e, struct vfile *f);
+
 /* ---- disk.c ------------------------------------------------------------ */
 
 /* Fill BUF with what the disk's backing (parent) reads at virtual OFF, or

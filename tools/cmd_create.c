@@ -23,15 +23,8 @@ static const char usage[] =
     "  -h, --help   show this help\n";
 
 static const char *subformat_name(enum vmdk_subformat s) {
-  switch (s) {
-  case VMDK_SUBFORMAT_MONOLITHIC_SPARSE:
-    return "monolithicSparse";
-  case VMDK_SUBFORMAT_MONOLITHIC_FLAT:
-    return "monolithicFlat";
-  case VMDK_SUBFORMAT_RAW:
-    return "raw";
-  }
-  return "?";
+  const char *n = vmdk_subformat_name(s);
+  return n ? n : "?";
 }
 
 int cmd_create(int argc, char **argv) {
