@@ -26,6 +26,10 @@ struct vmdk_disk {
   bool raw;                  /* a raw image: one flat extent, no descriptor */
   struct descriptor *desc;   /* NULL for raw */
   bool desc_embedded;        /* in extent 0 (a KDMV file), else in PATH */
+  bool desc_none;            /* a bare COWD file: the descriptor was made up
+                                from its header, none is on disk (so no CID
+                                is written); desc_embedded is set too, as
+                                there is no separate descriptor file */
   bool cid_written;          /* the CID was renewed since the open */
   struct extent *extents;
   size_t n_extents;
@@ -102,6 +106,52 @@ static void disk_free(struct vmdk_disk *d) {
   free(d);
 }
 
+/* NOACCESS extents, of any type: the file is never opened (it may be a
+ * device the user cannot read, or absent); reads, writes and block status
+ * of the range are refused with EACCES. */
+static int noaccess_refuse(struct extent *e, uint64_t off) {
+  struct vmdk_disk *d = e->disk;
+  return set_error(EACCES, "%s: cannot access offset %" PRIu64 ": extent %zu "
+                           "(%s) is NOACCESS",
+                   d->path, e->virt_start + off, (size_t)(e - d->extents),
+                   e->path ? e->path : "ZERO");
+}
+static int noaccess_pread(struct extent *e, void *buf, size_t len,
+                          uint64_t off) {
+  (void)buf;
+  (void)len;
+  return noaccess_refuse(e, off);
+}
+static int noaccess_pwrite(struct extent *e, const void *buf, size_t len,
+                           uint64_t off) {
+  (void)buf;
+  (void)len;
+  return noaccess_refuse(e, off);
+}
+static int noaccess_zero(struct extent *e, uint64_t len, uint64_t off) {
+  (void)len;
+  return noaccess_refuse(e, off);
+}
+static int noaccess_status(struct extent *e, uint64_t off, uint64_t len,
+                           struct vmdk_run *run) {
+  (void)len;
+  (void)run;
+  return noaccess_refuse(e, off);
+}
+static int noaccess_nothing(struct extent *e) {
+  (void)e;
+  return 0;
+}
+static const struct extent_ops noaccess_ops = {
+    .name = "noaccess",
+    .pread = noaccess_pread,
+    .pwrite = noaccess_pwrite,
+    .zero = noaccess_zero,
+    .status = noaccess_status,
+    .flush = noaccess_nothing,
+    .close = noaccess_nothing,
+};
+
 /* Open extent I of the descriptor.  F0 is the already-open KDMV file for
  * an embedded descriptor's first extent (its name is ignored: the file may
  * have been renamed), or NULL. */
@@ -114,10 +164,22 @@ static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
   e->size = x->sectors * SECTOR;
   e->access = x->access;
   e->type = x->type;
+  if (x->access == ACC_NOACCESS && !(i == 0 && *f0)) {
+    if (x->filename && !(e->path = path_join(d->dir, x->filename)))
+      return set_error(ENOMEM, "out of memory");
+    e->ops = &noaccess_ops;
+    return 0;
+  }
   if (x->type == EXT_ZERO)
     return zero_extent_open(e);
 
-  bool writable = (d->flags & VMDK_OPEN_RDWR) && x->access == ACC_RW;
+  /* VMware marks the extent of an exported stream RDONLY; appending to a
+   * stream is still what the user asks for when opening it for writing. */
+  if (i == 0 && d->desc_embedded && x->type == EXT_SPARSE &&
+      x->access == ACC_RDONLY &&
+      strcasecmp(d->desc->create_type, "streamOptimized") == 0)
+    e->access = ACC_RW;
+  bool writable = (d->flags & VMDK_OPEN_RDWR) && e->access == ACC_RW;
   struct vfile *f;
   if (i == 0 && *f0) {
     f = *f0;
@@ -231,6 +293,37 @@ static int read_descriptor_file(struct vfile *f, char **text, size_t *len) {
   return 0;
 }
 
+/* A COWD (vmfsSparse) file opened directly: a one-extent disk whose
+ * descriptor is made up from the header (numSectors).  An old-style child
+ * (no root flag) names its parent in the header: that becomes the parent
+ * hint.  Takes *F. */
+static int open_bare_cowd(struct vmdk_disk *d, struct vfile **f) {
+  uint8_t hdr[32 + 1024] = {0}; /* up to the end of parentFileName */
+  size_t n = (*f)->size < sizeof hdr ? (size_t)(*f)->size : sizeof hdr;
+  if (vf_pread(*f, hdr, n, 0) != 0)
+    return -1;
+  const char *base = strrchr(d->path, '/');
+  base = base ? base + 1 : d->path;
+  struct descriptor *desc = calloc(1, sizeof *desc);
+  if (!desc || !(desc->create_type = strdup("vmfsSparse"))) {
+    desc_free(desc);
+    return set_error(ENOMEM, "out of memory");
+  }
+  d->desc = desc;
+  desc->version = 1;
+  desc->cid = NO_CID;
+  desc->parent_cid = NO_CID;
+  if (desc_add_extent(desc, ACC_RW, le32(hdr + 12), EXT_VMFSSPARSE, base, 0,
+                      false) != 0)
+    return -1;
+  if (!(le32(hdr + 8) & 0x1u) && hdr[32] != '\0' &&
+      !(desc->parent_hint = strndup((const char *)hdr + 32, 1024)))
+    return set_error(ENOMEM, "out of memory");
+  d->desc_embedded = true;
+  d->desc_none = true;
+  return open_extents(d, f);
+}
+
 /* ---- open / close ----------------------------------------------------- */
 
 struct vmdk_disk *vmdk_open_format(const char *path, int format,
@@ -259,11 +352,15 @@ struct vmdk_disk *vmdk_open_format(const char *path, int format,
   if (le32(magic) == 0x564d444bu) { /* "KDMV": sparse, embedded descriptor */
     if (sparse_read_embedded_descriptor(f, &text, &len) != 0)
       goto fail_f;
+    if (text && len == 0) { /* all NULs: QEMU's split extents reserve one */
+      free(text);
+      text = NULL;
+    }
     d->desc_embedded = true;
-  } else if (le32(magic) == 0x44574f43u) {
-    set_error(ENOTSUP, "%s: COWD (vmfsSparse) extents are not supported yet",
-              path);
-    goto fail_f;
+  } else if (le32(magic) == 0x44574f43u) { /* "COWD": a bare vmfsSparse */
+    if (open_bare_cowd(d, &f) != 0)
+      goto fail_f;
+    return d;
   } else if (desc_looks_like(magic, sizeof magic)) {
     if (read_descriptor_file(f, &text, &len) != 0)
       goto fail_f;
@@ -331,7 +428,11 @@ static int write_descriptor(struct vmdk_disk *d) {
     return -1;
   int r;
   if (d->desc_embedded) {
-    r = sparse_write_descriptor(&d->extents[0], text, len);
+    struct extent *e0 = &d->extents[0];
+    r = e0->ops->write_descriptor ? e0->ops->write_descriptor(e0, text, len)
+                                  : set_error(ENOTSUP, "%s: cannot rewrite "
+                                                       "the descriptor",
+                                              d->path);
   } else {
     struct vfile *f = vf_open(d->path, true, d->flags);
     r = f ? 0 : -1;
@@ -349,7 +450,7 @@ static int write_descriptor(struct vmdk_disk *d) {
 }
 
 int disk_before_write(struct vmdk_disk *d) {
-  if (d->raw || d->cid_written)
+  if (d->raw || d->desc_none || d->cid_written)
     return 0;
   uint32_t old = d->desc->cid;
   d->desc->cid = random_cid(old);
@@ -422,8 +523,21 @@ static int check_writable(struct vmdk_disk *d, uint64_t count, uint64_t off,
                        "(%s) is %s",
                        d->path, off, i, e->path ? e->path : "ZERO",
                        ext_access_name(e->access));
-    if (e->type == EXT_ZERO && !zeroing)
+    if (e->type == EXT_SESPARSE) /* read-only kind: its pwrite says why */
       return e->ops->pwrite(e, NULL, 0, off - e->virt_start);
+    if (e->type == EXT_ZERO && !zeroing)
+      return set_error(EROFS, "%s: cannot write at offset %" PRIu64
+                              ": extent %zu (disk bytes %" PRIu64 "..%" PRIu64
+                              ") is a ZERO extent, which has no storage (it "
+                              "can only be zeroed)",
+                       d->path, off, i, e->virt_start,
+                       e->virt_start + e->size - 1);
+    uint64_t piece = e->virt_start + e->size - off;
+    if (piece > end - off)
+      piece = end - off;
+    if (!zeroing && e->ops->check_write &&
+        e->ops->check_write(e, piece, off - e->virt_start) != 0)
+      return -1;
     off = e->virt_start + e->size;
   }
   return 0;
@@ -440,7 +554,8 @@ int vmdk_pread(struct vmdk_disk *d, void *buf, size_t count, uint64_t off) {
     if (e->access == ACC_NOACCESS)
       return set_error(EACCES, "%s: cannot read at offset %" PRIu64
                                ": extent %zu (%s) is NOACCESS",
-                       d->path, off, (size_t)(e - d->extents), e->path);
+                       d->path, off, (size_t)(e - d->extents),
+                       e->path ? e->path : "ZERO");
     if (e->ops->pread(e, p, n, in) != 0)
       return -1;
     p += n;
@@ -684,7 +799,12 @@ static struct descriptor *new_descriptor(const char *create_type,
   if (getrandom(uuid, sizeof uuid, 0) != (ssize_t)sizeof uuid)
     memset(uuid, 0x5a, sizeof uuid);
   int r = 0;
-  snprintf(buf, sizeof buf, "%u", o->hw_version ? o->hw_version : 4);
+  /* Streams are made for import into current vSphere: a modern hardware
+   * version and the tools install type that open-vmdk and VMware write;
+   * hosted images keep 4, which every VMware product opens. */
+  bool stream = strcmp(create_type, "streamOptimized") == 0;
+  snprintf(buf, sizeof buf, "%u",
+           o->hw_version ? o->hw_version : stream ? 14 : 4);
   r |= desc_set_ddb(d, "ddb.virtualHWVersion", buf);
   snprintf(buf, sizeof buf, "%" PRIu64, cyl);
   r |= desc_set_ddb(d, "ddb.geometry.cylinders", buf);
@@ -694,6 +814,8 @@ static struct descriptor *new_descriptor(const char *create_type,
   r |= desc_set_ddb(d, "ddb.geometry.sectors", buf);
   r |= desc_set_ddb(d, "ddb.adapterType", adapter);
   r |= desc_set_ddb(d, "ddb.toolsVersion", "2147483647");
+  if (stream)
+    r |= desc_set_ddb(d, "ddb.toolsInstallType", "4");
   int n = 0;
   for (int i = 0; i < 16; i++)
     n += snprintf(buf + n, sizeof buf - (size_t)n, i ? " %02x" : "%02x",
@@ -735,6 +857,166 @@ static int write_text_file(const char *path, const char *text, size_t len) {
   return r;
 }
 
+/* Files vmdk_create made besides PATH, removed again when it fails. */
+struct made_files {
+  char **paths;
+  size_t n;
+};
+
+static int made_add(struct made_files *m, const char *path) {
+  char **p = realloc(m->paths, (m->n + 1) * sizeof *p);
+  if (!p)
+    return set_error(ENOMEM, "out of memory");
+  m->paths = p;
+  if (!(p[m->n] = strdup(path)))
+    return set_error(ENOMEM, "out of memory");
+  m->n++;
+  return 0;
+}
+
+static void made_free(struct made_files *m, bool remove) {
+  for (size_t i = 0; i < m->n; i++) {
+    if (remove)
+      unlink(m->paths[i]);
+    free(m->paths[i]);
+  }
+  free(m->paths);
+  m->paths = NULL;
+  m->n = 0;
+}
+
+/* The subformats made of a descriptor file and separate extent files. */
+struct file_set {
+  const char *create_type;
+  enum ext_type type;     /* of every extent */
+  uint64_t split_sectors; /* size of each extent but the last; 0: one
+                             extent for the whole disk */
+  char letter;            /* split names NAME-<letter>001.vmdk, from 1;
+                             0: the single extent is NAME-flat.vmdk */
+  bool has_offset;        /* extent lines end with the offset (0) */
+};
+
+/* VMware's and VirtualBox's split size, 2047 MiB: a whole number of grains
+ * of every power-of-two size up to 1 MiB, and a full sparse extent file,
+ * metadata included, stays below 2 GiB. */
+#define SPLIT_SECTORS 4192256u
+
+static const struct file_set *file_set_of(enum vmdk_subformat s) {
+  /* VMFS lines carry no offset: ESXi writes none and VirtualBox reads an
+   * offset for FLAT only. */
+  static const struct file_set flat = {"monolithicFlat", EXT_FLAT, 0, 0, true},
+                               vmfs = {"vmfs", EXT_VMFS, 0, 0, false},
+                               split_sparse = {"twoGbMaxExtentSparse",
+                                               EXT_SPARSE, SPLIT_SECTORS, 's',
+                                               false},
+                               split_flat = {"twoGbMaxExtentFlat", EXT_FLAT,
+                                             SPLIT_SECTORS, 'f', true};
+  switch (s) {
+  case VMDK_SUBFORMAT_MONOLITHIC_FLAT:
+    return &flat;
+  case VMDK_SUBFORMAT_VMFS:
+    return &vmfs;
+  case VMDK_SUBFORMAT_TWOGB_SPARSE:
+    return &split_sparse;
+  case VMDK_SUBFORMAT_TWOGB_FLAT:
+    return &split_flat;
+  default:
+    return NULL;
+  }
+}
+
+/* Prefix the current error message with PATH (for messages of helpers
+ * that do not know it). */
+static int error_at(const char *path) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", vmdk_get_error());
+  return set_error(vmdk_get_errno(), "%s: %s", path, msg);
+}
+
+/* Make one extent file of a file set: a hosted sparse extent without an
+ * embedded descriptor, or a flat file of SECTORS (a hole on the host). */
+static int create_extent_file(const char *file, const struct file_set *fs,
+                              const struct vmdk_create_options *o,
+                              uint64_t sectors, unsigned flags,
+                              struct made_files *made) {
+  struct vfile *f = vf_create(file, flags);
+  if (!f)
+    return -1;
+  int r = made_add(made, file);
+  if (r == 0 && fs->type == EXT_SPARSE) {
+    struct sparse_create_params p = {
+        .capacity_sectors = sectors,
+        .grain_sectors = o->grain_sectors ? o->grain_sectors : 128,
+        .zeroed_grain = o->zeroed_grain != 0,
+        .descriptor = NULL,
+    };
+    r = sparse_create(f, &p);
+  } else if (r == 0) {
+    r = vf_truncate(f, sectors * SECTOR);
+  }
+  if (vf_close(f) != 0)
+    r = -1;
+  return r;
+}
+
+/* Create the descriptor file PATH (in DIR) and the extent files of layout
+ * FS for a disk of SECTORS, each file added to MADE once it exists.  The
+ * extents are made first, so the descriptor never names a missing file. */
+static int create_file_set(const char *path, const char *dir,
+                           const struct file_set *fs,
+                           const struct vmdk_create_options *o,
+                           uint64_t sectors, unsigned flags,
+                           struct made_files *made) {
+  uint64_t n = fs->split_sectors ? div_round_up(sectors, fs->split_sectors)
+                                 : 1;
+  if (n == 0)
+    n = 1; /* an empty disk still has one (empty) extent */
+  struct descriptor *desc = new_descriptor(fs->create_type, o, sectors);
+  char *text = NULL;
+  size_t len = 0;
+  int r = desc ? 0 : -1;
+  for (uint64_t i = 0; r == 0 && i < n; i++) {
+    char suffix[32];
+    if (fs->letter)
+      snprintf(suffix, sizeof suffix, "%c%03" PRIu64, fs->letter, i + 1);
+    else
+      snprintf(suffix, sizeof suffix, "flat");
+    uint64_t ext = sectors;
+    if (fs->split_sectors) {
+      ext = sectors - i * fs->split_sectors;
+      if (ext > fs->split_sectors)
+        ext = fs->split_sectors;
+    }
+    char *name = extent_name(path, suffix);
+    if (!name)
+      r = set_error(ENOMEM, "out of memory");
+    else if (desc_add_extent(desc, ACC_RW, ext, fs->type, name, 0,
+                             fs->has_offset) != 0)
+      r = error_at(path);
+    free(name);
+  }
+  if (r == 0 && !(text = desc_print(desc, &len)))
+    r = -1;
+  if (r == 0 && len > MAX_DESCRIPTOR_FILE)
+    r = set_error(EFBIG, "%s: a %s image of %s needs %" PRIu64
+                         " extents, whose descriptor (%s) would be larger "
+                         "than the %s a descriptor file may be",
+                  path, fs->create_type, human_size(sectors * SECTOR), n,
+                  human_size(len), human_size(MAX_DESCRIPTOR_FILE));
+  for (size_t i = 0; r == 0 && i < desc->n_extents; i++) {
+    char *file = path_join(dir, desc->extents[i].filename);
+    r = file ? create_extent_file(file, fs, o, desc->extents[i].sectors, flags,
+                                  made)
+             : set_error(ENOMEM, "out of memory");
+    free(file);
+  }
+  if (r == 0)
+    r = write_text_file(path, text, len);
+  free(text);
+  desc_free(desc);
+  return r;
+}
+
 struct vmdk_disk *vmdk_create(const char *path,
                               const struct vmdk_create_options *o,
                               unsigned flags) {
@@ -755,13 +1037,14 @@ struct vmdk_disk *vmdk_create(const char *path,
       return NULL;
     }
   }
-  if (o->zeroed_grain && o->subformat != VMDK_SUBFORMAT_MONOLITHIC_SPARSE) {
+  if (o->zeroed_grain && o->subformat != VMDK_SUBFORMAT_MONOLITHIC_SPARSE &&
+      o->subformat != VMDK_SUBFORMAT_TWOGB_SPARSE) {
     set_error(EINVAL, "%s: zeroed_grain applies to sparse subformats only",
               path);
     return NULL;
   }
   char *dir = dir_of(path);
-  char *extra = NULL; /* a second file we made, removed on failure */
+  struct made_files made = {NULL, 0}; /* besides PATH, removed on failure */
   struct descriptor *desc = NULL;
   char *text = NULL;
   size_t len = 0;
@@ -779,10 +1062,13 @@ struct vmdk_disk *vmdk_create(const char *path,
       r = -1;
     break;
   }
-  case VMDK_SUBFORMAT_MONOLITHIC_SPARSE: {
+  case VMDK_SUBFORMAT_MONOLITHIC_SPARSE:
+  case VMDK_SUBFORMAT_STREAM_OPTIMIZED: {
+    bool stream = o->subformat == VMDK_SUBFORMAT_STREAM_OPTIMIZED;
     uint32_t grain = o->grain_sectors ? o->grain_sectors : 128;
     const char *base = strrchr(path, '/');
-    desc = new_descriptor("monolithicSparse", o, sectors);
+    desc = new_descriptor(stream ? "streamOptimized" : "monolithicSparse", o,
+                          sectors);
     if (!desc || desc_add_extent(desc, ACC_RW, sectors, EXT_SPARSE,
                                  base ? base + 1 : path, 0, false) != 0 ||
         !(text = desc_print(desc, &len)))
@@ -797,32 +1083,20 @@ struct vmdk_disk *vmdk_create(const char *path,
     if (p.descriptor_sectors < 20)
       p.descriptor_sectors = 20;
     struct vfile *f = vf_create(path, flags);
-    r = f ? sparse_create(f, &p) : -1;
+    r = !f       ? -1
+        : stream ? stream_create(f, sectors, grain, text)
+                 : sparse_create(f, &p);
     if (vf_close(f) != 0)
       r = -1;
     break;
   }
-  case VMDK_SUBFORMAT_MONOLITHIC_FLAT: {
-    char *name = extent_name(path, "flat");
-    extra = name ? path_join(dir, name) : NULL;
-    desc = new_descriptor("monolithicFlat", o, sectors);
-    if (!extra || !desc ||
-        desc_add_extent(desc, ACC_RW, sectors, EXT_FLAT, name, 0, true) ||
-        !(text = desc_print(desc, &len))) {
-      free(name);
-      if (!extra)
-        set_error(ENOMEM, "out of memory");
-      break;
-    }
-    free(name);
-    struct vfile *f = vf_create(extra, flags);
-    r = f ? vf_truncate(f, sectors * SECTOR) : -1;
-    if (vf_close(f) != 0)
-      r = -1;
-    if (r == 0)
-      r = write_text_file(path, text, len);
+  case VMDK_SUBFORMAT_MONOLITHIC_FLAT:
+  case VMDK_SUBFORMAT_VMFS:
+  case VMDK_SUBFORMAT_TWOGB_SPARSE:
+  case VMDK_SUBFORMAT_TWOGB_FLAT:
+    r = create_file_set(path, dir, file_set_of(o->subformat), o, sectors,
+                        flags, &made);
     break;
-  }
   default:
     set_error(EINVAL, "%s: unknown subformat %d", path, (int)o->subformat);
   }
@@ -837,12 +1111,10 @@ struct vmdk_disk *vmdk_create(const char *path,
   if (!d) {
     /* Keep the first error; remove what we made. */
     unlink(path);
-    if (extra)
-      unlink(extra);
   } else {
     d->cid_written = true; /* the fresh CID is already on disk */
   }
-  free(extra);
+  made_free(&made, d == NULL);
   free(dir);
   return d;
 }

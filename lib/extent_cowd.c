@@ -1,11 +1,863 @@
-/* ESXi COWD extents.  (Being written: refused until then.) */
+/* ESXi host sparse extents ("COWD": vmfsSparse, NAME-delta.vmdk; QEMU's
+ * "VMDK3").
+ *
+ * On disk: a 2048-byte header of 32-bit little-endian fields, a grain
+ * directory (GD) of numGDEntries 32-bit sector numbers of grain tables
+ * (GT), each GT 4096 32-bit sector numbers of grains (16 KiB, 32 sectors).
+ * GD entry 0 = no table (the whole 4096-grain range is unallocated); GT
+ * entry 0 = grain not allocated (read from the backing, or zeros).  There
+ * is no redundant GD and no zeroed-grain entry.  Grains are `grainSize`
+ * sectors (ESXi's default is 1 sector) and need not be aligned.
+ *
+ * Allocation and write ordering (the one place these rules live for COWD;
+ * they are the hosted sparse rules of extent_sparse.c without the
+ * redundant copies):
+ *  1. `end` starts at the larger of the file's length and the header's
+ *     freeSector (ESXi grows the file in 16 MiB steps, so freeSector may be
+ *     below the length; QEMU never updates freeSector, so the length may be
+ *     above it: the larger of the two is the only safe place).  New grains
+ *     and new grain tables go at `end`, which then moves on.  Never at
+ *     offset 0: a GD entry of 0 means "no table", and a write into such a
+ *     range allocates a new table at `end` first (QEMU 7.2 writes the grain
+ *     at file offset 0 over the header instead).  No ftruncate per
+ *     allocation: the unwritten part of a new grain stays a hole (zeros);
+ *     only with a backing disk are the uncovered head and tail of a new
+ *     grain copied from it (copy-on-write).
+ *  2. Grain table entries are changed in cached tables, marked dirty, and
+ *     written back by cowd_flush (or when a dirty table is evicted), never
+ *     before the grain data they point at: the flush issues the pending
+ *     data write, syncs (data barrier), sets the file's final length once,
+ *     writes every dirty GT, then the GD when new tables were added, then
+ *     the header when freeSector moved, then syncs again.
+ *  3. So a crash loses at most what was written since the last flush, and
+ *     leaves at most leaked (unreferenced) grains or tables, never an entry
+ *     that points at unwritten data.
+ */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
-int cowd_open(struct extent *e, struct vfile *f) {
-  (void)e;
-  int r = set_error(ENOTSUP, "%s: COWD extents are not supported yet", f->path);
-  vf_close(f);
+#define COWD_MAGIC 0x44574f43u
+#define COWD_HEADER_BYTES 2048u
+#define COWD_HEADER_SECTORS (COWD_HEADER_BYTES / SECTOR)
+#define COWD_FLAG_ROOT 0x1u
+#define COWD_GTES 4096u                    /* entries per grain table */
+#define COWD_GT_BYTES (COWD_GTES * 4u)     /* 16 KiB */
+#define COWD_GT_SECTORS (COWD_GT_BYTES / SECTOR)
+#define MAX_GRAIN_SECTORS (1u << 21)       /* 1 GiB grains */
+#define MAX_FILE_SECTORS 0xffffffffull     /* 32-bit sector numbers */
+#define GT_CACHE_BUDGET (16u << 20)        /* bytes of cached grain tables */
+
+/* Header field offsets (bytes). */
+enum {
+  H_MAGIC = 0, H_VERSION = 4, H_FLAGS = 8, H_NUM_SECTORS = 12,
+  H_GRAIN = 16, H_GD_OFFSET = 20, H_NUM_GDES = 24, H_FREE_SECTOR = 28,
+  H_PARENT_NAME = 32, H_PARENT_NAME_LEN = 1024, H_UNCLEAN = 1648,
+};
+
+/* The decoded header; every field validated by decode_header(). */
+struct cowd_header {
+  uint32_t version, flags;
+  uint64_t capacity;      /* sectors (numSectors) */
+  uint64_t grain;         /* sectors */
+  uint64_t gd_offset;     /* sectors */
+  uint64_t file_gdes;     /* numGDEntries as stored (>= what is used) */
+  uint64_t free_sector;   /* sectors */
+  uint32_t unclean;       /* uncleanShutdown */
+};
+
+/* A cached grain table, decoded to host order. */
+struct gt_slot {
+  uint32_t *gt;      /* COWD_GTES entries, or NULL when the slot is free */
+  uint32_t gdi;      /* which GD entry it belongs to */
+  bool dirty;        /* changed since last written */
+  uint64_t stamp;    /* last use, for LRU eviction */
+};
+
+struct cowd {
+  struct vfile *f;
+  struct cowd_header h;
+  uint8_t raw_header[COWD_HEADER_BYTES]; /* as read; rewritten with only
+                                            freeSector changed */
+  uint64_t grain_bytes;
+  uint64_t table_bytes;      /* virtual bytes one GT covers */
+  uint32_t n_gdes;           /* GD entries used: ceil(capacity / coverage) */
+  uint64_t gd_sectors;       /* sectors the stored GD takes (file_gdes) */
+  uint32_t *gd;              /* n_gdes entries, host order */
+  bool gd_dirty;             /* a GD entry changed since last written */
+  uint64_t open_bytes;       /* file length at open, rounded up to sectors */
+  uint64_t alloc_base;       /* bytes: where the first allocation went */
+  uint64_t end;              /* bytes: where the next allocation goes */
+  bool header_dirty;         /* freeSector must be written */
+
+  struct gt_slot *slots;
+  uint32_t n_slots;
+  uint32_t *slot_of;         /* per GD entry: slot index + 1, 0 = not cached */
+  uint64_t clock;
+  uint32_t n_dirty;
+
+  /* One pending data write, grown while writes are contiguous on file and
+   * in memory; issued before any metadata write (rule 2). */
+  uint64_t pend_off;
+  const uint8_t *pend_buf;
+  size_t pend_len;
+};
+
+/* ---- header ------------------------------------------------------------- */
+
+/* Decode and validate the header of PATH (FILE_SIZE bytes long).  Each
+ * refusal names the field and its value. */
+static int decode_header(const uint8_t *b, const char *path, uint64_t file_size,
+                         struct cowd_header *h) {
+  if (le32(b + H_MAGIC) != COWD_MAGIC)
+    return set_error(EINVAL, "%s: not a vmfsSparse extent (no COWD magic: "
+                             "0x%08" PRIx32 ")",
+                     path, le32(b + H_MAGIC));
+  h->version = le32(b + H_VERSION);
+  h->flags = le32(b + H_FLAGS);
+  h->capacity = le32(b + H_NUM_SECTORS);
+  h->grain = le32(b + H_GRAIN);
+  h->gd_offset = le32(b + H_GD_OFFSET);
+  h->file_gdes = le32(b + H_NUM_GDES);
+  h->free_sector = le32(b + H_FREE_SECTOR);
+  h->unclean = le32(b + H_UNCLEAN);
+  uint64_t file_sectors = div_round_up(file_size, SECTOR);
+
+  if (h->version != 1)
+    return set_error(ENOTSUP, "%s: COWD header version %" PRIu32
+                              " is not supported (only 1)",
+                     path, h->version);
+  if (h->capacity == 0)
+    return set_error(EINVAL, "%s: COWD header numSectors is 0", path);
+  if (!is_power_of_2(h->grain) || h->grain > MAX_GRAIN_SECTORS)
+    return set_error(EINVAL, "%s: COWD grain size %" PRIu64
+                             " sectors is not a power of two from 1 to %u",
+                     path, h->grain, MAX_GRAIN_SECTORS);
+  uint64_t need = div_round_up(h->capacity, h->grain * COWD_GTES);
+  if (h->file_gdes < need)
+    return set_error(EINVAL, "%s: COWD numGDEntries %" PRIu64
+                             " cannot cover numSectors %" PRIu64
+                             " (%" PRIu64 " tables of 4096 grains of %" PRIu64
+                             " sectors are needed)",
+                     path, h->file_gdes, h->capacity, need, h->grain);
+  if (h->gd_offset < COWD_HEADER_SECTORS)
+    return set_error(EINVAL, "%s: COWD grain directory offset %" PRIu64
+                             " lies inside the 4-sector header",
+                     path, h->gd_offset);
+  uint64_t gd_sectors = div_round_up(h->file_gdes * 4, SECTOR);
+  if (h->gd_offset > file_sectors || gd_sectors > file_sectors - h->gd_offset)
+    return set_error(EINVAL, "%s: COWD grain directory (%" PRIu64
+                             " entries at sector %" PRIu64
+                             ") does not fit in the file (%s)",
+                     path, h->file_gdes, h->gd_offset, human_size(file_size));
+  if (h->free_sector < h->gd_offset + gd_sectors)
+    return set_error(EINVAL, "%s: COWD freeSector %" PRIu64
+                             " lies before the end of the grain directory "
+                             "(sector %" PRIu64 ")",
+                     path, h->free_sector, h->gd_offset + gd_sectors);
+  return 0;
+}
+
+/* ---- the grain directory and table cache -------------------------------- */
+
+static int pend_flush(struct cowd *s) {
+  if (s->pend_len == 0)
+    return 0;
+  int r = vf_pwrite(s->f, s->pend_buf, s->pend_len, s->pend_off);
+  s->pend_len = 0;
   return r;
+}
+
+/* Queue a data write of N bytes from BUF at file offset OFF. */
+static int pend_add(struct cowd *s, uint64_t off, const uint8_t *buf,
+                    size_t n) {
+  if (s->pend_len && off == s->pend_off + s->pend_len &&
+      buf == s->pend_buf + s->pend_len) {
+    s->pend_len += n;
+    return 0;
+  }
+  if (pend_flush(s) != 0)
+    return -1;
+  s->pend_off = off;
+  s->pend_buf = buf;
+  s->pend_len = n;
+  return 0;
+}
+
+static void encode_table(const uint32_t *src, uint8_t *dst, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    put_le32(dst + 4 * i, src[i]);
+}
+
+/* Write the used part of the GD whole, from memory. */
+static int write_directory(struct cowd *s) {
+  size_t bytes = (size_t)s->n_gdes * 4;
+  uint8_t *buf = malloc(bytes);
+  if (!buf)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  encode_table(s->gd, buf, s->n_gdes);
+  int r = vf_pwrite(s->f, buf, bytes, s->h.gd_offset * SECTOR);
+  free(buf);
+  return r;
+}
+
+static int write_table(struct cowd *s, struct gt_slot *slot) {
+  uint8_t *buf = malloc(COWD_GT_BYTES);
+  if (!buf)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  encode_table(slot->gt, buf, COWD_GTES);
+  int r = vf_pwrite(s->f, buf, COWD_GT_BYTES,
+                    (uint64_t)s->gd[slot->gdi] * SECTOR);
+  free(buf);
+  if (r == 0) {
+    slot->dirty = false;
+    s->n_dirty--;
+  }
+  return r;
+}
+
+/* freeSector = end, the rest of the header as it was read. */
+static int write_header(struct cowd *s) {
+  put_le32(s->raw_header + H_FREE_SECTOR, (uint32_t)(s->end / SECTOR));
+  if (vf_pwrite(s->f, s->raw_header, COWD_HEADER_BYTES, 0) != 0)
+    return -1;
+  s->h.free_sector = s->end / SECTOR;
+  s->header_dirty = false;
+  return 0;
+}
+
+/* Rule 2: data, sync, length, tables, directory, header, sync. */
+static int flush_metadata(struct cowd *s) {
+  if (pend_flush(s) != 0)
+    return -1;
+  if (s->n_dirty == 0 && !s->gd_dirty && !s->header_dirty)
+    return vf_sync(s->f);
+  if (vf_sync(s->f) != 0)
+    return -1;
+  if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
+    return -1;
+  for (uint32_t i = 0; i < s->n_slots && s->n_dirty; i++)
+    if (s->slots[i].gt && s->slots[i].dirty && write_table(s, &s->slots[i]))
+      return -1;
+  if (s->gd_dirty) {
+    if (write_directory(s) != 0)
+      return -1;
+    s->gd_dirty = false;
+  }
+  if (s->header_dirty && write_header(s) != 0)
+    return -1;
+  return vf_sync(s->f);
+}
+
+/* Reserve BYTES at the end of the file (rule 1).  Returns the sector. */
+static int alloc_at_end(struct cowd *s, uint64_t bytes, uint32_t *sector) {
+  uint64_t start = s->end / SECTOR;
+  uint64_t sectors = div_round_up(bytes, SECTOR);
+  if (start + sectors > MAX_FILE_SECTORS)
+    return set_error(ENOSPC, "%s: the COWD file is full: it cannot grow past "
+                             "2 TiB (32-bit sector numbers)",
+                     s->f->path);
+  *sector = (uint32_t)start;
+  s->end = (start + sectors) * SECTOR;
+  s->header_dirty = true;
+  return 0;
+}
+
+/* Why SECTORS sectors at SECTOR are not file space a table or grain may
+ * use, or NULL when they are: after the header, clear of the GD, and either
+ * inside the file as it was opened or in space allocated since. */
+static const char *bad_place(const struct cowd *s, uint64_t sector,
+                             uint64_t sectors) {
+  uint64_t a = sector * SECTOR, z = (sector + sectors) * SECTOR;
+  if (sector < COWD_HEADER_SECTORS)
+    return "into the header";
+  if (sector < s->h.gd_offset + s->gd_sectors &&
+      sector + sectors > s->h.gd_offset)
+    return "into the grain directory";
+  if (z <= s->open_bytes || (a >= s->alloc_base && z <= s->end))
+    return NULL;
+  return "past the end of the file";
+}
+
+/* Pick a free slot, evicting the least recently used table. */
+static int take_slot(struct cowd *s, struct gt_slot **out) {
+  struct gt_slot *victim = NULL;
+  for (uint32_t i = 0; i < s->n_slots; i++) {
+    if (!s->slots[i].gt) {
+      victim = &s->slots[i];
+      break;
+    }
+    if (!victim || s->slots[i].stamp < victim->stamp)
+      victim = &s->slots[i];
+  }
+  if (victim->gt) {
+    if (victim->dirty && flush_metadata(s) != 0)
+      return -1;
+    s->slot_of[victim->gdi] = 0;
+  } else if (!(victim->gt = malloc(COWD_GT_BYTES))) {
+    return set_error(ENOMEM, "%s: out of memory for a grain table",
+                     s->f->path);
+  }
+  *out = victim;
+  return 0;
+}
+
+/* Get the table for GD entry GDI.  *GT is NULL when it does not exist and
+ * ALLOCATE is false; with ALLOCATE a missing table is created at the end
+ * of the file, dirty, and the GD entry set (in memory, written at flush
+ * after the table). */
+static int get_table(struct cowd *s, uint32_t gdi, bool allocate,
+                     struct gt_slot **gt) {
+  uint32_t idx = s->slot_of[gdi];
+  if (idx) {
+    *gt = &s->slots[idx - 1];
+    (*gt)->stamp = ++s->clock;
+    return 0;
+  }
+  uint32_t sector = s->gd[gdi];
+  if (sector == 0 && !allocate) {
+    *gt = NULL;
+    return 0;
+  }
+  const char *bad = sector ? bad_place(s, sector, COWD_GT_SECTORS) : NULL;
+  if (bad)
+    return set_error(EINVAL, "%s: grain directory entry %" PRIu32
+                             " points %s (grain table of 32 sectors at "
+                             "sector %" PRIu32 ", file %s)",
+                     s->f->path, gdi, bad, sector, human_size(s->open_bytes));
+  struct gt_slot *slot = NULL;
+  if (take_slot(s, &slot) != 0)
+    return -1;
+  if (sector == 0) {
+    uint32_t gt_sec = 0;
+    if (alloc_at_end(s, COWD_GT_BYTES, &gt_sec) != 0) {
+      free(slot->gt);
+      slot->gt = NULL;
+      return -1;
+    }
+    memset(slot->gt, 0, COWD_GT_BYTES);
+    s->gd[gdi] = gt_sec;
+    s->gd_dirty = true;
+    slot->dirty = true;
+    s->n_dirty++;
+  } else {
+    uint8_t *raw = malloc(COWD_GT_BYTES);
+    if (!raw || vf_pread(s->f, raw, COWD_GT_BYTES, (uint64_t)sector * SECTOR)) {
+      if (!raw)
+        set_error(ENOMEM, "%s: out of memory", s->f->path);
+      free(raw);
+      free(slot->gt);
+      slot->gt = NULL;
+      return -1;
+    }
+    for (uint32_t i = 0; i < COWD_GTES; i++)
+      slot->gt[i] = le32(raw + 4 * i);
+    free(raw);
+    slot->dirty = false;
+  }
+  slot->gdi = gdi;
+  slot->stamp = ++s->clock;
+  s->slot_of[gdi] = (uint32_t)(slot - s->slots) + 1;
+  *gt = slot;
+  return 0;
+}
+
+/* Validate an allocated grain table entry before using it. */
+static int check_grain(struct cowd *s, uint32_t gdi, uint32_t i, uint32_t gte) {
+  const char *bad = gte ? bad_place(s, gte, s->h.grain) : NULL;
+  if (bad)
+    return set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                             " points %s (grain of %" PRIu64
+                             " sectors at sector %" PRIu32 ", file %s)",
+                     s->f->path, i, gdi, bad, s->h.grain, gte,
+                     human_size(s->open_bytes));
+  return 0;
+}
+
+/* ---- data path ------------------------------------------------------------ */
+
+/* Where a grain stands: the table (NULL if there is none) and entry. */
+struct grain_ref {
+  struct gt_slot *slot;
+  uint32_t gdi, idx;
+  uint32_t gte; /* 0 when there is no table */
+};
+
+static int lookup(struct cowd *s, uint64_t grain_no, bool allocate,
+                  struct grain_ref *g) {
+  g->gdi = (uint32_t)(grain_no / COWD_GTES);
+  g->idx = (uint32_t)(grain_no % COWD_GTES);
+  if (get_table(s, g->gdi, allocate, &g->slot) != 0)
+    return -1;
+  g->gte = g->slot ? g->slot->gt[g->idx] : 0;
+  return check_grain(s, g->gdi, g->idx, g->gte);
+}
+
+static void set_gte(struct cowd *s, struct grain_ref *g, uint32_t v) {
+  g->slot->gt[g->idx] = v;
+  g->gte = v;
+  if (!g->slot->dirty) {
+    g->slot->dirty = true;
+    s->n_dirty++;
+  }
+}
+
+static int cowd_pread(struct extent *e, void *buf, size_t len, uint64_t off) {
+  struct cowd *s = e->priv;
+  uint8_t *p = buf;
+  /* Contiguous grains are read with one pread. */
+  uint64_t r_off = 0;
+  uint8_t *r_buf = NULL;
+  size_t r_len = 0;
+  while (len > 0) {
+    uint64_t in = off % s->grain_bytes;
+    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
+    struct grain_ref g;
+    if (lookup(s, off / s->grain_bytes, false, &g) != 0)
+      return -1;
+    if (g.gte != 0) {
+      uint64_t fo = (uint64_t)g.gte * SECTOR + in;
+      if (r_len && (fo != r_off + r_len || p != r_buf + r_len)) {
+        if (vf_pread(s->f, r_buf, r_len, r_off) != 0)
+          return -1;
+        r_len = 0;
+      }
+      if (!r_len) {
+        r_off = fo;
+        r_buf = p;
+      }
+      r_len += n;
+    } else if (disk_read_backing(e->disk, p, n, e->virt_start + off) != 0) {
+      return -1;
+    }
+    p += n;
+    off += n;
+    len -= n;
+  }
+  if (r_len && vf_pread(s->f, r_buf, r_len, r_off) != 0)
+    return -1;
+  return 0;
+}
+
+/* Copy-on-write: fill LEN bytes of a new grain at file offset FOFF with what
+ * the backing holds at extent offset OFF.  Without a backing (or for ZEROS)
+ * the bytes must read as zeros, which space past the file's length already
+ * does (rule 1): only bytes inside the file are written. */
+static int fill_new_grain(struct extent *e, struct cowd *s, uint64_t foff,
+                          uint64_t off, uint64_t len, bool zeros) {
+  if (len == 0)
+    return 0;
+  if (zeros || !disk_has_backing(e->disk)) {
+    if (s->f->size > foff)
+      return vf_write_zeros(s->f, len < s->f->size - foff ? len
+                                                          : s->f->size - foff,
+                            foff);
+    return 0;
+  }
+  if (pend_flush(s) != 0)
+    return -1;
+  size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+  uint8_t *tmp = malloc(chunk);
+  if (!tmp)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  while (len > 0) {
+    size_t n = len < chunk ? (size_t)len : chunk;
+    if (disk_read_backing(e->disk, tmp, n, e->virt_start + off) != 0 ||
+        vf_pwrite(s->f, tmp, n, foff) != 0) {
+      free(tmp);
+      return -1;
+    }
+    len -= n;
+    off += n;
+    foff += n;
+  }
+  free(tmp);
+  return 0;
+}
+
+/* Allocate a grain for G (whose entry is 0) covering extent offset
+ * GRAIN_OFF, write BUF (N bytes at IN within the grain; BUF NULL = zeros)
+ * and fill the rest; the entry is set after the data is queued. */
+static int allocate_grain(struct extent *e, struct cowd *s,
+                          struct grain_ref *g, uint64_t grain_off,
+                          uint64_t in, const uint8_t *buf, size_t n) {
+  uint32_t sec = 0;
+  if (alloc_at_end(s, s->grain_bytes, &sec) != 0)
+    return -1;
+  uint64_t fo = (uint64_t)sec * SECTOR;
+  if (fill_new_grain(e, s, fo, grain_off, in, false) != 0)
+    return -1;
+  if (buf ? pend_add(s, fo + in, buf, n)
+          : fill_new_grain(e, s, fo + in, grain_off + in, n, true))
+    return -1;
+  uint64_t tail = in + n;
+  if (fill_new_grain(e, s, fo + tail, grain_off + tail, s->grain_bytes - tail,
+                     false) != 0)
+    return -1;
+  set_gte(s, g, sec);
+  return 0;
+}
+
+static int cowd_pwrite(struct extent *e, const void *buf, size_t len,
+                       uint64_t off) {
+  struct cowd *s = e->priv;
+  const uint8_t *p = buf;
+  while (len > 0) {
+    uint64_t in = off % s->grain_bytes;
+    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
+    struct grain_ref g;
+    if (lookup(s, off / s->grain_bytes, true, &g) != 0)
+      return -1;
+    if (g.gte != 0) {
+      if (pend_add(s, (uint64_t)g.gte * SECTOR + in, p, n) != 0)
+        return -1;
+    } else if (allocate_grain(e, s, &g, off - in, in, p, n) != 0) {
+      return -1;
+    }
+    p += n;
+    off += n;
+    len -= n;
+  }
+  /* The caller's buffer is only valid during this call. */
+  return pend_flush(s);
+}
+
+static int cowd_zero(struct extent *e, uint64_t len, uint64_t off) {
+  struct cowd *s = e->priv;
+  bool backing = disk_has_backing(e->disk);
+  while (len > 0) {
+    uint64_t in = off % s->grain_bytes;
+    uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
+    struct grain_ref g;
+    /* Without a backing, a missing table or grain already reads as zeros;
+     * with one, zeros must be stored to hide it (no zeroed-grain entry). */
+    if (lookup(s, off / s->grain_bytes, backing, &g) != 0)
+      return -1;
+    if (g.gte != 0) {
+      if (pend_flush(s) != 0 ||
+          vf_zero_range(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
+        return -1;
+    } else if (backing &&
+               allocate_grain(e, s, &g, off - in, in, NULL, (size_t)n) != 0) {
+      return -1;
+    }
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+static int cowd_status(struct extent *e, uint64_t off, uint64_t len,
+                       struct vmdk_run *run) {
+  struct cowd *s = e->priv;
+  run->length = 0;
+  run->flags = 0;
+  run->file_offset = -1;
+  run->file = NULL;
+  bool first = true;
+  while (len > 0) {
+    uint64_t gno = off / s->grain_bytes;
+    uint32_t gdi = (uint32_t)(gno / COWD_GTES);
+    uint64_t in = off % s->grain_bytes;
+    uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
+    struct gt_slot *slot;
+    if (get_table(s, gdi, false, &slot) != 0)
+      return -1;
+    unsigned flags = 0;
+    int64_t fo = -1;
+    if (!slot) { /* the whole table's range is unallocated */
+      uint64_t table_end = ((uint64_t)gdi + 1) * s->table_bytes;
+      n = table_end - off < len ? table_end - off : len;
+    } else {
+      uint32_t idx = (uint32_t)(gno % COWD_GTES);
+      uint32_t gte = slot->gt[idx];
+      if (check_grain(s, gdi, idx, gte) != 0)
+        return -1;
+      if (gte != 0) {
+        flags = VMDK_RUN_PRESENT | VMDK_RUN_DATA;
+        fo = (int64_t)((uint64_t)gte * SECTOR + in);
+      }
+    }
+    if (first) {
+      run->flags = flags;
+      run->file_offset = fo;
+      first = false;
+    } else if (flags != run->flags ||
+               (fo >= 0 && fo != run->file_offset + (int64_t)run->length)) {
+      break;
+    }
+    run->length += n;
+    off += n;
+    len -= n;
+  }
+  if (run->flags & VMDK_RUN_DATA)
+    run->file = s->f->path;
+  return 0;
+}
+
+static int cowd_flush(struct extent *e) {
+  return flush_metadata(e->priv);
+}
+
+static void cowd_free(struct cowd *s) {
+  if (!s)
+    return;
+  for (uint32_t i = 0; s->slots && i < s->n_slots; i++)
+    free(s->slots[i].gt);
+  free(s->slots);
+  free(s->slot_of);
+  free(s->gd);
+  free(s);
+}
+
+static int cowd_close(struct extent *e) {
+  struct cowd *s = e->priv;
+  int r = vf_close(s->f);
+  cowd_free(s);
+  return r;
+}
+
+static void cowd_info(struct extent *e, struct vmdk_extent_info *info) {
+  struct cowd *s = e->priv;
+  info->grain_bytes = s->grain_bytes;
+  info->version = s->h.version;
+  info->unclean = s->h.unclean != 0;
+}
+
+static uint64_t cowd_allocated(struct extent *e) {
+  struct cowd *s = e->priv;
+  return vf_allocated(s->f);
+}
+
+/* ---- check ------------------------------------------------------------------ */
+
+/* A region of the file that something points at. */
+struct region {
+  uint64_t start, len;   /* sectors */
+  uint32_t table, entry; /* grain: GD and GT index; else entry UINT32_MAX */
+  const char *what;
+};
+
+struct regions {
+  struct region *r;
+  size_t n, cap;
+};
+
+static int cmp_region(const void *a, const void *b) {
+  const struct region *x = a, *y = b;
+  return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int add_region(struct regions *rs, uint64_t start, uint64_t len,
+                      uint32_t table, uint32_t entry, const char *what) {
+  if (rs->n == rs->cap) {
+    size_t cap = rs->cap ? rs->cap * 2 : 1024;
+    struct region *r = realloc(rs->r, cap * sizeof *r);
+    if (!r)
+      return set_error(ENOMEM, "out of memory while checking");
+    rs->r = r;
+    rs->cap = cap;
+  }
+  rs->r[rs->n++] = (struct region){start, len, table, entry, what};
+  return 0;
+}
+
+static const char *region_name(const struct region *r, char *buf, size_t n) {
+  if (r->entry == UINT32_MAX && r->table == UINT32_MAX)
+    snprintf(buf, n, "%s", r->what);
+  else if (r->entry == UINT32_MAX)
+    snprintf(buf, n, "%s %" PRIu32, r->what, r->table);
+  else
+    snprintf(buf, n, "grain of entry %" PRIu32 " of table %" PRIu32, r->entry,
+             r->table);
+  return buf;
+}
+
+static int cowd_check(struct extent *e, struct check_ctx *c) {
+  struct cowd *s = e->priv;
+  const char *path = s->f->path;
+  if (flush_metadata(s) != 0 && s->f->writable)
+    return -1;
+  uint64_t file_sectors = div_round_up(s->f->size, SECTOR);
+  struct regions rs = {0};
+  uint8_t *raw = malloc(COWD_GT_BYTES);
+  int ret = -1;
+  if (!raw) {
+    set_error(ENOMEM, "%s: out of memory", path);
+    goto out;
+  }
+  if (add_region(&rs, 0, COWD_HEADER_SECTORS, UINT32_MAX, UINT32_MAX,
+                 "the header") ||
+      add_region(&rs, s->h.gd_offset, s->gd_sectors, UINT32_MAX, UINT32_MAX,
+                 "the grain directory"))
+    goto out;
+
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
+    uint32_t gde = s->gd[gdi];
+    if (gde == 0)
+      continue;
+    if ((uint64_t)gde + COWD_GT_SECTORS > file_sectors) {
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain table %" PRIu32 " lies past the end of the file "
+                   "(sector %" PRIu32 ", file %" PRIu64 " sectors)",
+                   path, gdi, gde, file_sectors);
+      continue;
+    }
+    if (add_region(&rs, gde, COWD_GT_SECTORS, gdi, UINT32_MAX, "grain table"))
+      goto out;
+    if (vf_pread(s->f, raw, COWD_GT_BYTES, (uint64_t)gde * SECTOR) != 0)
+      goto out;
+    for (uint32_t i = 0; i < COWD_GTES; i++) {
+      uint32_t v = le32(raw + 4 * i);
+      uint64_t gno = (uint64_t)gdi * COWD_GTES + i;
+      if (v == 0)
+        continue;
+      if (gno * s->h.grain >= s->h.capacity) {
+        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                     "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                     " is set (%" PRIu32 ") but lies past the capacity",
+                     path, i, gdi, v);
+        continue;
+      }
+      if (v >= file_sectors) {
+        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                     "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                     " points past the end of the file (sector %" PRIu32
+                     ", file %" PRIu64 " sectors)",
+                     path, i, gdi, v, file_sectors);
+        continue;
+      }
+      c->res->allocated_grains++;
+      if (add_region(&rs, v, s->h.grain, gdi, i, NULL))
+        goto out;
+    }
+  }
+
+  /* Overlaps, and space nothing points at.  Space from freeSector to the
+   * end of the file is free space (ESXi grows the file in 16 MiB steps),
+   * not a leak. */
+  qsort(rs.r, rs.n, sizeof *rs.r, cmp_region);
+  uint64_t covered = 0; /* end of the furthest region seen, in sectors */
+  const struct region *furthest = NULL;
+  for (size_t k = 0; k < rs.n; k++) {
+    const struct region *r = &rs.r[k];
+    if (furthest && r->start < covered) {
+      char a[96], b[96];
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: %s at sector %" PRIu64 " overlaps %s at sector %" PRIu64,
+                   path, region_name(r, a, sizeof a), r->start,
+                   region_name(furthest, b, sizeof b), furthest->start);
+    } else if (r->start > covered) {
+      check_report(c, VMDK_PROBLEM_LEAK, (r->start - covered) * SECTOR,
+                   "%s: %" PRIu64 " sectors at sector %" PRIu64
+                   " are allocated but not used",
+                   path, r->start - covered, covered);
+    }
+    if (r->start + r->len > covered) {
+      covered = r->start + r->len;
+      furthest = r;
+    }
+  }
+  uint64_t used_end = s->h.free_sector < file_sectors ? s->h.free_sector
+                                                      : file_sectors;
+  if (used_end > covered)
+    check_report(c, VMDK_PROBLEM_LEAK, (used_end - covered) * SECTOR,
+                 "%s: %" PRIu64 " sectors at sector %" PRIu64
+                 " (up to freeSector %" PRIu64 ") are allocated but not used",
+                 path, used_end - covered, covered, s->h.free_sector);
+  c->res->total_grains += div_round_up(s->h.capacity, s->h.grain);
+  ret = 0;
+out:
+  free(rs.r);
+  free(raw);
+  return ret;
+}
+
+static const struct extent_ops cowd_ops = {
+    .name = "cowd",
+    .pread = cowd_pread,
+    .pwrite = cowd_pwrite,
+    .zero = cowd_zero,
+    .status = cowd_status,
+    .flush = cowd_flush,
+    .close = cowd_close,
+    .check = cowd_check,
+    .info = cowd_info,
+    .allocated = cowd_allocated,
+};
+
+/* ---- open --------------------------------------------------------------- */
+
+int cowd_open(struct extent *e, struct vfile *f) {
+  if (f->size < COWD_HEADER_BYTES) {
+    set_error(EINVAL, "%s: file is too short for a COWD header (%" PRIu64
+                      " bytes, 2048 needed)",
+              f->path, f->size);
+    vf_close(f);
+    return -1;
+  }
+  struct cowd *s = calloc(1, sizeof *s);
+  if (!s) {
+    vf_close(f);
+    return set_error(ENOMEM, "out of memory");
+  }
+  s->f = f;
+  if (vf_pread(f, s->raw_header, COWD_HEADER_BYTES, 0) != 0 ||
+      decode_header(s->raw_header, f->path, f->size, &s->h) != 0)
+    goto fail;
+  const struct cowd_header *h = &s->h;
+  if (e->size != h->capacity * SECTOR) {
+    set_error(EINVAL, "%s: the descriptor gives the extent %" PRIu64
+                      " sectors but its COWD header says numSectors %" PRIu64,
+              f->path, e->size / SECTOR, h->capacity);
+    goto fail;
+  }
+  s->grain_bytes = h->grain * SECTOR;
+  s->table_bytes = s->grain_bytes * COWD_GTES;
+  s->n_gdes = (uint32_t)div_round_up(h->capacity, h->grain * COWD_GTES);
+  s->gd_sectors = div_round_up(h->file_gdes * 4, SECTOR);
+  s->open_bytes = div_round_up(f->size, SECTOR) * SECTOR;
+  s->alloc_base = s->open_bytes;
+  if (h->free_sector * SECTOR > s->alloc_base)
+    s->alloc_base = h->free_sector * SECTOR;
+  s->end = s->alloc_base;
+
+  /* The used part of the GD: at most 2^20 entries (4 MiB). */
+  size_t bytes = (size_t)s->n_gdes * 4;
+  uint8_t *raw = malloc(bytes);
+  s->gd = malloc(bytes);
+  if (!raw || !s->gd) {
+    free(raw);
+    set_error(ENOMEM, "%s: out of memory for the grain directory", f->path);
+    goto fail;
+  }
+  if (vf_pread(f, raw, bytes, h->gd_offset * SECTOR) != 0) {
+    free(raw);
+    goto fail;
+  }
+  for (uint32_t i = 0; i < s->n_gdes; i++)
+    s->gd[i] = le32(raw + 4 * i);
+  free(raw);
+
+  uint64_t slots = GT_CACHE_BUDGET / COWD_GT_BYTES;
+  if (slots > s->n_gdes)
+    slots = s->n_gdes;
+  s->n_slots = (uint32_t)slots;
+  s->slots = calloc(s->n_slots, sizeof *s->slots);
+  s->slot_of = calloc(s->n_gdes, sizeof *s->slot_of);
+  if (!s->slots || !s->slot_of) {
+    set_error(ENOMEM, "%s: out of memory for the grain table cache", f->path);
+    goto fail;
+  }
+  e->ops = &cowd_ops;
+  e->priv = s;
+  return 0;
+fail:
+  vf_close(s->f);
+  cowd_free(s);
+  return -1;
 }

@@ -21,6 +21,9 @@
  *     pending data writes, syncs the file (data barrier), sets the file's
  *     final length once, writes every dirty GT then its redundant copy,
  *     then the GD and RGD when new tables were added, then syncs again.
+ *  0. Before the first change after an open, the header's uncleanShutdown
+ *     byte is set (as VMware does); a clean close clears it after the last
+ *     flush, so a set byte means "writes may have been lost".
  *  3. So a crash loses at most what was written since the last flush, and
  *     leaves at most leaked (unreferenced) grains, never an entry that
  *     points at unwritten data.
@@ -33,34 +36,18 @@
 
 #include "internal.h"
 
-#define KDMV_MAGIC 0x564d444bu
-#define FLAG_NL_DETECT 0x1u
-#define FLAG_RGD 0x2u
-#define FLAG_ZEROED_GRAIN 0x4u
-#define FLAG_COMPRESSED 0x10000u
-#define FLAG_MARKERS 0x20000u
-#define GD_AT_END 0xffffffffffffffffull
+#define FLAG_NL_DETECT KDMV_FLAG_NL_DETECT
+#define FLAG_RGD KDMV_FLAG_RGD
+#define FLAG_ZEROED_GRAIN KDMV_FLAG_ZEROED_GRAIN
+#define FLAG_COMPRESSED KDMV_FLAG_COMPRESSED
+#define FLAG_MARKERS KDMV_FLAG_MARKERS
+#define GD_AT_END KDMV_GD_AT_END
 
 #define MAX_GRAIN_SECTORS (1u << 21)  /* 1 GiB grains */
 #define MAX_GTES_PER_GT 65536u
 #define MAX_DESC_SECTORS 20480u       /* 10 MiB, as VirtualBox */
 #define MAX_FILE_SECTORS 0xffffffffull /* 32-bit sector numbers */
 #define GT_CACHE_BUDGET (32u << 20)   /* bytes of cached grain tables */
-
-/* The decoded header; every field validated by decode_header(). */
-struct kdmv_header {
-  uint32_t version, flags;
-  uint64_t capacity;      /* sectors */
-  uint64_t grain;         /* sectors */
-  uint64_t desc_offset;   /* sectors */
-  uint64_t desc_size;     /* sectors */
-  uint32_t gtes_per_gt;
-  uint64_t rgd_offset;    /* sectors */
-  uint64_t gd_offset;     /* sectors */
-  uint64_t overhead;      /* sectors */
-  uint8_t unclean;
-  uint16_t compress;
-};
 
 /* A cached grain table, decoded to host order. */
 struct gt_slot {
@@ -88,6 +75,8 @@ struct sparse {
   uint64_t clock;
   uint32_t n_dirty;
 
+  bool unclean_set;          /* we set the uncleanShutdown byte */
+
   /* One pending data write, grown while writes are contiguous on file and
    * in memory; issued before any metadata write (rule 2). */
   uint64_t pend_off;
@@ -97,7 +86,7 @@ struct sparse {
 
 /* ---- header ------------------------------------------------------------- */
 
-static void encode_header(const struct kdmv_header *h, uint8_t b[SECTOR]) {
+void kdmv_encode_header(const struct kdmv_header *h, uint8_t b[SECTOR]) {
   memset(b, 0, SECTOR);
   put_le32(b + 0, KDMV_MAGIC);
   put_le32(b + 4, h->version);
@@ -119,8 +108,8 @@ static void encode_header(const struct kdmv_header *h, uint8_t b[SECTOR]) {
 }
 
 /* Decode and validate the header of PATH (FILE_SIZE bytes long). */
-static int decode_header(const uint8_t b[SECTOR], const char *path,
-                         uint64_t file_size, struct kdmv_header *h) {
+int kdmv_decode_header(const uint8_t b[SECTOR], const char *path,
+                       uint64_t file_size, struct kdmv_header *h) {
   if (le32(b) != KDMV_MAGIC)
     return set_error(EINVAL, "%s: not a hosted sparse extent (no KDMV magic)",
                      path);
@@ -142,12 +131,14 @@ static int decode_header(const uint8_t b[SECTOR], const char *path,
     return set_error(ENOTSUP, "%s: sparse header version %" PRIu32
                               " is not supported (1, 2 or 3)",
                      path, h->version);
-  if ((h->flags & (FLAG_COMPRESSED | FLAG_MARKERS)) || h->compress != 0 ||
-      h->gd_offset == GD_AT_END)
-    return set_error(ENOTSUP, "%s: compressed (streamOptimized) sparse "
-                              "extents are not supported yet (flags 0x%" PRIx32
-                              ", compressAlgorithm %u)",
-                     path, h->flags, h->compress);
+  if (h->compress > 1)
+    return set_error(ENOTSUP, "%s: compression algorithm %u is not known "
+                              "(0 none, 1 deflate)",
+                     path, h->compress);
+  if ((h->flags & FLAG_MARKERS) && !(h->flags & FLAG_COMPRESSED))
+    return set_error(EINVAL, "%s: the header has the markers flag without "
+                             "the compressed flag (flags 0x%" PRIx32 ")",
+                     path, h->flags);
   if (!is_power_of_2(h->grain) || h->grain > MAX_GRAIN_SECTORS)
     return set_error(EINVAL, "%s: grain size %" PRIu64
                              " sectors is not a power of two from 1 to %u",
@@ -159,8 +150,9 @@ static int decode_header(const uint8_t b[SECTOR], const char *path,
                      path, h->gtes_per_gt, MAX_GTES_PER_GT);
   uint64_t n_gdes = div_round_up(h->capacity, h->grain * h->gtes_per_gt);
   uint64_t gd_sectors = div_round_up(n_gdes * 4, SECTOR);
+  bool at_end = h->gd_offset == GD_AT_END; /* the footer has the real one */
   if (n_gdes > UINT32_MAX || gd_sectors > file_sectors ||
-      h->gd_offset > file_sectors - gd_sectors)
+      (!at_end && h->gd_offset > file_sectors - gd_sectors))
     return set_error(EFBIG, "%s: grain directory too large: %" PRIu64
                             " entries at sector %" PRIu64
                             " for a capacity of %" PRIu64 " sectors (%" PRIu32
@@ -170,6 +162,10 @@ static int decode_header(const uint8_t b[SECTOR], const char *path,
                      h->grain, human_size(file_size));
   if (h->gd_offset == 0)
     return set_error(EINVAL, "%s: grain directory offset is 0", path);
+  if (at_end && !(h->flags & FLAG_COMPRESSED))
+    return set_error(EINVAL, "%s: the grain directory is at the end "
+                             "(footer) but the grains are not compressed",
+                     path);
   if (h->capacity > UINT64_MAX / SECTOR)
     return set_error(EFBIG, "%s: capacity of %" PRIu64
                             " sectors is more than 2^64 bytes",
@@ -415,6 +411,17 @@ static int check_grain(struct sparse *s, uint32_t gdi, uint32_t i,
   return 0;
 }
 
+/* Rule 0: mark the extent in use before its first change. */
+static int mark_unclean(struct sparse *s) {
+  if (s->unclean_set)
+    return 0;
+  uint8_t one = 1;
+  if (vf_pwrite(s->f, &one, 1, 72) != 0)
+    return -1;
+  s->unclean_set = true;
+  return 0;
+}
+
 /* ---- data path ------------------------------------------------------------ */
 
 /* Where a grain stands: the table (NULL if there is none) and entry. */
@@ -545,6 +552,8 @@ static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
                          uint64_t off) {
   struct sparse *s = e->priv;
   const uint8_t *p = buf;
+  if (mark_unclean(s) != 0)
+    return -1;
   while (len > 0) {
     uint64_t in = off % s->grain_bytes;
     size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
@@ -568,6 +577,8 @@ static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
 static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
   struct sparse *s = e->priv;
   bool backing = disk_has_backing(e->disk);
+  if (mark_unclean(s) != 0)
+    return -1;
   while (len > 0) {
     uint64_t in = off % s->grain_bytes;
     uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
@@ -661,7 +672,15 @@ static void sparse_free(struct sparse *s) {
 
 static int sparse_close(struct extent *e) {
   struct sparse *s = e->priv;
-  int r = vf_close(s->f);
+  int r = 0;
+  /* Rule 0: clean only when everything reached the file (the caller's
+   * flush succeeded). */
+  if (s->unclean_set && s->n_dirty == 0 && !s->gd_dirty && !s->pend_len) {
+    uint8_t zero = 0;
+    r = vf_pwrite(s->f, &zero, 1, 72) == 0 && vf_sync(s->f) == 0 ? 0 : -1;
+  }
+  if (vf_close(s->f) != 0)
+    r = -1;
   sparse_free(s);
   return r;
 }
@@ -873,6 +892,9 @@ out:
   return ret;
 }
 
+static int sparse_write_descriptor(struct extent *e, const char *text,
+                                   size_t len);
+
 static const struct extent_ops sparse_ops = {
     .name = "sparse",
     .pread = sparse_pread,
@@ -884,6 +906,7 @@ static const struct extent_ops sparse_ops = {
     .check = sparse_check,
     .info = sparse_info,
     .allocated = sparse_allocated,
+    .write_descriptor = sparse_write_descriptor,
 };
 
 /* ---- open and create ---------------------------------------------------- */
@@ -926,8 +949,12 @@ int sparse_open(struct extent *e, struct vfile *f) {
   }
   s->f = f;
   if (vf_pread(f, hdr, SECTOR, 0) != 0 ||
-      decode_header(hdr, f->path, f->size, &s->h) != 0)
+      kdmv_decode_header(hdr, f->path, f->size, &s->h) != 0)
     goto fail;
+  if (s->h.flags & FLAG_COMPRESSED) { /* streamOptimized: its own file */
+    free(s);
+    return stream_open(e, f, hdr);
+  }
 
   const struct kdmv_header *h = &s->h;
   s->grain_bytes = h->grain * SECTOR;
@@ -980,7 +1007,7 @@ int sparse_read_embedded_descriptor(struct vfile *f, char **text,
                              "(%" PRIu64 " bytes)",
                      f->path, f->size);
   if (vf_pread(f, hdr, SECTOR, 0) != 0 ||
-      decode_header(hdr, f->path, f->size, &h) != 0)
+      kdmv_decode_header(hdr, f->path, f->size, &h) != 0)
     return -1;
   if (h.desc_offset == 0)
     return 0;
@@ -998,7 +1025,8 @@ int sparse_read_embedded_descriptor(struct vfile *f, char **text,
   return 0;
 }
 
-int sparse_write_descriptor(struct extent *e, const char *text, size_t len) {
+static int sparse_write_descriptor(struct extent *e, const char *text,
+                                   size_t len) {
   struct sparse *s = e->priv;
   uint64_t room = s->h.desc_size * SECTOR;
   if (s->h.desc_offset == 0 || len > room)
@@ -1028,10 +1056,14 @@ static void plan(const struct sparse_create_params *p, struct layout *l) {
   l->n_gdes = div_round_up(p->capacity_sectors, gtes * p->grain_sectors);
   l->gd_sectors = div_round_up(l->n_gdes * 4, SECTOR);
   l->gt_sectors = div_round_up(gtes * 4, SECTOR);
-  l->desc_offset = 1;
-  l->desc_sectors = p->descriptor_sectors < 20 ? 20 : p->descriptor_sectors;
+  /* No descriptor (a twoGbMaxExtentSparse extent): descriptorOffset and
+   * descriptorSize 0, as VMware and VirtualBox write split extents. */
+  l->desc_offset = p->descriptor ? 1 : 0;
+  l->desc_sectors = !p->descriptor               ? 0
+                    : p->descriptor_sectors < 20 ? 20
+                                                 : p->descriptor_sectors;
   uint64_t tables = p->lazy_tables ? 0 : l->n_gdes * l->gt_sectors;
-  l->rgd = l->desc_offset + l->desc_sectors;
+  l->rgd = 1 + l->desc_sectors;
   l->rgt = l->rgd + l->gd_sectors;
   l->gd = l->rgt + tables;
   l->gt = l->gd + l->gd_sectors;
@@ -1093,7 +1125,7 @@ int sparse_create(struct vfile *f, const struct sparse_create_params *p) {
   uint8_t *buf = calloc(1, head > dir ? head : dir);
   if (!buf)
     return set_error(ENOMEM, "out of memory");
-  encode_header(&h, buf);
+  kdmv_encode_header(&h, buf);
   if (desc_len)
     memcpy(buf + SECTOR, p->descriptor, desc_len);
   int r = vf_pwrite(f, buf, head, 0);

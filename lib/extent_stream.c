@@ -1,23 +1,836 @@
-/* streamOptimized extents.  (Being written: refused until then.) */
+/* streamOptimized extents: a KDMV header whose grains are compressed, each
+ * behind a grain marker {u64 LBA, u32 size}, with grain tables, the grain
+ * directory and a footer (a copy of the header with the real GD offset)
+ * behind metadata markers {u64 numSectors, u32 0, u32 type}, ending with an
+ * end-of-stream (EOS) marker.  VMware's layout puts the GD at the end
+ * (header gdOffset = GD_AT_END, footer at file end - 1024); QEMU's puts the
+ * GD and all tables at the front.  Both are read; a stream whose footer is
+ * gone is read by scanning its markers.
+ *
+ * Index: per grain-table, the table (host order) of marker sectors; tables
+ * without a present grain are not kept, so memory follows the data, not
+ * the capacity.
+ *
+ * Writing (append only, the rules in one place):
+ *  1. A grain is written once, whole: compressed behind its marker at
+ *     `data_end`, which starts at the end of the last grain already in the
+ *     file (the old trailing metadata is overwritten).  A grain already in
+ *     the file is never rewritten (refused).
+ *  2. A write that covers part of a grain is kept in memory (up to
+ *     MAX_OPEN grains) until the grain is covered from its start to its end,
+ *     or until flush/eviction, when the rest is filled from the backing
+ *     (zeros without one).  All-zero grains are not written.
+ *  3. Flush: pending grains are written, the data synced, then every grain
+ *     table (GT marker + GT), the GD (GD marker + GD), the footer marker, the
+ *     footer and the EOS marker are written after the last grain, the file
+ *     cut there, the header made VMware's (version 3, GD_AT_END, markers),
+ *     and synced.  Between the first new grain and that flush the file has
+ *     no footer: vmdkit still reads it by scanning the markers.
+ */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
-int stream_open(struct extent *e, struct vfile *f, const uint8_t hdr[SECTOR]) {
-  (void)e;
-  int r = set_error(ENOTSUP, "%s: compressed (streamOptimized) sparse extents "
-                             "are not supported yet (flags 0x%" PRIx32 ")",
-                    f->path, le32(hdr + 8));
-  vf_close(f);
+#define MARKER_EOS 0u
+#define MARKER_GT 1u
+#define MARKER_GD 2u
+#define MARKER_FOOTER 3u
+#define MAX_STREAM_GRAIN_SECTORS (1u << 14) /* 8 MiB */
+#define MAX_OPEN 64u                          /* partly written grains */
+#define STREAM_LEVEL 6                        /* zlib's default level */
+#define META_CHUNK (1u << 20)
+
+struct open_grain {
+  uint64_t grain;   /* grain number */
+  uint8_t *buf;     /* grain_bytes, prefilled from the backing */
+  uint64_t filled;  /* bytes written contiguously from the grain's start */
+  uint64_t stamp;   /* age, for eviction */
+};
+
+struct stream {
+  struct vfile *f;
+  struct kdmv_header h;   /* effective header (the footer when at the end) */
+  uint64_t grain_bytes;
+  uint64_t n_grains;      /* grains the capacity spans */
+  uint32_t gtes;          /* entries per grain table */
+  uint32_t n_gdes;
+  uint64_t gt_sectors, gd_sectors;
+  uint32_t **gts;         /* per GD entry: marker sectors, or NULL */
+  bool scanned;           /* the index was rebuilt from the markers */
+  struct codec *codec;
+  uint8_t *cbuf;          /* a marker with its compressed grain */
+  size_t cbuf_cap;
+  uint8_t *gbuf;          /* the last inflated grain */
+  uint64_t gbuf_grain;    /* which one, UINT64_MAX for none */
+
+  uint64_t data_end;      /* bytes; 0 until the first write computes it */
+  bool changed;           /* grains written since the metadata was */
+  struct open_grain open[MAX_OPEN];
+  uint32_t n_open;
+  uint64_t clock;
+};
+
+static uint64_t grain_len(const struct stream *s, uint64_t g) {
+  uint64_t start = g * s->grain_bytes, cap = s->h.capacity * SECTOR;
+  return cap - start < s->grain_bytes ? cap - start : s->grain_bytes;
+}
+
+static uint32_t grain_sector(const struct stream *s, uint64_t g) {
+  uint32_t *gt = s->gts[g / s->gtes];
+  return gt ? gt[g % s->gtes] : 0;
+}
+
+static int set_grain_sector(struct stream *s, uint64_t g, uint32_t sector) {
+  uint32_t **gt = &s->gts[g / s->gtes];
+  if (!*gt && !(*gt = calloc(s->gtes, sizeof **gt)))
+    return set_error(ENOMEM, "%s: out of memory for a grain table",
+                     s->f->path);
+  (*gt)[g % s->gtes] = sector;
+  return 0;
+}
+
+/* ---- index: from the GD and GTs, or by scanning the markers -------------- */
+
+static int load_tables(struct stream *s) {
+  uint64_t file_sectors = s->f->size / SECTOR;
+  size_t gd_bytes = (size_t)s->n_gdes * 4;
+  uint8_t *raw = malloc(gd_bytes + s->gtes * 4 + 4);
+  if (!raw)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  uint8_t *gtraw = raw + gd_bytes;
+  int r = vf_pread(s->f, raw, gd_bytes, s->h.gd_offset * SECTOR);
+  for (uint32_t gdi = 0; r == 0 && gdi < s->n_gdes; gdi++) {
+    uint32_t gde = le32(raw + 4 * gdi);
+    if (gde == 0)
+      continue;
+    if (gde + s->gt_sectors > file_sectors) {
+      r = set_error(EINVAL, "%s: grain directory entry %" PRIu32
+                            " points past the end of the file (sector %" PRIu32
+                            ", file %" PRIu64 " sectors)",
+                    s->f->path, gdi, gde, file_sectors);
+      break;
+    }
+    if ((r = vf_pread(s->f, gtraw, s->gtes * 4, (uint64_t)gde * SECTOR)))
+      break;
+    for (uint32_t i = 0; r == 0 && i < s->gtes; i++) {
+      uint32_t v = le32(gtraw + 4 * i);
+      uint64_t g = (uint64_t)gdi * s->gtes + i;
+      if (v == 0)
+        continue;
+      if (g >= s->n_grains || v >= file_sectors || v < 1)
+        r = set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                              " is invalid (sector %" PRIu32 ", file %" PRIu64
+                              " sectors, %" PRIu64 " grains)",
+                      s->f->path, i, gdi, v, file_sectors, s->n_grains);
+      else
+        r = set_grain_sector(s, g, v);
+    }
+  }
+  free(raw);
   return r;
+}
+
+/* Walk the markers from the first data sector to EOS or the end of file. */
+static int scan_markers(struct stream *s) {
+  uint64_t file_sectors = s->f->size / SECTOR;
+  uint64_t sec = s->h.overhead;
+  if (sec == 0)
+    sec = s->h.desc_offset + s->h.desc_size + 1;
+  uint8_t m[16];
+  s->scanned = true;
+  while (sec < file_sectors) {
+    if (vf_pread(s->f, m, sizeof m, sec * SECTOR) != 0)
+      return -1;
+    uint64_t val = le64(m);
+    uint32_t size = le32(m + 8), type = le32(m + 12);
+    if (size != 0) { /* a grain marker: val is its LBA */
+      if (val % s->h.grain || val / s->h.grain >= s->n_grains ||
+          sec > UINT32_MAX)
+        return set_error(EINVAL, "%s: grain marker at sector %" PRIu64
+                                 " has LBA %" PRIu64
+                                 ", not the start of a grain of the disk",
+                         s->f->path, sec, val);
+      if (set_grain_sector(s, val / s->h.grain, (uint32_t)sec) != 0)
+        return -1;
+      sec += div_round_up(12 + (uint64_t)size, SECTOR);
+    } else if (type == MARKER_EOS) {
+      break;
+    } else { /* GT, GD, footer or unknown (vSphere's type 4): skip */
+      if (val > file_sectors)
+        break;
+      sec += 1 + val;
+    }
+  }
+  return 0;
+}
+
+/* ---- grains -------------------------------------------------------------------- */
+
+/* Read grain G's marker and inflate it into s->gbuf. */
+static int inflate_grain(struct stream *s, uint64_t g, uint32_t sector) {
+  if (s->gbuf_grain == g)
+    return 0;
+  uint64_t off = (uint64_t)sector * SECTOR;
+  uint64_t avail = s->f->size > off ? s->f->size - off : 0;
+  size_t want = s->cbuf_cap < avail ? s->cbuf_cap : (size_t)avail;
+  if (want < 12)
+    return set_error(EINVAL, "%s: grain %" PRIu64 " marker at sector %" PRIu32
+                             " lies past the end of the file",
+                     s->f->path, g, sector);
+  if (vf_pread(s->f, s->cbuf, want, off) != 0)
+    return -1;
+  uint64_t lba = le64(s->cbuf);
+  uint32_t size = le32(s->cbuf + 8);
+  if (lba != g * s->h.grain)
+    return set_error(EINVAL, "%s: grain marker at sector %" PRIu32
+                             " is for LBA %" PRIu64 ", expected %" PRIu64,
+                     s->f->path, sector, lba, g * s->h.grain);
+  if (size == 0 || size > s->cbuf_cap - 12 || 12 + (uint64_t)size > avail)
+    return set_error(EINVAL, "%s: grain %" PRIu64 " at sector %" PRIu32
+                             " has a compressed size of %" PRIu32
+                             " bytes (grain %" PRIu64 " bytes, %" PRIu64
+                             " bytes left in the file)",
+                     s->f->path, g, sector, size, s->grain_bytes, avail);
+  size_t got;
+  int r = codec_decompress(s->codec, s->cbuf + 12, size, s->gbuf,
+                           s->grain_bytes, &got);
+  s->gbuf_grain = UINT64_MAX;
+  if (r == -2)
+    return set_error(EINVAL, "%s: grain %" PRIu64 " at sector %" PRIu32
+                             " inflates to more than a grain (%" PRIu64
+                             " bytes)",
+                     s->f->path, g, sector, s->grain_bytes);
+  if (r != 0)
+    return set_error(EINVAL, "%s: grain %" PRIu64 " at sector %" PRIu32
+                             ": the compressed data is corrupt",
+                     s->f->path, g, sector);
+  if (got < grain_len(s, g))
+    return set_error(EINVAL, "%s: grain %" PRIu64 " at sector %" PRIu32
+                             " inflates to %zu bytes, expected %" PRIu64,
+                     s->f->path, g, sector, got, grain_len(s, g));
+  memset(s->gbuf + got, 0, s->grain_bytes - got);
+  s->gbuf_grain = g;
+  return 0;
+}
+
+static struct open_grain *find_open(struct stream *s, uint64_t g) {
+  for (uint32_t i = 0; i < s->n_open; i++)
+    if (s->open[i].grain == g)
+      return &s->open[i];
+  return NULL;
+}
+
+static bool all_zero(const uint8_t *p, size_t n) {
+  return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Find where appending starts: after the last grain in the file. */
+static int find_data_end(struct stream *s) {
+  uint64_t last = 0;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    if (s->gts[gdi])
+      for (uint32_t i = 0; i < s->gtes; i++)
+        if (s->gts[gdi][i] > last)
+          last = s->gts[gdi][i];
+  uint64_t end = s->h.overhead * SECTOR;
+  if (end == 0)
+    end = (s->h.desc_offset + s->h.desc_size + 1) * SECTOR;
+  if (last) {
+    uint8_t m[12];
+    if (vf_pread(s->f, m, sizeof m, last * SECTOR) != 0)
+      return -1;
+    uint64_t e = last * SECTOR + div_round_up(12 + (uint64_t)le32(m + 8),
+                                              SECTOR) * SECTOR;
+    if (e > end)
+      end = e;
+  }
+  s->data_end = end;
+  return 0;
+}
+
+/* Write grain G (grain_len bytes at DATA) at the end of the data (rule 1). */
+static int emit_grain(struct extent *e, struct stream *s, uint64_t g,
+                      const uint8_t *data) {
+  size_t len = (size_t)grain_len(s, g);
+  if (all_zero(data, len) && !disk_has_backing(e->disk))
+    return 0; /* reads as zeros unallocated */
+  if (!s->data_end && find_data_end(s) != 0)
+    return -1;
+  const uint8_t *src = data;
+  if (len < s->grain_bytes) { /* the last, partial grain: pad to a grain */
+    memcpy(s->gbuf, data, len);
+    memset(s->gbuf + len, 0, s->grain_bytes - len);
+    s->gbuf_grain = UINT64_MAX;
+    src = s->gbuf;
+  }
+  size_t c = codec_compress(s->codec, src, s->grain_bytes, s->cbuf + 12,
+                            s->cbuf_cap - 12 - SECTOR);
+  if (c == 0)
+    return set_error(EIO, "%s: compressing grain %" PRIu64 " failed",
+                     s->f->path, g);
+  put_le64(s->cbuf, g * s->h.grain);
+  put_le32(s->cbuf + 8, (uint32_t)c);
+  size_t total = (size_t)div_round_up(12 + c, SECTOR) * SECTOR;
+  memset(s->cbuf + 12 + c, 0, total - 12 - c);
+  uint64_t sector = s->data_end / SECTOR;
+  if (sector + total / SECTOR > UINT32_MAX)
+    return set_error(ENOSPC, "%s: the stream is full: grain markers past "
+                             "2 TiB cannot be addressed (32-bit sectors)",
+                     s->f->path);
+  if (vf_pwrite(s->f, s->cbuf, total, s->data_end) != 0)
+    return -1;
+  if (set_grain_sector(s, g, (uint32_t)sector) != 0)
+    return -1;
+  s->data_end += total;
+  s->changed = true;
+  return 0;
+}
+
+static int emit_open(struct extent *e, struct stream *s,
+                     struct open_grain *og) {
+  int r = emit_grain(e, s, og->grain, og->buf);
+  free(og->buf);
+  *og = s->open[--s->n_open];
+  return r;
+}
+
+static int already_written(struct stream *s, uint64_t g) {
+  return set_error(EROFS, "%s: grain %" PRIu64 " (bytes %" PRIu64 "..%" PRIu64
+                          ") is already in the stream; streamOptimized grains "
+                          "cannot be rewritten (convert the image to "
+                          "monolithicSparse to change it)",
+                   s->f->path, g, g * s->grain_bytes,
+                   g * s->grain_bytes + grain_len(s, g) - 1);
+}
+
+/* The buffer of a partly written grain G, made (from the backing) if new. */
+static int open_grain(struct extent *e, struct stream *s, uint64_t g,
+                      struct open_grain **out) {
+  struct open_grain *og = find_open(s, g);
+  if (!og) {
+    if (s->n_open == MAX_OPEN) { /* write out the oldest */
+      struct open_grain *old = &s->open[0];
+      for (uint32_t i = 1; i < s->n_open; i++)
+        if (s->open[i].stamp < old->stamp)
+          old = &s->open[i];
+      if (emit_open(e, s, old) != 0)
+        return -1;
+    }
+    uint8_t *buf = malloc(s->grain_bytes);
+    if (!buf)
+      return set_error(ENOMEM, "%s: out of memory", s->f->path);
+    if (disk_read_backing(e->disk, buf, (size_t)grain_len(s, g),
+                          e->virt_start + g * s->grain_bytes) != 0) {
+      free(buf);
+      return -1;
+    }
+    og = &s->open[s->n_open++];
+    *og = (struct open_grain){g, buf, 0, 0};
+  }
+  og->stamp = ++s->clock;
+  *out = og;
+  return 0;
+}
+
+/* ---- ops ------------------------------------------------------------------------ */
+
+static int stream_pread(struct extent *e, void *buf, size_t len,
+                        uint64_t off) {
+  struct stream *s = e->priv;
+  uint8_t *p = buf;
+  while (len > 0) {
+    uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
+    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
+    struct open_grain *og = find_open(s, g);
+    uint32_t sector = grain_sector(s, g);
+    if (og) {
+      memcpy(p, og->buf + in, n);
+    } else if (sector) {
+      if (inflate_grain(s, g, sector) != 0)
+        return -1;
+      memcpy(p, s->gbuf + in, n);
+    } else if (disk_read_backing(e->disk, p, n, e->virt_start + off) != 0) {
+      return -1;
+    }
+    p += n;
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+static int stream_check_write(struct extent *e, uint64_t len, uint64_t off) {
+  struct stream *s = e->priv;
+  for (uint64_t g = off / s->grain_bytes; len && g * s->grain_bytes < off + len;
+       g++)
+    if (grain_sector(s, g))
+      return already_written(s, g);
+  return 0;
+}
+
+static int stream_pwrite(struct extent *e, const void *buf, size_t len,
+                         uint64_t off) {
+  struct stream *s = e->priv;
+  const uint8_t *p = buf;
+  while (len > 0) {
+    uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
+    uint64_t glen = grain_len(s, g);
+    size_t n = glen - in < len ? (size_t)(glen - in) : len;
+    if (grain_sector(s, g))
+      return already_written(s, g);
+    struct open_grain *og = find_open(s, g);
+    if (!og && in == 0 && n == glen) {
+      if (emit_grain(e, s, g, p) != 0) /* whole grain: straight out */
+        return -1;
+    } else {
+      if (!og && open_grain(e, s, g, &og) != 0)
+        return -1;
+      memcpy(og->buf + in, p, n);
+      if (in <= og->filled && in + n > og->filled)
+        og->filled = in + n;
+      if (og->filled >= glen && emit_open(e, s, og) != 0)
+        return -1;
+    }
+    p += n;
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+static int stream_zero(struct extent *e, uint64_t len, uint64_t off) {
+  struct stream *s = e->priv;
+  bool backing = disk_has_backing(e->disk);
+  while (len > 0) {
+    uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
+    uint64_t glen = grain_len(s, g);
+    uint64_t n = glen - in < len ? glen - in : len;
+    struct open_grain *og = find_open(s, g);
+    if (grain_sector(s, g)) {
+      /* Zeros over a written grain are fine only if it already is zeros. */
+      if (inflate_grain(s, g, grain_sector(s, g)) != 0)
+        return -1;
+      if (!all_zero(s->gbuf + in, (size_t)n))
+        return already_written(s, g);
+    } else if (og || backing) {
+      if (!og && open_grain(e, s, g, &og) != 0)
+        return -1;
+      memset(og->buf + in, 0, (size_t)n);
+      if (in <= og->filled && in + n > og->filled)
+        og->filled = in + n;
+      if (og->filled >= glen && emit_open(e, s, og) != 0)
+        return -1;
+    }
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+static int stream_status(struct extent *e, uint64_t off, uint64_t len,
+                         struct vmdk_run *run) {
+  struct stream *s = e->priv;
+  run->length = 0;
+  run->file_offset = -1;
+  run->file = NULL;
+  bool first = true;
+  while (len > 0) {
+    uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
+    uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
+    unsigned flags;
+    if (!s->gts[g / s->gtes] && !s->n_open) { /* a whole empty table */
+      uint64_t end = (g / s->gtes + 1) * s->gtes * s->grain_bytes;
+      n = end - off < len ? end - off : len;
+      flags = 0;
+    } else {
+      flags = grain_sector(s, g) || find_open(s, g)
+                  ? VMDK_RUN_PRESENT | VMDK_RUN_DATA
+                  : 0;
+    }
+    if (first)
+      run->flags = flags;
+    else if (flags != run->flags)
+      break;
+    first = false;
+    run->length += n;
+    off += n;
+    len -= n;
+  }
+  if (run->flags)
+    run->file = s->f->path;
+  return 0;
+}
+
+/* Buffered metadata writer: appends at *POS through a chunk buffer. */
+struct meta_writer {
+  struct vfile *f;
+  uint8_t *buf;
+  size_t used;
+  uint64_t start; /* file offset of buf[0] */
+};
+
+static int mw_flush(struct meta_writer *w) {
+  if (w->used && vf_pwrite(w->f, w->buf, w->used, w->start) != 0)
+    return -1;
+  w->start += w->used;
+  w->used = 0;
+  return 0;
+}
+
+/* Append a marker and then N bytes of payload padded to sectors; returns
+ * the sector the payload starts at in *SECTOR. */
+static int mw_marker(struct meta_writer *w, uint64_t val, uint32_t type,
+                     const uint8_t *payload, size_t n, uint64_t *sector) {
+  size_t padded = (size_t)div_round_up(n, SECTOR) * SECTOR;
+  if (w->used && w->used + SECTOR + padded > META_CHUNK && mw_flush(w) != 0)
+    return -1;
+  uint8_t *m = w->buf + w->used;
+  memset(m, 0, SECTOR + padded);
+  put_le64(m, val);
+  put_le32(m + 12, type);
+  if (n)
+    memcpy(m + SECTOR, payload, n);
+  if (sector)
+    *sector = (w->start + w->used) / SECTOR + 1;
+  w->used += SECTOR + padded;
+  return 0;
+}
+
+/* Rule 3: tables, directory, footer, EOS after the last grain. */
+static int write_metadata(struct stream *s) {
+  /* Room for a chunk plus the largest single item, the GD. */
+  struct meta_writer w = {
+      s->f, malloc(META_CHUNK + (s->gd_sectors + 2) * SECTOR), 0, s->data_end};
+  size_t gd_bytes = (size_t)s->n_gdes * 4;
+  uint8_t *gd = calloc(1, gd_bytes + 4);
+  uint8_t *gt = malloc(s->gtes * 4);
+  int r = -1;
+  if (!w.buf || !gd || !gt) {
+    set_error(ENOMEM, "%s: out of memory", s->f->path);
+    goto out;
+  }
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
+    if (!s->gts[gdi])
+      continue;
+    for (uint32_t i = 0; i < s->gtes; i++)
+      put_le32(gt + 4 * i, s->gts[gdi][i]);
+    uint64_t sec;
+    if (mw_marker(&w, s->gt_sectors, MARKER_GT, gt, s->gtes * 4, &sec) != 0)
+      goto out;
+    put_le32(gd + 4 * gdi, (uint32_t)sec);
+  }
+  uint64_t gd_sec;
+  if (mw_marker(&w, s->gd_sectors, MARKER_GD, gd, gd_bytes, &gd_sec) != 0)
+    goto out;
+  struct kdmv_header h = s->h;
+  h.version = 3;
+  h.flags = KDMV_FLAG_NL_DETECT | KDMV_FLAG_COMPRESSED | KDMV_FLAG_MARKERS;
+  h.compress = 1;
+  h.rgd_offset = 0;
+  h.gd_offset = gd_sec;
+  uint8_t sector[SECTOR];
+  kdmv_encode_header(&h, sector);
+  if (mw_marker(&w, 1, MARKER_FOOTER, sector, SECTOR, NULL) != 0 ||
+      mw_marker(&w, 0, MARKER_EOS, NULL, 0, NULL) != 0)
+    goto out;
+  /* The EOS marker is a single zero sector: drop the payload sector the
+   * marker writer does not add for n == 0 (nothing to drop). */
+  if (mw_flush(&w) != 0)
+    goto out;
+  if (s->f->size > w.start && vf_truncate(s->f, w.start) != 0)
+    goto out;
+  /* The header: VMware's layout from now on. */
+  h.gd_offset = KDMV_GD_AT_END;
+  kdmv_encode_header(&h, sector);
+  if (vf_pwrite(s->f, sector, SECTOR, 0) != 0)
+    goto out;
+  h.gd_offset = gd_sec;
+  s->h = h;
+  r = 0;
+out:
+  free(w.buf);
+  free(gd);
+  free(gt);
+  return r;
+}
+
+static int stream_flush(struct extent *e) {
+  struct stream *s = e->priv;
+  while (s->n_open)
+    if (emit_open(e, s, &s->open[0]) != 0)
+      return -1;
+  if (!s->changed)
+    return vf_sync(s->f);
+  if (vf_sync(s->f) != 0 || write_metadata(s) != 0 || vf_sync(s->f) != 0)
+    return -1;
+  s->changed = false;
+  return 0;
+}
+
+static void stream_free(struct stream *s) {
+  if (!s)
+    return;
+  if (s->gts)
+    for (uint32_t i = 0; i < s->n_gdes; i++)
+      free(s->gts[i]);
+  free(s->gts);
+  for (uint32_t i = 0; i < s->n_open; i++)
+    free(s->open[i].buf);
+  codec_free(s->codec);
+  free(s->cbuf);
+  free(s->gbuf);
+  free(s);
+}
+
+static int stream_close(struct extent *e) {
+  struct stream *s = e->priv;
+  int r = vf_close(s->f);
+  stream_free(s);
+  return r;
+}
+
+static void stream_info(struct extent *e, struct vmdk_extent_info *info) {
+  struct stream *s = e->priv;
+  info->grain_bytes = s->grain_bytes;
+  info->version = s->h.version;
+  info->compressed = 1;
+}
+
+static uint64_t stream_allocated(struct extent *e) {
+  struct stream *s = e->priv;
+  return vf_allocated(s->f);
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int stream_check(struct extent *e, struct check_ctx *c) {
+  struct stream *s = e->priv;
+  const char *path = s->f->path;
+  if (s->f->writable && stream_flush(e) != 0)
+    return -1;
+  if (s->scanned)
+    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                 "%s: the stream has no valid footer and grain directory "
+                 "(its index was rebuilt by scanning the grain markers)",
+                 path);
+  uint8_t last[SECTOR];
+  if (s->f->size < SECTOR || vf_pread(s->f, last, SECTOR,
+                                      (s->f->size / SECTOR - 1) * SECTOR))
+    return -1;
+  if (!all_zero(last, SECTOR))
+    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                 "%s: the stream does not end with an end-of-stream marker",
+                 path);
+  /* Every grain: its marker, its size, and that it inflates. */
+  uint64_t n = 0;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    if (s->gts[gdi])
+      for (uint32_t i = 0; i < s->gtes; i++)
+        n += s->gts[gdi][i] != 0;
+  uint32_t *secs = malloc((n + 1) * sizeof *secs);
+  if (!secs)
+    return set_error(ENOMEM, "%s: out of memory", path);
+  size_t k = 0;
+  for (uint64_t g = 0; g < s->n_grains; g++) {
+    if (!s->gts[g / s->gtes]) {
+      g = (g / s->gtes + 1) * s->gtes - 1;
+      continue;
+    }
+    uint32_t sec = grain_sector(s, g);
+    if (!sec)
+      continue;
+    c->res->allocated_grains++;
+    secs[k++] = sec;
+    if (inflate_grain(s, g, sec) != 0)
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0, "%s", vmdk_get_error());
+  }
+  qsort(secs, k, sizeof *secs, cmp_u32);
+  for (size_t i = 1; i < k; i++)
+    if (secs[i] == secs[i - 1])
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: two grain table entries point at the grain marker at "
+                   "sector %" PRIu32,
+                   path, secs[i]);
+  free(secs);
+  c->res->total_grains += s->n_grains;
+  return 0;
+}
+
+static int stream_write_descriptor(struct extent *e, const char *text,
+                                   size_t len) {
+  struct stream *s = e->priv;
+  uint64_t room = s->h.desc_size * SECTOR;
+  if (s->h.desc_offset == 0 || len > room)
+    return set_error(ENOSPC, "%s: the descriptor (%zu bytes) does not fit "
+                             "in the space embedded for it (%" PRIu64 " bytes)",
+                     s->f->path, len, room);
+  uint8_t *buf = calloc(1, room);
+  if (!buf)
+    return set_error(ENOMEM, "out of memory");
+  memcpy(buf, text, len);
+  int r = vf_pwrite(s->f, buf, room, s->h.desc_offset * SECTOR);
+  free(buf);
+  return r;
+}
+
+static const struct extent_ops stream_ops = {
+    .name = "stream",
+    .pread = stream_pread,
+    .pwrite = stream_pwrite,
+    .zero = stream_zero,
+    .status = stream_status,
+    .flush = stream_flush,
+    .close = stream_close,
+    .check = stream_check,
+    .info = stream_info,
+    .allocated = stream_allocated,
+    .check_write = stream_check_write,
+    .write_descriptor = stream_write_descriptor,
+};
+
+/* ---- open and create ------------------------------------------------------ */
+
+/* The footer of a VMware-layout stream, when it is there and valid. */
+static bool read_footer(struct stream *s, struct kdmv_header *footer) {
+  uint64_t end = s->f->size / SECTOR * SECTOR;
+  uint8_t b[SECTOR], m[SECTOR];
+  if (end < 3 * SECTOR || vf_pread(s->f, m, SECTOR, end - 3 * SECTOR) != 0 ||
+      vf_pread(s->f, b, SECTOR, end - 2 * SECTOR) != 0)
+    return false;
+  if (le32(m + 8) != 0 || le32(m + 12) != MARKER_FOOTER)
+    return false;
+  char saved[1024];
+  snprintf(saved, sizeof saved, "%s", vmdk_get_error());
+  bool ok = kdmv_decode_header(b, s->f->path, s->f->size, footer) == 0 &&
+            footer->gd_offset != KDMV_GD_AT_END &&
+            (footer->flags & KDMV_FLAG_COMPRESSED) &&
+            footer->capacity == s->h.capacity && footer->grain == s->h.grain &&
+            footer->gtes_per_gt == s->h.gtes_per_gt;
+  if (!ok)
+    set_error(0, "%s", saved);
+  return ok;
+}
+
+static int stream_setup(struct stream *s) {
+  const struct kdmv_header *h = &s->h;
+  if (h->grain > MAX_STREAM_GRAIN_SECTORS)
+    return set_error(EINVAL, "%s: stream grain size of %" PRIu64
+                             " sectors is larger than %u",
+                     s->f->path, h->grain, MAX_STREAM_GRAIN_SECTORS);
+  s->grain_bytes = h->grain * SECTOR;
+  s->gtes = h->gtes_per_gt;
+  s->n_grains = div_round_up(h->capacity, h->grain);
+  s->n_gdes = (uint32_t)div_round_up(s->n_grains, s->gtes);
+  s->gt_sectors = div_round_up((uint64_t)s->gtes * 4, SECTOR);
+  s->gd_sectors = div_round_up((uint64_t)s->n_gdes * 4, SECTOR);
+  s->gts = calloc(s->n_gdes + 1, sizeof *s->gts);
+  s->codec = codec_new(STREAM_LEVEL);
+  s->cbuf_cap = codec_bound(s->grain_bytes) + 2 * SECTOR;
+  if (s->cbuf_cap < 2 * s->grain_bytes + 12)
+    s->cbuf_cap = 2 * s->grain_bytes + 12;
+  s->cbuf = malloc(s->cbuf_cap);
+  s->gbuf = malloc(s->grain_bytes);
+  s->gbuf_grain = UINT64_MAX;
+  if (!s->gts || !s->codec || !s->cbuf || !s->gbuf)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  return 0;
+}
+
+int stream_open(struct extent *e, struct vfile *f, const uint8_t hdr[SECTOR]) {
+  struct stream *s = calloc(1, sizeof *s);
+  if (!s) {
+    vf_close(f);
+    return set_error(ENOMEM, "out of memory");
+  }
+  s->f = f;
+  if (kdmv_decode_header(hdr, f->path, f->size, &s->h) != 0)
+    goto fail;
+  if (e->size != s->h.capacity * SECTOR) {
+    set_error(EINVAL, "%s: the descriptor gives the extent %" PRIu64
+                      " sectors but its header says %" PRIu64,
+              f->path, e->size / SECTOR, s->h.capacity);
+    goto fail;
+  }
+  struct kdmv_header footer;
+  bool use_gd = true;
+  if (s->h.gd_offset == KDMV_GD_AT_END) {
+    use_gd = read_footer(s, &footer);
+    if (use_gd)
+      s->h = footer;
+  }
+  if (stream_setup(s) != 0)
+    goto fail;
+  if ((use_gd ? load_tables(s) : scan_markers(s)) != 0)
+    goto fail;
+  e->ops = &stream_ops;
+  e->priv = s;
+  return 0;
+fail:
+  vf_close(s->f);
+  stream_free(s);
+  return -1;
 }
 
 int stream_create(struct vfile *f, uint64_t capacity_sectors,
                   uint32_t grain_sectors, const char *descriptor) {
-  (void)capacity_sectors;
-  (void)grain_sectors;
-  (void)descriptor;
-  return set_error(ENOTSUP, "%s: streamOptimized images cannot be created yet",
-                   f->path);
+  if (!is_power_of_2(grain_sectors) || grain_sectors < 8 ||
+      grain_sectors > MAX_STREAM_GRAIN_SECTORS)
+    return set_error(EINVAL, "%s: stream grain size of %" PRIu32
+                             " sectors is not a power of two from 8 to %u",
+                     f->path, grain_sectors, MAX_STREAM_GRAIN_SECTORS);
+  size_t desc_len = descriptor ? strlen(descriptor) : 0;
+  uint64_t desc_sectors = div_round_up(desc_len + 1024, SECTOR);
+  if (desc_sectors < 20)
+    desc_sectors = 20;
+  uint64_t grains = div_round_up(capacity_sectors, grain_sectors);
+  uint64_t gds = div_round_up(div_round_up(grains, 512) * 4, SECTOR);
+  /* Data and metadata must stay below 2^32 sectors even if nothing
+   * compresses. */
+  if (capacity_sectors > UINT32_MAX ||
+      grains * (grain_sectors + 1) + gds + 1024 > UINT32_MAX)
+    return set_error(EFBIG, "%s: a stream of %s cannot be addressed with "
+                            "32-bit sector numbers once full",
+                     f->path, human_size(capacity_sectors * SECTOR));
+  struct stream *s = calloc(1, sizeof *s);
+  if (!s)
+    return set_error(ENOMEM, "out of memory");
+  s->f = f;
+  s->h = (struct kdmv_header){
+      .version = 3,
+      .flags = KDMV_FLAG_NL_DETECT | KDMV_FLAG_COMPRESSED | KDMV_FLAG_MARKERS,
+      .capacity = capacity_sectors,
+      .grain = grain_sectors,
+      .desc_offset = 1,
+      .desc_size = desc_sectors,
+      .gtes_per_gt = 512,
+      .gd_offset = KDMV_GD_AT_END,
+      .overhead = div_round_up(1 + desc_sectors, grain_sectors) * grain_sectors,
+      .compress = 1,
+  };
+  int r = stream_setup(s);
+  size_t head = (size_t)(1 + desc_sectors) * SECTOR;
+  uint8_t *buf = r == 0 ? calloc(1, head) : NULL;
+  if (r == 0 && !buf)
+    r = set_error(ENOMEM, "out of memory");
+  if (r == 0) {
+    kdmv_encode_header(&s->h, buf);
+    if (desc_len)
+      memcpy(buf + SECTOR, descriptor, desc_len);
+    r = vf_pwrite(f, buf, head, 0);
+  }
+  free(buf);
+  if (r == 0) {
+    s->data_end = s->h.overhead * SECTOR;
+    r = write_metadata(s);
+  }
+  s->f = NULL; /* the caller owns F */
+  stream_free(s);
+  return r;
 }

@@ -196,6 +196,12 @@ struct extent_ops {
   void (*info)(struct extent *e, struct vmdk_extent_info *info);
   /* Allocated host bytes. */
   uint64_t (*allocated)(struct extent *e);
+  /* Whether a write of LEN bytes at OFF would be refused, checked before
+   * anything is written (NULL: always allowed). */
+  int (*check_write)(struct extent *e, uint64_t len, uint64_t off);
+  /* Replace the descriptor embedded in this extent's file (NULL: the kind
+   * has no embedded descriptor). */
+  int (*write_descriptor)(struct extent *e, const char *text, size_t len);
 };
 
 struct extent {
@@ -220,8 +226,6 @@ int sparse_open(struct extent *e, struct vfile *f);
 /* Read the embedded descriptor of the KDMV file F: malloc'ed text, NUL
  * terminated, or NULL with *LEN 0 when there is none.  -1 on error. */
 int sparse_read_embedded_descriptor(struct vfile *f, char **text, size_t *len);
-/* Replace the embedded descriptor of an opened sparse extent. */
-int sparse_write_descriptor(struct extent *e, const char *text, size_t len);
 struct sparse_create_params {
   uint64_t capacity_sectors;
   uint32_t grain_sectors;
@@ -235,6 +239,49 @@ int sparse_create(struct vfile *f, const struct sparse_create_params *p);
 /* Largest capacity (sectors) a hosted sparse extent of this grain size can
  * hold with every grain allocated and offsets fitting 32 bits. */
 uint64_t sparse_max_capacity(uint32_t grain_sectors);
+
+/* compress.c: zlib-wrapped deflate for grains.  A codec is used by one
+ * thread at a time. */
+struct codec;
+struct codec *codec_new(int level);
+void codec_free(struct codec *z);
+/* Worst-case compressed size of N bytes. */
+size_t codec_bound(size_t n);
+/* Compress N bytes into OUT (CAP bytes); returns the size, 0 on failure. */
+size_t codec_compress(struct codec *z, const void *in, size_t n, void *out,
+                      size_t cap);
+/* Inflate zlib (or raw deflate) data into OUT; *ACTUAL gets the size.
+ * 0 ok, -1 corrupt data, -2 more than CAP bytes. */
+int codec_decompress(struct codec *z, const void *in, size_t n, void *out,
+                     size_t cap, size_t *actual);
+
+/* The hosted sparse ("KDMV") header, shared by extent_sparse.c and
+ * extent_stream.c.  All offsets and sizes in sectors. */
+#define KDMV_MAGIC 0x564d444bu
+#define KDMV_FLAG_NL_DETECT 0x1u
+#define KDMV_FLAG_RGD 0x2u
+#define KDMV_FLAG_ZEROED_GRAIN 0x4u
+#define KDMV_FLAG_COMPRESSED 0x10000u
+#define KDMV_FLAG_MARKERS 0x20000u
+#define KDMV_GD_AT_END 0xffffffffffffffffull
+struct kdmv_header {
+  uint32_t version, flags;
+  uint64_t capacity;
+  uint64_t grain;
+  uint64_t desc_offset;
+  uint64_t desc_size;
+  uint32_t gtes_per_gt;
+  uint64_t rgd_offset;
+  uint64_t gd_offset;     /* KDMV_GD_AT_END: read the footer */
+  uint64_t overhead;
+  uint8_t unclean;
+  uint16_t compress;      /* 0 none, 1 deflate */
+};
+void kdmv_encode_header(const struct kdmv_header *h, uint8_t b[SECTOR]);
+/* Decode and validate: every field checked against FILE_SIZE; the grain
+ * directory's fit is checked unless gd_offset is KDMV_GD_AT_END. */
+int kdmv_decode_header(const uint8_t b[SECTOR], const char *path,
+                       uint64_t file_size, struct kdmv_header *h);
 
 /* extent_stream.c: streamOptimized (compressed grains with markers).
  * Called by sparse_open when the header says the grains are compressed;

@@ -82,7 +82,8 @@ enum cli_output { CLI_OUTPUT_HUMAN, CLI_OUTPUT_JSON };
 int cli_parse_output(const char *s, enum cli_output *out);
 
 /* Apply one -o argument "key=val,key=val" to *OPTS (later keys win).
- * Keys: subformat=monolithicSparse|monolithicFlat (case-insensitive),
+ * Keys: subformat=NAME (any VMDK layout vmdk_subformat_from_name()
+ * knows, e.g. monolithicSparse, twoGbMaxExtentSparse, vmfs; not raw),
  * adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi, hwversion=N,
  * zeroed_grain=on|off, grain_size=BYTES (power of two, 4 KiB..1 GiB).
  * adapter_type points at a static string.  "help" prints the list and

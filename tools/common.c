@@ -241,8 +241,16 @@ static bool is_create_option_key(const char *key) {
 
 static const char create_options_help[] =
     "Supported options (-o key=value,key=value):\n"
-    "  subformat=monolithicSparse|monolithicFlat   VMDK layout (default "
-    "monolithicSparse)\n"
+    "  subformat=NAME     VMDK layout (default monolithicSparse):\n"
+    "      monolithicSparse      one growable file, embedded descriptor\n"
+    "      monolithicFlat        NAME.vmdk + preallocated NAME-flat.vmdk\n"
+    "      twoGbMaxExtentSparse  NAME.vmdk + growable NAME-s001.vmdk... "
+    "(2047 MiB each)\n"
+    "      twoGbMaxExtentFlat    NAME.vmdk + preallocated NAME-f001.vmdk... "
+    "(2047 MiB each)\n"
+    "      streamOptimized       one compressed file, as VMware exports "
+    "(OVA)\n"
+    "      vmfs                  ESXi: NAME.vmdk + NAME-flat.vmdk\n"
     "  adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi   (default "
     "lsilogic)\n"
     "  hwversion=N        ddb.virtualHWVersion (default 4)\n"
@@ -255,17 +263,17 @@ static const char create_options_help[] =
 static int apply_create_option(const char *key, const char *val,
                                struct vmdk_create_options *opts) {
   if (strcmp(key, "subformat") == 0) {
-    if (strcasecmp(val, "monolithicSparse") == 0)
-      opts->subformat = VMDK_SUBFORMAT_MONOLITHIC_SPARSE;
-    else if (strcasecmp(val, "monolithicFlat") == 0)
-      opts->subformat = VMDK_SUBFORMAT_MONOLITHIC_FLAT;
-    else {
-      cli_error(NULL,
-                "invalid subformat '%s' (valid: monolithicSparse, "
-                "monolithicFlat)",
-                val);
+    enum vmdk_subformat sf;
+    if (vmdk_subformat_from_name(val, &sf) < 0) {
+      cli_lib_error(NULL);
       return -1;
     }
+    if (sf == VMDK_SUBFORMAT_RAW) {
+      cli_error(NULL, "subformat 'raw' is not a VMDK layout (use -f raw or "
+                      "-O raw)");
+      return -1;
+    }
+    opts->subformat = sf;
   } else if (strcmp(key, "adapter_type") == 0) {
     size_t i, n = sizeof adapter_types / sizeof adapter_types[0];
     for (i = 0; i < n; i++)
