@@ -16,10 +16,11 @@
  *     `data_end`, which starts at the end of the last grain already in the
  *     file (the old trailing metadata is overwritten).  A grain already in
  *     the file is never rewritten (refused).
- *  2. A write that covers part of a grain is kept in memory (up to
- *     MAX_OPEN grains) until the grain is covered from its start to its end,
- *     or until flush/eviction, when the rest is filled from the backing
- *     (zeros without one).  All-zero grains are not written.
+ *  2. Writes land in pending grains in memory (prefilled from the backing,
+ *     zeros without one), so a grain may be written many times, in any
+ *     pieces, until it goes out.  Pending grains go out together, in
+ *     ascending grain order, when PENDING_BYTES are pending and at flush.
+ *     All-zero grains are not written.
  *  3. Flush: pending grains are written, the data synced, then every grain
  *     table (GT marker + GT), the GD (GD marker + GD), the footer marker, the
  *     footer and the EOS marker are written after the last grain, the file
@@ -40,15 +41,13 @@
 #define MARKER_GD 2u
 #define MARKER_FOOTER 3u
 #define MAX_STREAM_GRAIN_SECTORS (1u << 14) /* 8 MiB */
-#define MAX_OPEN 64u                          /* partly written grains */
+#define PENDING_BYTES (16u << 20) /* grains held before they go out */
 #define STREAM_LEVEL 6                        /* zlib's default level */
 #define META_CHUNK (1u << 20)
 
-struct open_grain {
+struct pending {
   uint64_t grain;   /* grain number */
   uint8_t *buf;     /* grain_bytes, prefilled from the backing */
-  uint64_t filled;  /* bytes written contiguously from the grain's start */
-  uint64_t stamp;   /* age, for eviction */
 };
 
 struct stream {
@@ -69,9 +68,8 @@ struct stream {
 
   uint64_t data_end;      /* bytes; 0 until the first write computes it */
   bool changed;           /* grains written since the metadata was */
-  struct open_grain open[MAX_OPEN];
-  uint32_t n_open;
-  uint64_t clock;
+  struct pending *pend;   /* grains not yet written (rule 2) */
+  uint32_t n_pend, max_pend;
 };
 
 static uint64_t grain_len(const struct stream *s, uint64_t g) {
@@ -217,10 +215,10 @@ static int inflate_grain(struct stream *s, uint64_t g, uint32_t sector) {
   return 0;
 }
 
-static struct open_grain *find_open(struct stream *s, uint64_t g) {
-  for (uint32_t i = 0; i < s->n_open; i++)
-    if (s->open[i].grain == g)
-      return &s->open[i];
+static struct pending *find_pending(struct stream *s, uint64_t g) {
+  for (uint32_t i = 0; i < s->n_pend; i++)
+    if (s->pend[i].grain == g)
+      return &s->pend[i];
   return NULL;
 }
 
@@ -290,11 +288,23 @@ static int emit_grain(struct extent *e, struct stream *s, uint64_t g,
   return 0;
 }
 
-static int emit_open(struct extent *e, struct stream *s,
-                     struct open_grain *og) {
-  int r = emit_grain(e, s, og->grain, og->buf);
-  free(og->buf);
-  *og = s->open[--s->n_open];
+static int cmp_pending(const void *a, const void *b) {
+  const struct pending *x = a, *y = b;
+  return x->grain < y->grain ? -1 : x->grain > y->grain;
+}
+
+/* Write out every pending grain, in ascending order (rule 2). */
+static int emit_pending(struct extent *e, struct stream *s) {
+  qsort(s->pend, s->n_pend, sizeof *s->pend, cmp_pending);
+  int r = 0;
+  uint32_t i = 0;
+  for (; i < s->n_pend && r == 0; i++) {
+    r = emit_grain(e, s, s->pend[i].grain, s->pend[i].buf);
+    free(s->pend[i].buf);
+  }
+  /* On failure keep what was not written, so reads still see it. */
+  memmove(s->pend, s->pend + i, (s->n_pend - i) * sizeof *s->pend);
+  s->n_pend -= i;
   return r;
 }
 
@@ -307,19 +317,13 @@ static int already_written(struct stream *s, uint64_t g) {
                    g * s->grain_bytes + grain_len(s, g) - 1);
 }
 
-/* The buffer of a partly written grain G, made (from the backing) if new. */
-static int open_grain(struct extent *e, struct stream *s, uint64_t g,
-                      struct open_grain **out) {
-  struct open_grain *og = find_open(s, g);
-  if (!og) {
-    if (s->n_open == MAX_OPEN) { /* write out the oldest */
-      struct open_grain *old = &s->open[0];
-      for (uint32_t i = 1; i < s->n_open; i++)
-        if (s->open[i].stamp < old->stamp)
-          old = &s->open[i];
-      if (emit_open(e, s, old) != 0)
-        return -1;
-    }
+/* The pending buffer of grain G, made (from the backing) if new. */
+static int pending_grain(struct extent *e, struct stream *s, uint64_t g,
+                         struct pending **out) {
+  struct pending *p = find_pending(s, g);
+  if (!p) {
+    if (s->n_pend == s->max_pend && emit_pending(e, s) != 0)
+      return -1;
     uint8_t *buf = malloc(s->grain_bytes);
     if (!buf)
       return set_error(ENOMEM, "%s: out of memory", s->f->path);
@@ -328,11 +332,10 @@ static int open_grain(struct extent *e, struct stream *s, uint64_t g,
       free(buf);
       return -1;
     }
-    og = &s->open[s->n_open++];
-    *og = (struct open_grain){g, buf, 0, 0};
+    p = &s->pend[s->n_pend++];
+    *p = (struct pending){g, buf};
   }
-  og->stamp = ++s->clock;
-  *out = og;
+  *out = p;
   return 0;
 }
 
@@ -345,10 +348,10 @@ static int stream_pread(struct extent *e, void *buf, size_t len,
   while (len > 0) {
     uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
     size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
-    struct open_grain *og = find_open(s, g);
+    struct pending *pg = find_pending(s, g);
     uint32_t sector = grain_sector(s, g);
-    if (og) {
-      memcpy(p, og->buf + in, n);
+    if (pg) {
+      memcpy(p, pg->buf + in, n);
     } else if (sector) {
       if (inflate_grain(s, g, sector) != 0)
         return -1;
@@ -382,19 +385,10 @@ static int stream_pwrite(struct extent *e, const void *buf, size_t len,
     size_t n = glen - in < len ? (size_t)(glen - in) : len;
     if (grain_sector(s, g))
       return already_written(s, g);
-    struct open_grain *og = find_open(s, g);
-    if (!og && in == 0 && n == glen) {
-      if (emit_grain(e, s, g, p) != 0) /* whole grain: straight out */
-        return -1;
-    } else {
-      if (!og && open_grain(e, s, g, &og) != 0)
-        return -1;
-      memcpy(og->buf + in, p, n);
-      if (in <= og->filled && in + n > og->filled)
-        og->filled = in + n;
-      if (og->filled >= glen && emit_open(e, s, og) != 0)
-        return -1;
-    }
+    struct pending *pg;
+    if (pending_grain(e, s, g, &pg) != 0)
+      return -1;
+    memcpy(pg->buf + in, p, n);
     p += n;
     off += n;
     len -= n;
@@ -409,21 +403,17 @@ static int stream_zero(struct extent *e, uint64_t len, uint64_t off) {
     uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
     uint64_t glen = grain_len(s, g);
     uint64_t n = glen - in < len ? glen - in : len;
-    struct open_grain *og = find_open(s, g);
+    struct pending *pg = find_pending(s, g);
     if (grain_sector(s, g)) {
       /* Zeros over a written grain are fine only if it already is zeros. */
       if (inflate_grain(s, g, grain_sector(s, g)) != 0)
         return -1;
       if (!all_zero(s->gbuf + in, (size_t)n))
         return already_written(s, g);
-    } else if (og || backing) {
-      if (!og && open_grain(e, s, g, &og) != 0)
+    } else if (pg || backing) {
+      if (!pg && pending_grain(e, s, g, &pg) != 0)
         return -1;
-      memset(og->buf + in, 0, (size_t)n);
-      if (in <= og->filled && in + n > og->filled)
-        og->filled = in + n;
-      if (og->filled >= glen && emit_open(e, s, og) != 0)
-        return -1;
+      memset(pg->buf + in, 0, (size_t)n);
     }
     off += n;
     len -= n;
@@ -442,12 +432,12 @@ static int stream_status(struct extent *e, uint64_t off, uint64_t len,
     uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
     uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
     unsigned flags;
-    if (!s->gts[g / s->gtes] && !s->n_open) { /* a whole empty table */
+    if (!s->gts[g / s->gtes] && !s->n_pend) { /* a whole empty table */
       uint64_t end = (g / s->gtes + 1) * s->gtes * s->grain_bytes;
       n = end - off < len ? end - off : len;
       flags = 0;
     } else {
-      flags = grain_sector(s, g) || find_open(s, g)
+      flags = grain_sector(s, g) || find_pending(s, g)
                   ? VMDK_RUN_PRESENT | VMDK_RUN_DATA
                   : 0;
     }
@@ -560,9 +550,8 @@ out:
 
 static int stream_flush(struct extent *e) {
   struct stream *s = e->priv;
-  while (s->n_open)
-    if (emit_open(e, s, &s->open[0]) != 0)
-      return -1;
+  if (emit_pending(e, s) != 0)
+    return -1;
   if (!s->changed)
     return vf_sync(s->f);
   if (vf_sync(s->f) != 0 || write_metadata(s) != 0 || vf_sync(s->f) != 0)
@@ -578,8 +567,9 @@ static void stream_free(struct stream *s) {
     for (uint32_t i = 0; i < s->n_gdes; i++)
       free(s->gts[i]);
   free(s->gts);
-  for (uint32_t i = 0; i < s->n_open; i++)
-    free(s->open[i].buf);
+  for (uint32_t i = 0; i < s->n_pend; i++)
+    free(s->pend[i].buf);
+  free(s->pend);
   codec_free(s->codec);
   free(s->cbuf);
   free(s->gbuf);
@@ -738,7 +728,11 @@ static int stream_setup(struct stream *s) {
   s->cbuf = malloc(s->cbuf_cap);
   s->gbuf = malloc(s->grain_bytes);
   s->gbuf_grain = UINT64_MAX;
-  if (!s->gts || !s->codec || !s->cbuf || !s->gbuf)
+  s->max_pend = (uint32_t)(PENDING_BYTES / s->grain_bytes);
+  if (s->max_pend < 4)
+    s->max_pend = 4;
+  s->pend = calloc(s->max_pend, sizeof *s->pend);
+  if (!s->gts || !s->codec || !s->cbuf || !s->gbuf || !s->pend)
     return set_error(ENOMEM, "%s: out of memory", s->f->path);
   return 0;
 }

@@ -149,10 +149,14 @@ static int write_nonzero(struct copy *cp, uint64_t off, size_t n) {
   return 0;
 }
 
+/* Copy in windows aligned to the target's cluster (BLOCK), so every write
+ * covers whole clusters: each target cluster is written once, in
+ * ascending order (what a streamOptimized target needs), and a cluster
+ * that the source's runs split is read and written whole. */
 static int copy_data(struct copy *cp) {
   struct run_cursor cur;
   run_cursor_init(&cur, cp->src, cp->src_name);
-  uint64_t off = 0;
+  uint64_t off = 0; /* always a multiple of cp->block (or the size) */
   while (off < cp->size) {
     if (interrupted) {
       cli_error(cp->dst_name, "interrupted");
@@ -162,12 +166,19 @@ static int copy_data(struct copy *cp) {
     if (run_cursor_at(&cur, off, &r) < 0)
       return -1;
     uint64_t run_end = r->offset + r->length;
-    if (r->flags & VMDK_RUN_ZERO) {
-      off = run_end; /* the target already reads as zeros here */
+    uint64_t zero_end = run_end == cp->size ? run_end
+                                            : run_end / cp->block * cp->block;
+    if ((r->flags & VMDK_RUN_ZERO) && zero_end > off) {
+      off = zero_end; /* whole clusters the target already reads as zeros */
     } else {
       uint64_t stop = (off / cp->chunk + 1) * cp->chunk;
-      if (stop > run_end)
-        stop = run_end;
+      uint64_t data_end = (run_end + cp->block - 1) / cp->block * cp->block;
+      if (!(r->flags & VMDK_RUN_ZERO) && stop > data_end)
+        stop = data_end;
+      if (stop <= off)
+        stop = off + cp->block;
+      if (stop > cp->size)
+        stop = cp->size;
       size_t n = (size_t)(stop - off);
       if (vmdk_pread(cp->src, cp->buf, n, off) < 0) {
         cli_lib_error(cp->src_name);
