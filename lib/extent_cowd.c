@@ -45,37 +45,45 @@
 #define COWD_HEADER_BYTES 2048u
 #define COWD_HEADER_SECTORS (COWD_HEADER_BYTES / SECTOR)
 #define COWD_FLAG_ROOT 0x1u
-#define COWD_GTES 4096u                    /* entries per grain table */
-#define COWD_GT_BYTES (COWD_GTES * 4u)     /* 16 KiB */
+#define COWD_GTES 4096u                /* entries per grain table */
+#define COWD_GT_BYTES (COWD_GTES * 4u) /* 16 KiB */
 #define COWD_GT_SECTORS (COWD_GT_BYTES / SECTOR)
-#define MAX_GRAIN_SECTORS (1u << 21)       /* 1 GiB grains */
-#define MAX_FILE_SECTORS 0xffffffffull     /* 32-bit sector numbers */
-#define GT_CACHE_BUDGET (16u << 20)        /* bytes of cached grain tables */
+#define MAX_GRAIN_SECTORS (1u << 21)   /* 1 GiB grains */
+#define MAX_FILE_SECTORS 0xffffffffull /* 32-bit sector numbers */
+#define GT_CACHE_BUDGET (16u << 20)    /* bytes of cached grain tables */
 
 /* Header field offsets (bytes). */
 enum {
-  H_MAGIC = 0, H_VERSION = 4, H_FLAGS = 8, H_NUM_SECTORS = 12,
-  H_GRAIN = 16, H_GD_OFFSET = 20, H_NUM_GDES = 24, H_FREE_SECTOR = 28,
-  H_PARENT_NAME = 32, H_PARENT_NAME_LEN = 1024, H_UNCLEAN = 1648,
+  H_MAGIC = 0,
+  H_VERSION = 4,
+  H_FLAGS = 8,
+  H_NUM_SECTORS = 12,
+  H_GRAIN = 16,
+  H_GD_OFFSET = 20,
+  H_NUM_GDES = 24,
+  H_FREE_SECTOR = 28,
+  H_PARENT_NAME = 32,
+  H_PARENT_NAME_LEN = 1024,
+  H_UNCLEAN = 1648,
 };
 
 /* The decoded header; every field validated by decode_header(). */
 struct cowd_header {
   uint32_t version, flags;
-  uint64_t capacity;      /* sectors (numSectors) */
-  uint64_t grain;         /* sectors */
-  uint64_t gd_offset;     /* sectors */
-  uint64_t file_gdes;     /* numGDEntries as stored (>= what is used) */
-  uint64_t free_sector;   /* sectors */
-  uint32_t unclean;       /* uncleanShutdown */
+  uint64_t capacity;    /* sectors (numSectors) */
+  uint64_t grain;       /* sectors */
+  uint64_t gd_offset;   /* sectors */
+  uint64_t file_gdes;   /* numGDEntries as stored (>= what is used) */
+  uint64_t free_sector; /* sectors */
+  uint32_t unclean;     /* uncleanShutdown */
 };
 
 /* A cached grain table, decoded to host order. */
 struct gt_slot {
-  uint32_t *gt;      /* COWD_GTES entries, or NULL when the slot is free */
-  uint32_t gdi;      /* which GD entry it belongs to */
-  bool dirty;        /* changed since last written */
-  uint64_t stamp;    /* last use, for LRU eviction */
+  uint32_t *gt;   /* COWD_GTES entries, or NULL when the slot is free */
+  uint32_t gdi;   /* which GD entry it belongs to */
+  bool dirty;     /* changed since last written */
+  uint64_t stamp; /* last use, for LRU eviction */
 };
 
 struct cowd {
@@ -84,19 +92,19 @@ struct cowd {
   uint8_t raw_header[COWD_HEADER_BYTES]; /* as read; rewritten with only
                                             freeSector changed */
   uint64_t grain_bytes;
-  uint64_t table_bytes;      /* virtual bytes one GT covers */
-  uint32_t n_gdes;           /* GD entries used: ceil(capacity / coverage) */
-  uint64_t gd_sectors;       /* sectors the stored GD takes (file_gdes) */
-  uint32_t *gd;              /* n_gdes entries, host order */
-  bool gd_dirty;             /* a GD entry changed since last written */
-  uint64_t open_bytes;       /* file length at open, rounded up to sectors */
-  uint64_t alloc_base;       /* bytes: where the first allocation went */
-  uint64_t end;              /* bytes: where the next allocation goes */
-  bool header_dirty;         /* freeSector must be written */
+  uint64_t table_bytes; /* virtual bytes one GT covers */
+  uint32_t n_gdes;      /* GD entries used: ceil(capacity / coverage) */
+  uint64_t gd_sectors;  /* sectors the stored GD takes (file_gdes) */
+  uint32_t *gd;         /* n_gdes entries, host order */
+  bool gd_dirty;        /* a GD entry changed since last written */
+  uint64_t open_bytes;  /* file length at open, rounded up to sectors */
+  uint64_t alloc_base;  /* bytes: where the first allocation went */
+  uint64_t end;         /* bytes: where the next allocation goes */
+  bool header_dirty;    /* freeSector must be written */
 
   struct gt_slot *slots;
   uint32_t n_slots;
-  uint32_t *slot_of;         /* per GD entry: slot index + 1, 0 = not cached */
+  uint32_t *slot_of; /* per GD entry: slot index + 1, 0 = not cached */
   uint64_t clock;
   uint32_t n_dirty;
 
@@ -114,8 +122,9 @@ struct cowd {
 static int decode_header(const uint8_t *b, const char *path, uint64_t file_size,
                          struct cowd_header *h) {
   if (le32(b + H_MAGIC) != COWD_MAGIC)
-    return set_error(EINVAL, "%s: not a vmfsSparse extent (no COWD magic: "
-                             "0x%08" PRIx32 ")",
+    return set_error(EINVAL,
+                     "%s: not a vmfsSparse extent (no COWD magic: "
+                     "0x%08" PRIx32 ")",
                      path, le32(b + H_MAGIC));
   h->version = le32(b + H_VERSION);
   h->flags = le32(b + H_FLAGS);
@@ -128,36 +137,42 @@ static int decode_header(const uint8_t *b, const char *path, uint64_t file_size,
   uint64_t file_sectors = div_round_up(file_size, SECTOR);
 
   if (h->version != 1)
-    return set_error(ENOTSUP, "%s: COWD header version %" PRIu32
-                              " is not supported (only 1)",
+    return set_error(ENOTSUP,
+                     "%s: COWD header version %" PRIu32
+                     " is not supported (only 1)",
                      path, h->version);
   if (h->capacity == 0)
     return set_error(EINVAL, "%s: COWD header numSectors is 0", path);
   if (!is_power_of_2(h->grain) || h->grain > MAX_GRAIN_SECTORS)
-    return set_error(EINVAL, "%s: COWD grain size %" PRIu64
-                             " sectors is not a power of two from 1 to %u",
+    return set_error(EINVAL,
+                     "%s: COWD grain size %" PRIu64
+                     " sectors is not a power of two from 1 to %u",
                      path, h->grain, MAX_GRAIN_SECTORS);
   uint64_t need = div_round_up(h->capacity, h->grain * COWD_GTES);
   if (h->file_gdes < need)
-    return set_error(EINVAL, "%s: COWD numGDEntries %" PRIu64
-                             " cannot cover numSectors %" PRIu64
-                             " (%" PRIu64 " tables of 4096 grains of %" PRIu64
-                             " sectors are needed)",
+    return set_error(EINVAL,
+                     "%s: COWD numGDEntries %" PRIu64
+                     " cannot cover numSectors %" PRIu64 " (%" PRIu64
+                     " tables of 4096 grains of %" PRIu64
+                     " sectors are needed)",
                      path, h->file_gdes, h->capacity, need, h->grain);
   if (h->gd_offset < COWD_HEADER_SECTORS)
-    return set_error(EINVAL, "%s: COWD grain directory offset %" PRIu64
-                             " lies inside the 4-sector header",
+    return set_error(EINVAL,
+                     "%s: COWD grain directory offset %" PRIu64
+                     " lies inside the 4-sector header",
                      path, h->gd_offset);
   uint64_t gd_sectors = div_round_up(h->file_gdes * 4, SECTOR);
   if (h->gd_offset > file_sectors || gd_sectors > file_sectors - h->gd_offset)
-    return set_error(EINVAL, "%s: COWD grain directory (%" PRIu64
-                             " entries at sector %" PRIu64
-                             ") does not fit in the file (%s)",
+    return set_error(EINVAL,
+                     "%s: COWD grain directory (%" PRIu64
+                     " entries at sector %" PRIu64
+                     ") does not fit in the file (%s)",
                      path, h->file_gdes, h->gd_offset, human_size(file_size));
   if (h->free_sector < h->gd_offset + gd_sectors)
-    return set_error(EINVAL, "%s: COWD freeSector %" PRIu64
-                             " lies before the end of the grain directory "
-                             "(sector %" PRIu64 ")",
+    return set_error(EINVAL,
+                     "%s: COWD freeSector %" PRIu64
+                     " lies before the end of the grain directory "
+                     "(sector %" PRIu64 ")",
                      path, h->free_sector, h->gd_offset + gd_sectors);
   return 0;
 }
@@ -210,8 +225,8 @@ static int write_table(struct cowd *s, struct gt_slot *slot) {
   if (!buf)
     return set_error(ENOMEM, "%s: out of memory", s->f->path);
   encode_table(slot->gt, buf, COWD_GTES);
-  int r = vf_pwrite(s->f, buf, COWD_GT_BYTES,
-                    (uint64_t)s->gd[slot->gdi] * SECTOR);
+  int r =
+      vf_pwrite(s->f, buf, COWD_GT_BYTES, (uint64_t)s->gd[slot->gdi] * SECTOR);
   free(buf);
   if (r == 0) {
     slot->dirty = false;
@@ -258,8 +273,9 @@ static int alloc_at_end(struct cowd *s, uint64_t bytes, uint32_t *sector) {
   uint64_t start = s->end / SECTOR;
   uint64_t sectors = div_round_up(bytes, SECTOR);
   if (start + sectors > MAX_FILE_SECTORS)
-    return set_error(ENOSPC, "%s: the COWD file is full: it cannot grow past "
-                             "2 TiB (32-bit sector numbers)",
+    return set_error(ENOSPC,
+                     "%s: the COWD file is full: it cannot grow past "
+                     "2 TiB (32-bit sector numbers)",
                      s->f->path);
   *sector = (uint32_t)start;
   s->end = (start + sectors) * SECTOR;
@@ -299,8 +315,7 @@ static int take_slot(struct cowd *s, struct gt_slot **out) {
       return -1;
     s->slot_of[victim->gdi] = 0;
   } else if (!(victim->gt = malloc(COWD_GT_BYTES))) {
-    return set_error(ENOMEM, "%s: out of memory for a grain table",
-                     s->f->path);
+    return set_error(ENOMEM, "%s: out of memory for a grain table", s->f->path);
   }
   *out = victim;
   return 0;
@@ -325,9 +340,10 @@ static int get_table(struct cowd *s, uint32_t gdi, bool allocate,
   }
   const char *bad = sector ? bad_place(s, sector, COWD_GT_SECTORS) : NULL;
   if (bad)
-    return set_error(EINVAL, "%s: grain directory entry %" PRIu32
-                             " points %s (grain table of 32 sectors at "
-                             "sector %" PRIu32 ", file %s)",
+    return set_error(EINVAL,
+                     "%s: grain directory entry %" PRIu32
+                     " points %s (grain table of 32 sectors at "
+                     "sector %" PRIu32 ", file %s)",
                      s->f->path, gdi, bad, sector, human_size(s->open_bytes));
   struct gt_slot *slot = NULL;
   if (take_slot(s, &slot) != 0)
@@ -370,15 +386,17 @@ static int get_table(struct cowd *s, uint32_t gdi, bool allocate,
 static int check_grain(struct cowd *s, uint32_t gdi, uint32_t i, uint32_t gte) {
   const char *bad = gte ? bad_place(s, gte, s->h.grain) : NULL;
   if (bad)
-    return set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
-                             " points %s (grain of %" PRIu64
-                             " sectors at sector %" PRIu32 ", file %s)",
+    return set_error(EINVAL,
+                     "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                     " points %s (grain of %" PRIu64
+                     " sectors at sector %" PRIu32 ", file %s)",
                      s->f->path, i, gdi, bad, s->h.grain, gte,
                      human_size(s->open_bytes));
   return 0;
 }
 
-/* ---- data path ------------------------------------------------------------ */
+/* ---- data path ------------------------------------------------------------
+ */
 
 /* Where a grain stands: the table (NULL if there is none) and entry. */
 struct grain_ref {
@@ -453,9 +471,8 @@ static int fill_new_grain(struct extent *e, struct cowd *s, uint64_t foff,
     return 0;
   if (zeros || !disk_has_backing(e->disk)) {
     if (s->f->size > foff)
-      return vf_write_zeros(s->f, len < s->f->size - foff ? len
-                                                          : s->f->size - foff,
-                            foff);
+      return vf_write_zeros(
+          s->f, len < s->f->size - foff ? len : s->f->size - foff, foff);
     return 0;
   }
   if (pend_flush(s) != 0)
@@ -482,9 +499,9 @@ static int fill_new_grain(struct extent *e, struct cowd *s, uint64_t foff,
 /* Allocate a grain for G (whose entry is 0) covering extent offset
  * GRAIN_OFF, write BUF (N bytes at IN within the grain; BUF NULL = zeros)
  * and fill the rest; the entry is set after the data is queued. */
-static int allocate_grain(struct extent *e, struct cowd *s,
-                          struct grain_ref *g, uint64_t grain_off,
-                          uint64_t in, const uint8_t *buf, size_t n) {
+static int allocate_grain(struct extent *e, struct cowd *s, struct grain_ref *g,
+                          uint64_t grain_off, uint64_t in, const uint8_t *buf,
+                          size_t n) {
   uint32_t sec = 0;
   if (alloc_at_end(s, s->grain_bytes, &sec) != 0)
     return -1;
@@ -633,7 +650,8 @@ static uint64_t cowd_allocated(struct extent *e) {
   return vf_allocated(s->f);
 }
 
-/* ---- check ------------------------------------------------------------------ */
+/* ---- check ------------------------------------------------------------------
+ */
 
 /* A region of the file that something points at. */
 struct region {
@@ -748,7 +766,8 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
     if (furthest && r->start < covered) {
       char a[96], b[96];
       check_report(c, VMDK_PROBLEM_CORRUPT, 0,
-                   "%s: %s at sector %" PRIu64 " overlaps %s at sector %" PRIu64,
+                   "%s: %s at sector %" PRIu64
+                   " overlaps %s at sector %" PRIu64,
                    path, region_name(r, a, sizeof a), r->start,
                    region_name(furthest, b, sizeof b), furthest->start);
     } else if (r->start > covered) {
@@ -762,8 +781,8 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
       furthest = r;
     }
   }
-  uint64_t used_end = s->h.free_sector < file_sectors ? s->h.free_sector
-                                                      : file_sectors;
+  uint64_t used_end =
+      s->h.free_sector < file_sectors ? s->h.free_sector : file_sectors;
   if (used_end > covered)
     check_report(c, VMDK_PROBLEM_LEAK, (used_end - covered) * SECTOR,
                  "%s: %" PRIu64 " sectors at sector %" PRIu64
@@ -794,8 +813,9 @@ static const struct extent_ops cowd_ops = {
 
 int cowd_open(struct extent *e, struct vfile *f) {
   if (f->size < COWD_HEADER_BYTES) {
-    set_error(EINVAL, "%s: file is too short for a COWD header (%" PRIu64
-                      " bytes, 2048 needed)",
+    set_error(EINVAL,
+              "%s: file is too short for a COWD header (%" PRIu64
+              " bytes, 2048 needed)",
               f->path, f->size);
     vf_close(f);
     return -1;
@@ -811,8 +831,9 @@ int cowd_open(struct extent *e, struct vfile *f) {
     goto fail;
   const struct cowd_header *h = &s->h;
   if (e->size != h->capacity * SECTOR) {
-    set_error(EINVAL, "%s: the descriptor gives the extent %" PRIu64
-                      " sectors but its COWD header says numSectors %" PRIu64,
+    set_error(EINVAL,
+              "%s: the descriptor gives the extent %" PRIu64
+              " sectors but its COWD header says numSectors %" PRIu64,
               f->path, e->size / SECTOR, h->capacity);
     goto fail;
   }

@@ -37,16 +37,19 @@
 #define SE_VERSION 0x0000000200000001ull
 #define SE_GRAIN_SECTORS 8u
 #define SE_GT_SECTORS 64u
-#define SE_GTES (SE_GT_SECTORS * SECTOR / 8u)       /* 4096 */
-#define SE_GT_BYTES (SE_GT_SECTORS * SECTOR)         /* 32 KiB */
-#define SE_GRAIN_BYTES (SE_GRAIN_SECTORS * SECTOR)   /* 4 KiB */
+#define SE_GTES (SE_GT_SECTORS * SECTOR / 8u)               /* 4096 */
+#define SE_GT_BYTES (SE_GT_SECTORS * SECTOR)                /* 32 KiB */
+#define SE_GRAIN_BYTES (SE_GRAIN_SECTORS * SECTOR)          /* 4 KiB */
 #define SE_TABLE_BYTES ((uint64_t)SE_GTES * SE_GRAIN_BYTES) /* 16 MiB */
-#define SE_MAX_CAPACITY (1ull << 37)                 /* sectors: 64 TiB */
-#define SE_GDE_ALLOCATED 0x10000000u                 /* top 32 bits of a GDE */
-#define GT_CACHE_BUDGET (16u << 20)                  /* bytes of cached GTs */
+#define SE_MAX_CAPACITY (1ull << 37) /* sectors: 64 TiB */
+#define SE_GDE_ALLOCATED 0x10000000u /* top 32 bits of a GDE */
+#define GT_CACHE_BUDGET (16u << 20)  /* bytes of cached GTs */
 
 enum gte_type {
-  GTE_UNALLOCATED = 0, GTE_UNMAPPED = 1, GTE_ZERO = 2, GTE_ALLOCATED = 3
+  GTE_UNALLOCATED = 0,
+  GTE_UNMAPPED = 1,
+  GTE_ZERO = 2,
+  GTE_ALLOCATED = 3
 };
 
 /* An (offset, size) pair of the constant header, in sectors. */
@@ -71,15 +74,16 @@ struct sesparse {
   struct vfile *f;
   struct se_header h;
   uint64_t file_sectors;
-  uint32_t n_gdes;     /* GD entries used: ceil(capacity / 32768) */
-  uint64_t *gd;        /* n_gdes raw entries, host order (checked on use) */
+  uint32_t n_gdes; /* GD entries used: ceil(capacity / 32768) */
+  uint64_t *gd;    /* n_gdes raw entries, host order (checked on use) */
   struct gt_slot *slots;
   uint32_t n_slots;
-  uint32_t *slot_of;   /* per GD entry: slot index + 1, 0 = not cached */
+  uint32_t *slot_of; /* per GD entry: slot index + 1, 0 = not cached */
   uint64_t clock;
 };
 
-/* ---- headers -------------------------------------------------------------- */
+/* ---- headers --------------------------------------------------------------
+ */
 
 static bool all_zero(const uint8_t *p, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -95,9 +99,10 @@ static int check_area(const char *path, const char *what,
                       bool may_be_empty) {
   if ((!may_be_empty && a->size == 0) || a->offset == 0 ||
       a->offset > file_sectors || a->size > file_sectors - a->offset)
-    return set_error(EINVAL, "%s: seSparse %s (sector %" PRIu64 ", %" PRIu64
-                             " sectors) does not fit in the file (%" PRIu64
-                             " sectors) after the constant header",
+    return set_error(EINVAL,
+                     "%s: seSparse %s (sector %" PRIu64 ", %" PRIu64
+                     " sectors) does not fit in the file (%" PRIu64
+                     " sectors) after the constant header",
                      path, what, a->offset, a->size, file_sectors);
   return 0;
 }
@@ -107,33 +112,39 @@ static int decode_const_header(const uint8_t b[SECTOR], const char *path,
   uint64_t magic = le64(b), version = le64(b + 8);
   uint64_t grain = le64(b + 24), gt_size = le64(b + 32), flags = le64(b + 40);
   if (magic != SE_CONST_MAGIC)
-    return set_error(EINVAL, "%s: not a seSparse extent (constant header "
-                             "magic 0x%016" PRIx64 ", expected 0x%016llx)",
+    return set_error(EINVAL,
+                     "%s: not a seSparse extent (constant header "
+                     "magic 0x%016" PRIx64 ", expected 0x%016llx)",
                      path, magic, SE_CONST_MAGIC);
   if (version != SE_VERSION)
-    return set_error(ENOTSUP, "%s: seSparse version 0x%016" PRIx64
-                              " is not supported (only 0x%016llx)",
+    return set_error(ENOTSUP,
+                     "%s: seSparse version 0x%016" PRIx64
+                     " is not supported (only 0x%016llx)",
                      path, version, SE_VERSION);
   if (grain != SE_GRAIN_SECTORS)
-    return set_error(ENOTSUP, "%s: seSparse grain size %" PRIu64
-                              " sectors is not supported (only 8)",
+    return set_error(ENOTSUP,
+                     "%s: seSparse grain size %" PRIu64
+                     " sectors is not supported (only 8)",
                      path, grain);
   if (gt_size != SE_GT_SECTORS)
-    return set_error(ENOTSUP, "%s: seSparse grain table size %" PRIu64
-                              " sectors is not supported (only 64)",
+    return set_error(ENOTSUP,
+                     "%s: seSparse grain table size %" PRIu64
+                     " sectors is not supported (only 64)",
                      path, gt_size);
   if (flags != 0)
-    return set_error(ENOTSUP, "%s: seSparse flags 0x%016" PRIx64
-                              " are not supported (only 0)",
+    return set_error(ENOTSUP,
+                     "%s: seSparse flags 0x%016" PRIx64
+                     " are not supported (only 0)",
                      path, flags);
   for (int i = 0; i < 4; i++)
     if (le64(b + 48 + 8 * i) != 0)
-      return set_error(ENOTSUP, "%s: seSparse reserved field %d is 0x%016" PRIx64
-                                ", not 0",
-                       path, i + 1, le64(b + 48 + 8 * i));
+      return set_error(
+          ENOTSUP, "%s: seSparse reserved field %d is 0x%016" PRIx64 ", not 0",
+          path, i + 1, le64(b + 48 + 8 * i));
   if (!all_zero(b + 208, SECTOR - 208))
-    return set_error(ENOTSUP, "%s: seSparse constant header padding is not "
-                              "zero",
+    return set_error(ENOTSUP,
+                     "%s: seSparse constant header padding is not "
+                     "zero",
                      path);
   h->capacity = le64(b + 16);
   struct se_area *areas[] = {&h->volatile_hdr, &h->journal_hdr, &h->journal,
@@ -144,23 +155,27 @@ static int decode_const_header(const uint8_t b[SECTOR], const char *path,
     areas[i]->size = le64(b + 88 + 16 * i);
   }
   if (h->capacity == 0 || h->capacity > SE_MAX_CAPACITY)
-    return set_error(EFBIG, "%s: seSparse capacity of %" PRIu64
-                            " sectors is not from 1 sector to 64 TiB",
+    return set_error(EFBIG,
+                     "%s: seSparse capacity of %" PRIu64
+                     " sectors is not from 1 sector to 64 TiB",
                      path, h->capacity);
   if (check_area(path, "volatile header", &h->volatile_hdr, file_sectors,
                  false) ||
       check_area(path, "grain directory", &h->gd, file_sectors, false) ||
       check_area(path, "grain tables", &h->gts, file_sectors, true))
     return -1;
-  uint64_t need = div_round_up(h->capacity, (uint64_t)SE_GTES * SE_GRAIN_SECTORS);
+  uint64_t need =
+      div_round_up(h->capacity, (uint64_t)SE_GTES * SE_GRAIN_SECTORS);
   if (h->gd.size * (SECTOR / 8) < need)
-    return set_error(EINVAL, "%s: seSparse grain directory of %" PRIu64
-                             " sectors cannot cover the capacity of %" PRIu64
-                             " sectors (%" PRIu64 " entries needed)",
+    return set_error(EINVAL,
+                     "%s: seSparse grain directory of %" PRIu64
+                     " sectors cannot cover the capacity of %" PRIu64
+                     " sectors (%" PRIu64 " entries needed)",
                      path, h->gd.size, h->capacity, need);
   if (h->grains.offset == 0 || h->grains.offset > file_sectors)
-    return set_error(EINVAL, "%s: seSparse grains offset %" PRIu64
-                             " lies outside the file (%" PRIu64 " sectors)",
+    return set_error(EINVAL,
+                     "%s: seSparse grains offset %" PRIu64
+                     " lies outside the file (%" PRIu64 " sectors)",
                      path, h->grains.offset, file_sectors);
   return 0;
 }
@@ -168,22 +183,26 @@ static int decode_const_header(const uint8_t b[SECTOR], const char *path,
 static int decode_volatile_header(const uint8_t b[SECTOR], const char *path) {
   uint64_t magic = le64(b), replay = le64(b + 24);
   if (magic != SE_VOLATILE_MAGIC)
-    return set_error(EINVAL, "%s: seSparse volatile header magic 0x%016" PRIx64
-                             " is wrong (expected 0x%016llx)",
+    return set_error(EINVAL,
+                     "%s: seSparse volatile header magic 0x%016" PRIx64
+                     " is wrong (expected 0x%016llx)",
                      path, magic, SE_VOLATILE_MAGIC);
   if (replay != 0)
-    return set_error(ENOTSUP, "%s: the seSparse journal must be replayed "
-                              "(the image was not closed cleanly): open it "
-                              "once in ESXi first",
+    return set_error(ENOTSUP,
+                     "%s: the seSparse journal must be replayed "
+                     "(the image was not closed cleanly): open it "
+                     "once in ESXi first",
                      path);
   if (!all_zero(b + 32, SECTOR - 32))
-    return set_error(ENOTSUP, "%s: seSparse volatile header padding is not "
-                              "zero",
+    return set_error(ENOTSUP,
+                     "%s: seSparse volatile header padding is not "
+                     "zero",
                      path);
   return 0;
 }
 
-/* ---- tables ---------------------------------------------------------------- */
+/* ---- tables ----------------------------------------------------------------
+ */
 
 /* The first sector of the GT GD entry GDI points at, or 0 for none. */
 static int table_sector(struct sesparse *s, uint32_t gdi, uint64_t *sector) {
@@ -193,14 +212,15 @@ static int table_sector(struct sesparse *s, uint32_t gdi, uint64_t *sector) {
     return 0;
   uint64_t idx = v & 0xffffffffu;
   if ((v >> 32) != SE_GDE_ALLOCATED)
-    return set_error(EINVAL, "%s: grain directory entry %" PRIu32
-                             " is 0x%016" PRIx64 " (not 0 and not a table)",
+    return set_error(EINVAL,
+                     "%s: grain directory entry %" PRIu32 " is 0x%016" PRIx64
+                     " (not 0 and not a table)",
                      s->f->path, gdi, v);
   if ((idx + 1) * SE_GT_SECTORS > s->h.gts.size)
-    return set_error(EINVAL, "%s: grain directory entry %" PRIu32
-                             " names grain table %" PRIu64
-                             ", past the grain tables area (%" PRIu64
-                             " tables)",
+    return set_error(EINVAL,
+                     "%s: grain directory entry %" PRIu32
+                     " names grain table %" PRIu64
+                     ", past the grain tables area (%" PRIu64 " tables)",
                      s->f->path, gdi, idx, s->h.gts.size / SE_GT_SECTORS);
   *sector = s->h.gts.offset + idx * SE_GT_SECTORS;
   return 0;
@@ -233,8 +253,7 @@ static int get_table(struct sesparse *s, uint32_t gdi, uint64_t **gt) {
   if (slot->gt)
     s->slot_of[slot->gdi] = 0;
   else if (!(slot->gt = malloc(SE_GT_BYTES)))
-    return set_error(ENOMEM, "%s: out of memory for a grain table",
-                     s->f->path);
+    return set_error(ENOMEM, "%s: out of memory for a grain table", s->f->path);
   uint8_t *raw = malloc(SE_GT_BYTES);
   if (!raw || vf_pread(s->f, raw, SE_GT_BYTES, sector * SECTOR) != 0) {
     if (!raw)
@@ -276,10 +295,11 @@ static int decode_gte(struct sesparse *s, uint32_t gdi, uint32_t i, uint64_t v,
     uint64_t sector = s->h.grains.offset + idx * SE_GRAIN_SECTORS;
     if (sector < s->h.grains.offset ||
         sector + SE_GRAIN_SECTORS > s->file_sectors)
-      return set_error(EINVAL, "%s: grain table entry %" PRIu32
-                               " of table %" PRIu32 " (grain %" PRIu64
-                               ") points past the end of the file (file %"
-                               PRIu64 " sectors)",
+      return set_error(EINVAL,
+                       "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                       " (grain %" PRIu64
+                       ") points past the end of the file (file %" PRIu64
+                       " sectors)",
                        s->f->path, i, gdi, idx, s->file_sectors);
     *type = GTE_ALLOCATED;
     *file_off = sector * SECTOR;
@@ -288,8 +308,9 @@ static int decode_gte(struct sesparse *s, uint32_t gdi, uint32_t i, uint64_t v,
   default:
     break;
   }
-  return set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
-                           " is 0x%016" PRIx64 ", not a known grain type",
+  return set_error(EINVAL,
+                   "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                   " is 0x%016" PRIx64 ", not a known grain type",
                    s->f->path, i, gdi, v);
 }
 
@@ -309,7 +330,8 @@ static int lookup(struct sesparse *s, uint64_t off, enum gte_type *type,
   return decode_gte(s, gdi, i, gt[i], type, file_off);
 }
 
-/* ---- ops --------------------------------------------------------------------- */
+/* ---- ops
+ * --------------------------------------------------------------------- */
 
 static int sesparse_pread(struct extent *e, void *buf, size_t len,
                           uint64_t off) {
@@ -353,9 +375,10 @@ static int sesparse_pread(struct extent *e, void *buf, size_t len,
 
 static int refuse_write(struct extent *e) {
   struct sesparse *s = e->priv;
-  return set_error(EROFS, "%s: seSparse extents are read-only (writing one "
-                          "safely needs its journal, free bitmap and backmap, "
-                          "which are not documented)",
+  return set_error(EROFS,
+                   "%s: seSparse extents are read-only (writing one "
+                   "safely needs its journal, free bitmap and backmap, "
+                   "which are not documented)",
                    s->f->path);
 }
 
@@ -457,7 +480,8 @@ static uint64_t sesparse_allocated(struct extent *e) {
   return vf_allocated(s->f);
 }
 
-/* ---- check ------------------------------------------------------------------- */
+/* ---- check
+ * ------------------------------------------------------------------- */
 
 /* Something that points at a grain or a table, for finding two that share
  * one. */
@@ -554,8 +578,9 @@ static int sesparse_check(struct extent *e, struct check_ctx *c) {
       if (type != GTE_ALLOCATED)
         continue;
       c->res->allocated_grains++;
-      if (add_ref(&grains, (fo / SECTOR - s->h.grains.offset) / SE_GRAIN_SECTORS,
-                  gdi, i) != 0)
+      if (add_ref(&grains,
+                  (fo / SECTOR - s->h.grains.offset) / SE_GRAIN_SECTORS, gdi,
+                  i) != 0)
         goto out;
     }
   }
@@ -583,13 +608,14 @@ static const struct extent_ops sesparse_ops = {
     .allocated = sesparse_allocated,
 };
 
-/* ---- open --------------------------------------------------------------------- */
+/* ---- open
+ * --------------------------------------------------------------------- */
 
 int sesparse_open(struct extent *e, struct vfile *f) {
   uint8_t hdr[SECTOR];
   if (f->size < SECTOR) {
-    set_error(EINVAL, "%s: file is too short for a seSparse header (%" PRIu64
-                      " bytes)",
+    set_error(EINVAL,
+              "%s: file is too short for a seSparse header (%" PRIu64 " bytes)",
               f->path, f->size);
     vf_close(f);
     return -1;
@@ -607,8 +633,9 @@ int sesparse_open(struct extent *e, struct vfile *f) {
       decode_volatile_header(hdr, f->path) != 0)
     goto fail;
   if (e->size != s->h.capacity * SECTOR) {
-    set_error(EINVAL, "%s: the descriptor gives the extent %" PRIu64
-                      " sectors but its seSparse header says %" PRIu64,
+    set_error(EINVAL,
+              "%s: the descriptor gives the extent %" PRIu64
+              " sectors but its seSparse header says %" PRIu64,
               f->path, e->size / SECTOR, s->h.capacity);
     goto fail;
   }

@@ -166,10 +166,18 @@ int kdmv_decode_header(const uint8_t b[SECTOR], const char *path,
     return set_error(EINVAL, "%s: the grain directory is at the end "
                              "(footer) but the grains are not compressed",
                      path);
-  if (h->capacity > UINT64_MAX / SECTOR)
+  /* Grain offsets are 32-bit sectors: a capacity past 2 TiB cannot all
+   * be stored (QEMU 7.2 makes such images and then writes over their
+   * header). */
+  if (h->capacity > (uint64_t)1 << 32)
     return set_error(EFBIG, "%s: capacity of %" PRIu64
-                            " sectors is more than 2^64 bytes",
-                     path, h->capacity);
+                            " sectors (%s) is more than a hosted sparse "
+                            "extent can address with 32-bit sector numbers "
+                            "(2 TiB)",
+                     path, h->capacity,
+                     h->capacity > UINT64_MAX / SECTOR
+                         ? "over 2^64 bytes"
+                         : human_size(h->capacity * SECTOR));
   if ((h->flags & FLAG_RGD) &&
       (h->rgd_offset == 0 || h->rgd_offset > file_sectors - gd_sectors))
     return set_error(EINVAL, "%s: redundant grain directory at sector %" PRIu64

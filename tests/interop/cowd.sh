@@ -100,6 +100,22 @@ dd if="$d/data" of="$d/mirror.raw" bs=64K oflag=seek_bytes seek=$((16 * 1024 * 1
   die "bare: the written extent reads wrong through its descriptor"
 expect_rc 0 "$VMDKIT" check "$d/x-delta.vmdk"
 
+# An old-style child (no root flag) names its parent in the header: opened
+# bare, it is a disk with a parent, refused until backing chains exist.
+cp "$d/x-delta.vmdk" "$d/child.vmdk"
+python3 - "$d/child.vmdk" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(8)
+    f.write(struct.pack("<I", 2))  # flags: check-capable, not root
+    f.seek(32)
+    f.write(b"base-flat.vmdk\0")
+PY
+run "$VMDKIT" read "$d/child.vmdk" 0 512
+[[ $rc -ne 0 ]] || die "a bare COWD child with a parent name opened"
+one_error_line "bare child"
+grep -qF 'parentFileNameHint "base-flat.vmdk"' "$tmpdir/err" || die "bare child: the error does not name the parent"
+
 # Hostile variants: KIND:WORDS-IN-THE-ERROR:CHECK-EXIT[:WRITE-OFFSET].
 # Header problems refuse the open (check exits 1); bad table entries are
 # refused when used and reported by check (exit 2).  The write goes to the
