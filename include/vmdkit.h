@@ -68,6 +68,20 @@ VMDK_API struct vmdk_disk *vmdk_open(const char *path, unsigned flags);
 VMDK_API struct vmdk_disk *vmdk_open_format(const char *path, int format,
                                             unsigned flags);
 
+/* Point DISK (opened read-write, sparse) at a new backing image, or at
+ * none when BACKING is NULL, rewriting only the link: parentFileNameHint
+ * (BACKING as given; a relative path is relative to DISK's folder) and
+ * parentCID (the backing's CID).  What DISK reads through the link may
+ * change: this is `rebase -u`.  Refuses a backing whose chain contains
+ * DISK.  Returns 0 or -1. */
+VMDK_API int vmdk_set_backing(struct vmdk_disk *disk, const char *backing,
+                              int format);
+
+/* The backing (parent) image DISK reads its unallocated grains from, or
+ * NULL.  Opened read-only with DISK and owned by it: valid until DISK is
+ * closed; do not close it. */
+VMDK_API struct vmdk_disk *vmdk_get_backing(struct vmdk_disk *disk);
+
 /* Write everything pending (vmdk_flush), release the handle.  Returns -1
  * if the final flush failed; the handle is released either way. */
 VMDK_API int vmdk_close(struct vmdk_disk *disk);
@@ -109,6 +123,12 @@ struct vmdk_create_options {
   unsigned hw_version;           /* ddb.virtualHWVersion; default 4 */
   uint32_t grain_sectors;        /* grain size in sectors, power of two,
                                     8..2^21 (hosted sparse limit); default 128 */
+  const char *backing_file;      /* make a copy-on-write child of this
+                                    image (sparse subformats): a relative
+                                    path is relative to the child's folder,
+                                    as the child's parentFileNameHint will
+                                    be; SIZE 0 means the backing's size */
+  int backing_format;            /* VMDK_FORMAT_* of backing_file (AUTO) */
   int zeroed_grain;              /* non-zero: version-2 header with the
                                     zeroed-grain flag (GTE 1 reads as zeros) */
 };
@@ -162,6 +182,10 @@ struct vmdk_run {
                            uncompressed and contiguously, else -1 */
   const char *file;     /* the extent file holding the run, or NULL;
                            valid until the handle is closed */
+  int depth;            /* the layer the run comes from: 0 = this image,
+                           1 = its backing image, ... (for runs that read
+                           as zeros because no layer has them: the depth
+                           of the last layer that covers the offset) */
 };
 
 /* Call CB for consecutive runs covering [OFFSET, OFFSET+COUNT), in order,

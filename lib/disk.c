@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -31,6 +32,8 @@ struct vmdk_disk {
                                 is written); desc_embedded is set too, as
                                 there is no separate descriptor file */
   bool cid_written;          /* the CID was renewed since the open */
+  struct vmdk_disk *parent;  /* the backing image (read-only), or NULL */
+  unsigned depth;            /* 0 for the image opened, 1 its parent... */
   struct extent *extents;
   size_t n_extents;
   uint64_t size;             /* bytes */
@@ -98,6 +101,8 @@ static void free_extents(struct vmdk_disk *d) {
 static void disk_free(struct vmdk_disk *d) {
   if (!d)
     return;
+  vmdk_close(d->parent);
+  d->parent = NULL;
   free_extents(d);
   desc_free(d->desc);
   free(d->info_extents);
@@ -232,12 +237,6 @@ static int open_extents(struct vmdk_disk *d, struct vfile **f0) {
                        d->path);
   }
   d->size = start;
-  if (d->desc->parent_hint || d->desc->parent_cid != NO_CID)
-    return set_error(ENOTSUP, "%s: has a parent (parentFileNameHint \"%s\", "
-                              "parentCID %08" PRIx32
-                              "): backing files are not supported yet",
-                     d->path, d->desc->parent_hint ? d->desc->parent_hint : "",
-                     d->desc->parent_cid);
   return 0;
 }
 
@@ -326,8 +325,9 @@ static int open_bare_cowd(struct vmdk_disk *d, struct vfile **f) {
 
 /* ---- open / close ----------------------------------------------------- */
 
-struct vmdk_disk *vmdk_open_format(const char *path, int format,
-                                   unsigned flags) {
+/* One image of a chain; the caller opens its parent. */
+static struct vmdk_disk *open_one(const char *path, int format,
+                                  unsigned flags) {
   struct vmdk_disk *d = disk_new(path, flags);
   if (!d)
     return NULL;
@@ -401,6 +401,165 @@ fail:
   return NULL;
 }
 
+static int write_descriptor(struct vmdk_disk *d);
+
+/* The images of a chain opened so far: loops are refused by file identity
+ * (a renamed or linked file is the same file), depth is bounded. */
+#define MAX_CHAIN 64
+struct chain {
+  unsigned n;
+  dev_t dev[MAX_CHAIN + 1];
+  ino_t ino[MAX_CHAIN + 1];
+};
+
+static struct vmdk_disk *open_layer(const char *path, int format,
+                                    unsigned flags, struct chain *ch,
+                                    const char *child);
+
+/* Open D's parent, named by parentFileNameHint relative to D's folder, and
+ * check that it is the image D was made on (its CID). */
+static int open_parent(struct vmdk_disk *d, struct chain *ch) {
+  struct descriptor *desc = d->desc;
+  if (!desc || !desc->parent_hint || !*desc->parent_hint) {
+    if (desc && desc->parent_cid != NO_CID && !d->raw)
+      return set_error(EINVAL, "%s: has parentCID %08" PRIx32
+                               " but names no parent (no "
+                               "parentFileNameHint)",
+                       d->path, desc->parent_cid);
+    return 0;
+  }
+  if (ch->n > MAX_CHAIN)
+    return set_error(ELOOP, "%s: the backing chain is deeper than %d images",
+                     d->path, MAX_CHAIN);
+  char *ppath = path_join(d->dir, desc->parent_hint);
+  if (!ppath)
+    return set_error(ENOMEM, "out of memory");
+  if (confine(d, ppath) != 0) {
+    free(ppath);
+    return -1;
+  }
+  unsigned pflags = d->flags & ~VMDK_OPEN_RDWR; /* parents are read-only */
+  struct vmdk_disk *p =
+      open_layer(ppath, VMDK_FORMAT_AUTO, pflags, ch, d->path);
+  free(ppath);
+  if (!p)
+    return -1;
+  p->depth = d->depth + 1;
+  d->parent = p;
+  if (!p->raw && p->desc->cid != desc->parent_cid)
+    return set_error(EINVAL, "%s: its parent %s was changed after it was made: "
+                             "the parent's CID is %08" PRIx32
+                             " but the child expects parentCID %08" PRIx32
+                             " (reading through it would mix old and new "
+                             "data)",
+                     d->path, p->path, p->desc->cid, desc->parent_cid);
+  return 0;
+}
+
+static struct vmdk_disk *open_layer(const char *path, int format,
+                                    unsigned flags, struct chain *ch,
+                                    const char *child) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (child)
+      set_error(errno, "%s: cannot open its parent %s: %s", child, path,
+                strerror(errno));
+    else
+      set_error(errno, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  for (unsigned i = 0; i < ch->n; i++)
+    if (ch->dev[i] == st.st_dev && ch->ino[i] == st.st_ino) {
+      set_error(ELOOP, "%s: the backing chain loops: %s is already in it "
+                       "(%u images down)",
+                child ? child : path, path, ch->n - i);
+      return NULL;
+    }
+  ch->dev[ch->n] = st.st_dev;
+  ch->ino[ch->n] = st.st_ino;
+  ch->n++;
+  struct vmdk_disk *d = open_one(path, format, flags);
+  if (!d && child) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", vmdk_get_error());
+    set_error(vmdk_get_errno(), "%s: cannot open its parent: %s", child, msg);
+  }
+  if (d && open_parent(d, ch) != 0) {
+    vmdk_close(d);
+    return NULL;
+  }
+  return d;
+}
+
+struct vmdk_disk *vmdk_open_format(const char *path, int format,
+                                   unsigned flags) {
+  struct chain ch = {0};
+  return open_layer(path, format, flags, &ch, NULL);
+}
+
+struct vmdk_disk *vmdk_get_backing(struct vmdk_disk *d) {
+  return d->parent;
+}
+
+int vmdk_set_backing(struct vmdk_disk *d, const char *backing, int format) {
+  if (!(d->flags & VMDK_OPEN_RDWR))
+    return set_error(EROFS, "%s: opened read-only", d->path);
+  if (d->raw || d->desc_none)
+    return set_error(EINVAL, "%s: a %s image cannot name a backing file",
+                     d->path, d->raw ? "raw" : "bare COWD");
+  for (size_t i = 0; i < d->n_extents; i++) {
+    enum ext_type t = d->extents[i].type;
+    if (t != EXT_SPARSE && t != EXT_VMFSSPARSE && t != EXT_SESPARSE &&
+        t != EXT_ZERO)
+      return set_error(EINVAL, "%s: extent %zu is %s: every byte of it is "
+                               "stored, so nothing would be read from a "
+                               "backing file",
+                       d->path, i, ext_type_name(t));
+  }
+  struct vmdk_disk *p = NULL;
+  uint32_t cid = NO_CID;
+  if (backing) {
+    char *ppath = path_join(d->dir, backing);
+    if (!ppath)
+      return set_error(ENOMEM, "out of memory");
+    struct stat self;
+    struct chain ch = {0};
+    if (stat(d->path, &self) == 0) { /* the new chain must not reach D */
+      ch.dev[0] = self.st_dev;
+      ch.ino[0] = self.st_ino;
+      ch.n = 1;
+    }
+    if (confine(d, ppath) == 0)
+      p = open_layer(ppath, format, d->flags & ~VMDK_OPEN_RDWR, &ch,
+                     d->path);
+    free(ppath);
+    if (!p)
+      return -1;
+    p->depth = d->depth + 1;
+    cid = p->raw ? NO_CID : p->desc->cid;
+  }
+  char *hint = backing ? strdup(backing) : NULL;
+  if (backing && !hint) {
+    vmdk_close(p);
+    return set_error(ENOMEM, "out of memory");
+  }
+  char *old_hint = d->desc->parent_hint;
+  uint32_t old_cid = d->desc->parent_cid;
+  d->desc->parent_hint = hint;
+  d->desc->parent_cid = cid;
+  if (write_descriptor(d) != 0) {
+    d->desc->parent_hint = old_hint;
+    d->desc->parent_cid = old_cid;
+    free(hint);
+    vmdk_close(p);
+    return -1;
+  }
+  free(old_hint);
+  vmdk_close(d->parent);
+  d->parent = p;
+  return 0;
+}
+
 struct vmdk_disk *vmdk_open(const char *path, unsigned flags) {
   return vmdk_open_format(path, VMDK_FORMAT_AUTO, flags);
 }
@@ -465,15 +624,19 @@ int disk_before_write(struct vmdk_disk *d) {
 /* ---- data ------------------------------------------------------------------ */
 
 bool disk_has_backing(const struct vmdk_disk *d) {
-  (void)d;
-  return false;
+  return d->parent != NULL;
 }
 
 int disk_read_backing(struct vmdk_disk *d, void *buf, size_t len,
                       uint64_t virt_off) {
-  (void)d;
-  (void)virt_off;
-  memset(buf, 0, len);
+  /* A child may be larger than its parent: past the parent, zeros. */
+  uint64_t psize = d->parent ? d->parent->size : 0;
+  size_t n = virt_off >= psize ? 0
+             : psize - virt_off < len ? (size_t)(psize - virt_off)
+                                      : len;
+  if (n && vmdk_pread(d->parent, buf, n, virt_off) != 0)
+    return -1;
+  memset((uint8_t *)buf + n, 0, len - n);
   return 0;
 }
 
@@ -614,13 +777,36 @@ int vmdk_flush(struct vmdk_disk *d) {
   return r;
 }
 
-int vmdk_block_status(struct vmdk_disk *d, uint64_t off, uint64_t count,
-                      vmdk_run_cb cb, void *opaque) {
-  if (check_range(d, count, off, "block status") != 0)
-    return -1;
-  struct vmdk_run cur = {0};
-  bool have = false;
-  while (count > 0) {
+/* Runs are merged here before they reach the caller's callback. */
+struct merger {
+  vmdk_run_cb cb;
+  void *opaque;
+  struct vmdk_run cur;
+  bool have, stopped;
+};
+
+static void merge_run(struct merger *m, const struct vmdk_run *r) {
+  struct vmdk_run *c = &m->cur;
+  if (m->stopped)
+    return;
+  if (m->have && r->flags == c->flags && r->depth == c->depth &&
+      r->file == c->file &&
+      (r->file_offset < 0 ? c->file_offset < 0
+                          : r->file_offset == c->file_offset + (int64_t)c->length)) {
+    c->length += r->length;
+    return;
+  }
+  if (m->have && m->cb(m->opaque, c) != 0)
+    m->stopped = true;
+  *c = *r;
+  m->have = true;
+}
+
+/* Runs of D over [OFF, OFF+COUNT); unallocated runs come from the parent
+ * (DEPTH + 1), or read as zeros when there is none. */
+static int status_layer(struct vmdk_disk *d, uint64_t off, uint64_t count,
+                        int depth, struct merger *m) {
+  while (count > 0 && !m->stopped) {
     struct extent *e = find_extent(d, off);
     uint64_t in = off - e->virt_start;
     uint64_t n = e->size - in < count ? e->size - in : count;
@@ -631,26 +817,36 @@ int vmdk_block_status(struct vmdk_disk *d, uint64_t off, uint64_t count,
       return set_error(EIO, "%s: internal error: extent %zu reported a run "
                             "of %" PRIu64 " bytes",
                        d->path, (size_t)(e - d->extents), r.length);
-    if (r.flags == 0) /* unallocated, no backing: reads as zeros */
-      r.flags = VMDK_RUN_ZERO;
+    uint64_t len = r.length;
     r.offset = off;
-    bool joins = have && r.flags == cur.flags && r.file == cur.file &&
-                 (r.file_offset < 0
-                      ? cur.file_offset < 0
-                      : r.file_offset == cur.file_offset + (int64_t)cur.length);
-    if (joins) {
-      cur.length += r.length;
-    } else {
-      if (have && cb(opaque, &cur) != 0)
-        return 0;
-      cur = r;
-      have = true;
+    r.depth = depth;
+    if (r.flags == 0 && d->parent && off < d->parent->size) {
+      uint64_t pn = d->parent->size - off < len ? d->parent->size - off : len;
+      if (status_layer(d->parent, off, pn, depth + 1, m) != 0)
+        return -1;
+      r.offset += pn;
+      r.length -= pn;
     }
-    off += r.length;
-    count -= r.length;
+    if (r.length) {
+      if (r.flags == 0) /* unallocated with nothing below: zeros */
+        r.flags = VMDK_RUN_ZERO;
+      merge_run(m, &r);
+    }
+    off += len;
+    count -= len;
   }
-  if (have)
-    cb(opaque, &cur);
+  return 0;
+}
+
+int vmdk_block_status(struct vmdk_disk *d, uint64_t off, uint64_t count,
+                      vmdk_run_cb cb, void *opaque) {
+  if (check_range(d, count, off, "block status") != 0)
+    return -1;
+  struct merger m = {.cb = cb, .opaque = opaque};
+  if (status_layer(d, off, count, 0, &m) != 0)
+    return -1;
+  if (m.have && !m.stopped)
+    cb(opaque, &m.cur);
   return 0;
 }
 
@@ -1043,6 +1239,33 @@ struct vmdk_disk *vmdk_create(const char *path,
               path);
     return NULL;
   }
+  if (o->backing_file) {
+    /* Open the backing as the child will: for its size, and to refuse a
+     * backing that does not open before making any file. */
+    if (o->subformat != VMDK_SUBFORMAT_MONOLITHIC_SPARSE &&
+        o->subformat != VMDK_SUBFORMAT_TWOGB_SPARSE) {
+      set_error(EINVAL, "%s: only sparse subformats (monolithicSparse, "
+                        "twoGbMaxExtentSparse) can have a backing file",
+                path);
+      return NULL;
+    }
+    char *cdir = dir_of(path);
+    char *bpath = cdir ? path_join(cdir, o->backing_file) : NULL;
+    free(cdir);
+    if (!bpath) {
+      set_error(ENOMEM, "out of memory");
+      return NULL;
+    }
+    struct vmdk_disk *b =
+        vmdk_open_format(bpath, o->backing_format, flags & ~VMDK_OPEN_RDWR);
+    free(bpath);
+    if (!b)
+      return NULL;
+    if (size == 0)
+      size = b->size;
+    sectors = div_round_up(size, SECTOR);
+    vmdk_close(b);
+  }
   char *dir = dir_of(path);
   struct made_files made = {NULL, 0}; /* besides PATH, removed on failure */
   struct descriptor *desc = NULL;
@@ -1108,6 +1331,15 @@ struct vmdk_disk *vmdk_create(const char *path,
                          o->subformat == VMDK_SUBFORMAT_RAW ? VMDK_FORMAT_RAW
                                                             : VMDK_FORMAT_VMDK,
                          flags | VMDK_OPEN_RDWR);
+  if (d && o->backing_file &&
+      vmdk_set_backing(d, o->backing_file, o->backing_format) != 0) {
+    char msg[1024];
+    int err = vmdk_get_errno();
+    snprintf(msg, sizeof msg, "%s", vmdk_get_error());
+    vmdk_close(d);
+    d = NULL;
+    set_error(err, "%s", msg);
+  }
   if (!d) {
     /* Keep the first error; remove what we made. */
     unlink(path);

@@ -101,7 +101,8 @@ dd if="$d/data" of="$d/mirror.raw" bs=64K oflag=seek_bytes seek=$((16 * 1024 * 1
 expect_rc 0 "$VMDKIT" check "$d/x-delta.vmdk"
 
 # An old-style child (no root flag) names its parent in the header: opened
-# bare, it is a disk with a parent, refused until backing chains exist.
+# bare, it reads its unallocated grains from that parent; a missing parent
+# is a clear error naming it.
 cp "$d/x-delta.vmdk" "$d/child.vmdk"
 python3 - "$d/child.vmdk" <<'PY'
 import struct, sys
@@ -112,9 +113,38 @@ with open(sys.argv[1], "r+b") as f:
     f.write(b"base-flat.vmdk\0")
 PY
 run "$VMDKIT" read "$d/child.vmdk" 0 512
-[[ $rc -ne 0 ]] || die "a bare COWD child with a parent name opened"
+[[ $rc -ne 0 ]] || die "a bare COWD child whose parent is missing opened"
 one_error_line "bare child"
-grep -qF 'parentFileNameHint "base-flat.vmdk"' "$tmpdir/err" || die "bare child: the error does not name the parent"
+grep -qF 'base-flat.vmdk' "$tmpdir/err" || die "bare child: the error does not name the parent: $(cat "$tmpdir/err")"
+# With its parent there (a raw file of another pattern), unallocated grains
+# read from the parent, allocated ones from the child.
+size=$(stat -c %s "$d/mirror.raw")
+python3 - "$d/base-flat.vmdk" "$size" <<'PY'
+import sys
+n = int(sys.argv[2])
+with open(sys.argv[1], "wb") as f:
+    f.write(bytes((i * 13 + 5) % 256 for i in range(65536)) * (n // 65536) + bytes(n % 65536))
+PY
+python3 - "$d/child.vmdk" "$d/base-flat.vmdk" "$d/mirror.raw" "$d/expect.raw" <<'PY'
+import struct, sys
+# expected: the child's allocated grains over the parent's bytes
+child = open(sys.argv[1], "rb").read()
+parent = bytearray(open(sys.argv[2], "rb").read())
+mirror = open(sys.argv[3], "rb").read()
+magic, ver, flags, nsec, grain, gdoff, ngde = struct.unpack_from("<7I", child, 0)
+for gi in range(ngde):
+    gte = struct.unpack_from("<I", child, gdoff * 512 + 4 * gi)[0]
+    if not gte:
+        continue
+    for i in range(4096):
+        e = struct.unpack_from("<I", child, gte * 512 + 4 * i)[0]
+        if e:
+            o = (gi * 4096 + i) * grain * 512
+            parent[o:o + grain * 512] = mirror[o:o + grain * 512]
+open(sys.argv[4], "wb").write(parent)
+PY
+"$VMDKIT" read "$d/child.vmdk" 0 "$size" | cmp - "$d/expect.raw" ||
+  die "bare child: reads through its raw parent wrong"
 
 # Hostile variants: KIND:WORDS-IN-THE-ERROR:CHECK-EXIT[:WRITE-OFFSET].
 # Header problems refuse the open (check exits 1); bad table entries are
