@@ -196,6 +196,34 @@ typedef int (*vmdk_run_cb)(void *opaque, const struct vmdk_run *run);
 VMDK_API int vmdk_block_status(struct vmdk_disk *disk, uint64_t offset,
                                uint64_t count, vmdk_run_cb cb, void *opaque);
 
+/* ---- Image lifecycle: commit, rebase, resize --------------------------- */
+
+/* Progress of a long call: DONE of TOTAL bytes.  Return non-zero to cancel:
+ * the call then stops at a consistent point and fails with ECANCELED. */
+typedef int (*vmdk_progress_cb)(void *opaque, uint64_t done, uint64_t total);
+
+/* Write everything DISK itself holds (its allocated and zeroed grains) into
+ * its backing image, which is opened read-write for the call (and grown if
+ * DISK is larger), so that the backing then reads as DISK did.  DISK's
+ * parentCID is updated to the backing's new CID, so DISK still opens.
+ * DISK must be opened read-write.  CB may be NULL.  Returns 0 or -1. */
+VMDK_API int vmdk_commit(struct vmdk_disk *disk, vmdk_progress_cb cb,
+                         void *opaque);
+
+/* Safe rebase: copy into DISK every range that reads differently through
+ * NEW (a path as for vmdk_set_backing; NULL: no backing) than through its
+ * current backing chain, then link DISK to NEW.  What DISK reads does not
+ * change.  Returns 0 or -1. */
+VMDK_API int vmdk_rebase(struct vmdk_disk *disk, const char *backing,
+                         int format, vmdk_progress_cb cb, void *opaque);
+
+/* Change the virtual size to SIZE bytes (rounded up to 512).  Growing works
+ * for raw, flat, monolithicSparse and split images; shrinking only with
+ * ALLOW_SHRINK and only when the part cut off holds no data of DISK's own.
+ * Returns 0 or -1. */
+VMDK_API int vmdk_resize(struct vmdk_disk *disk, uint64_t size,
+                         int allow_shrink);
+
 /* ---- Information ------------------------------------------------------ */
 
 struct vmdk_extent_info {

@@ -1350,3 +1350,26 @@ struct vmdk_disk *vmdk_create(const char *path,
   free(dir);
   return d;
 }
+
+/* ---- commit, rebase, resize (being written) -------------------------- */
+
+int vmdk_commit(struct vmdk_disk *d, vmdk_progress_cb cb, void *opaque) {
+  (void)cb;
+  (void)opaque;
+  return set_error(ENOTSUP, "%s: commit is not written yet", d->path);
+}
+
+int vmdk_rebase(struct vmdk_disk *d, const char *backing, int format,
+                vmdk_progress_cb cb, void *opaque) {
+  (void)backing;
+  (void)format;
+  (void)cb;
+  (void)opaque;
+  return set_error(ENOTSUP, "%s: rebase is not written yet", d->path);
+}
+
+int vmdk_resize(struct vmdk_disk *d, uint64_t size, int allow_shrink) {
+  (void)size;
+  (void)allow_shrink;
+  return set_error(ENOTSUP, "%s: resize is not written yet", d->path);
+}
