@@ -20,26 +20,6 @@
 
 #define MAX_DESCRIPTOR_FILE (1u << 20)
 
-struct vmdk_disk {
-  char *path;                /* as given */
-  char *dir;                 /* folder of PATH: extent names are relative to it */
-  unsigned flags;            /* VMDK_OPEN_* */
-  bool raw;                  /* a raw image: one flat extent, no descriptor */
-  struct descriptor *desc;   /* NULL for raw */
-  bool desc_embedded;        /* in extent 0 (a KDMV file), else in PATH */
-  bool desc_none;            /* a bare COWD file: the descriptor was made up
-                                from its header, none is on disk (so no CID
-                                is written); desc_embedded is set too, as
-                                there is no separate descriptor file */
-  bool cid_written;          /* the CID was renewed since the open */
-  struct vmdk_disk *parent;  /* the backing image (read-only), or NULL */
-  unsigned depth;            /* 0 for the image opened, 1 its parent... */
-  struct extent *extents;
-  size_t n_extents;
-  uint64_t size;             /* bytes */
-  /* vmdk_get_info storage */
-  struct vmdk_extent_info *info_extents;
-};
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -401,7 +381,7 @@ fail:
   return NULL;
 }
 
-static int write_descriptor(struct vmdk_disk *d);
+
 
 /* The images of a chain opened so far: loops are refused by file identity
  * (a renamed or linked file is the same file), depth is bounded. */
@@ -547,7 +527,7 @@ int vmdk_set_backing(struct vmdk_disk *d, const char *backing, int format) {
   uint32_t old_cid = d->desc->parent_cid;
   d->desc->parent_hint = hint;
   d->desc->parent_cid = cid;
-  if (write_descriptor(d) != 0) {
+  if (disk_write_descriptor(d) != 0) {
     d->desc->parent_hint = old_hint;
     d->desc->parent_cid = old_cid;
     free(hint);
@@ -580,7 +560,7 @@ int vmdk_close(struct vmdk_disk *d) {
 
 /* ---- CID ------------------------------------------------------------------ */
 
-static int write_descriptor(struct vmdk_disk *d) {
+int disk_write_descriptor(struct vmdk_disk *d) {
   size_t len;
   char *text = desc_print(d->desc, &len);
   if (!text)
@@ -613,7 +593,7 @@ int disk_before_write(struct vmdk_disk *d) {
     return 0;
   uint32_t old = d->desc->cid;
   d->desc->cid = random_cid(old);
-  if (write_descriptor(d) != 0) {
+  if (disk_write_descriptor(d) != 0) {
     d->desc->cid = old;
     return -1;
   }
@@ -645,7 +625,7 @@ uint64_t vmdk_get_size(const struct vmdk_disk *d) {
 }
 
 /* The extent holding virtual byte OFF (< d->size). */
-static struct extent *find_extent(struct vmdk_disk *d, uint64_t off) {
+struct extent *disk_find_extent(struct vmdk_disk *d, uint64_t off) {
   size_t lo = 0, hi = d->n_extents;
   while (hi - lo > 1) {
     size_t mid = lo + (hi - lo) / 2;
@@ -678,7 +658,7 @@ static int check_writable(struct vmdk_disk *d, uint64_t count, uint64_t off,
     return set_error(EROFS, "%s: opened read-only", d->path);
   uint64_t end = off + count;
   while (off < end) {
-    struct extent *e = find_extent(d, off);
+    struct extent *e = disk_find_extent(d, off);
     size_t i = (size_t)(e - d->extents);
     if (e->access != ACC_RW)
       return set_error(e->access == ACC_NOACCESS ? EACCES : EROFS,
@@ -711,7 +691,7 @@ int vmdk_pread(struct vmdk_disk *d, void *buf, size_t count, uint64_t off) {
     return -1;
   uint8_t *p = buf;
   while (count > 0) {
-    struct extent *e = find_extent(d, off);
+    struct extent *e = disk_find_extent(d, off);
     uint64_t in = off - e->virt_start;
     size_t n = e->size - in < count ? (size_t)(e->size - in) : count;
     if (e->access == ACC_NOACCESS)
@@ -737,7 +717,7 @@ int vmdk_pwrite(struct vmdk_disk *d, const void *buf, size_t count,
     return -1;
   const uint8_t *p = buf;
   while (count > 0) {
-    struct extent *e = find_extent(d, off);
+    struct extent *e = disk_find_extent(d, off);
     uint64_t in = off - e->virt_start;
     size_t n = e->size - in < count ? (size_t)(e->size - in) : count;
     if (e->ops->pwrite(e, p, n, in) != 0)
@@ -756,7 +736,7 @@ int vmdk_zero(struct vmdk_disk *d, uint64_t count, uint64_t off) {
   if (count && disk_before_write(d) != 0)
     return -1;
   while (count > 0) {
-    struct extent *e = find_extent(d, off);
+    struct extent *e = disk_find_extent(d, off);
     uint64_t in = off - e->virt_start;
     uint64_t n = e->size - in < count ? e->size - in : count;
     if (e->ops->zero(e, n, in) != 0)
@@ -807,7 +787,7 @@ static void merge_run(struct merger *m, const struct vmdk_run *r) {
 static int status_layer(struct vmdk_disk *d, uint64_t off, uint64_t count,
                         int depth, struct merger *m) {
   while (count > 0 && !m->stopped) {
-    struct extent *e = find_extent(d, off);
+    struct extent *e = disk_find_extent(d, off);
     uint64_t in = off - e->virt_start;
     uint64_t n = e->size - in < count ? e->size - in : count;
     struct vmdk_run r = {0};
@@ -1349,27 +1329,4 @@ struct vmdk_disk *vmdk_create(const char *path,
   made_free(&made, d == NULL);
   free(dir);
   return d;
-}
-
-/* ---- commit, rebase, resize (being written) -------------------------- */
-
-int vmdk_commit(struct vmdk_disk *d, vmdk_progress_cb cb, void *opaque) {
-  (void)cb;
-  (void)opaque;
-  return set_error(ENOTSUP, "%s: commit is not written yet", d->path);
-}
-
-int vmdk_rebase(struct vmdk_disk *d, const char *backing, int format,
-                vmdk_progress_cb cb, void *opaque) {
-  (void)backing;
-  (void)format;
-  (void)cb;
-  (void)opaque;
-  return set_error(ENOTSUP, "%s: rebase is not written yet", d->path);
-}
-
-int vmdk_resize(struct vmdk_disk *d, uint64_t size, int allow_shrink) {
-  (void)size;
-  (void)allow_shrink;
-  return set_error(ENOTSUP, "%s: resize is not written yet", d->path);
 }

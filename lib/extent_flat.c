@@ -63,6 +63,19 @@ static uint64_t flat_allocated(struct extent *e) {
   return vf_allocated(fl->f);
 }
 
+/* The file grows to hold the extent (a hole, reading zeros); it shrinks only
+ * when the extent ends the file, so bytes of other extents sharing the
+ * file are never cut. */
+static int flat_resize(struct extent *e, uint64_t size) {
+  struct flat *fl = e->priv;
+  uint64_t end = fl->base + size;
+  if (size > e->size && fl->f->size < end)
+    return vf_truncate(fl->f, end);
+  if (size < e->size && fl->f->size == fl->base + e->size)
+    return vf_truncate(fl->f, end);
+  return 0;
+}
+
 static const struct extent_ops flat_ops = {
     .name = "flat",
     .pread = flat_pread,
@@ -73,6 +86,7 @@ static const struct extent_ops flat_ops = {
     .close = flat_close,
     .info = flat_info,
     .allocated = flat_allocated,
+    .resize = flat_resize,
 };
 
 int flat_open(struct extent *e, struct vfile *f, uint64_t offset_bytes) {

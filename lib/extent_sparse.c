@@ -903,6 +903,99 @@ out:
 static int sparse_write_descriptor(struct extent *e, const char *text,
                                    size_t len);
 
+/* Grow or shrink the capacity.  When the grain directory must grow, a new
+ * GD and RGD are written at the end of the file (with new, preallocated
+ * tables when the image had every table preallocated), synced, and only
+ * then does the header point at them: a crash before that leaves the old
+ * image intact.  On shrink, entries past the new capacity are cleared
+ * (their grains are leaked; the disk layer checked they hold no data). */
+static int sparse_resize(struct extent *e, uint64_t size) {
+  struct sparse *s = e->priv;
+  uint64_t cap = size / SECTOR;
+  uint64_t data = div_round_up(cap, s->h.grain) * s->h.grain;
+  if (cap > (uint64_t)1 << 32 || data > MAX_FILE_SECTORS)
+    return set_error(EFBIG, "%s: a hosted sparse extent cannot hold %" PRIu64
+                            " bytes (32-bit sector numbers: 2 TiB)",
+                     s->f->path, size);
+  if (flush_metadata(s) != 0)
+    return -1;
+  uint64_t n64 = div_round_up(cap, s->h.grain * s->h.gtes_per_gt);
+  uint32_t n = (uint32_t)n64;
+  struct kdmv_header h = s->h;
+  if (n > s->n_gdes) {
+    bool prealloc = true;
+    for (uint32_t i = 0; i < s->n_gdes; i++)
+      prealloc &= s->gd[i] != 0;
+    uint32_t *gd = realloc(s->gd, (size_t)n * 4);
+    if (gd)
+      s->gd = gd;
+    uint32_t *rgd = s->rgd ? realloc(s->rgd, (size_t)n * 4) : NULL;
+    if (rgd)
+      s->rgd = rgd;
+    uint32_t *so = realloc(s->slot_of, ((size_t)n + 1) * 4);
+    if (so)
+      s->slot_of = so;
+    if (!gd || (s->rgd && !rgd) || !so)
+      return set_error(ENOMEM, "%s: out of memory", s->f->path);
+    uint64_t dir_bytes = (uint64_t)n * 4;
+    uint32_t gd_sec = 0, rgd_sec = 0;
+    if ((s->rgd && alloc_at_end(s, dir_bytes, &rgd_sec) != 0) ||
+        alloc_at_end(s, dir_bytes, &gd_sec) != 0)
+      return -1;
+    for (uint32_t i = s->n_gdes; i < n; i++) {
+      uint32_t t = 0, rt = 0;
+      if (prealloc && ((s->rgd && alloc_at_end(s, s->gt_bytes, &rt) != 0) ||
+                       alloc_at_end(s, s->gt_bytes, &t) != 0))
+        return -1;
+      s->gd[i] = t;
+      if (s->rgd)
+        s->rgd[i] = rt;
+      s->slot_of[i] = 0;
+    }
+    uint32_t old_n = s->n_gdes;
+    uint64_t old_gd = s->h.gd_offset, old_rgd = s->h.rgd_offset;
+    s->n_gdes = n;
+    s->h.gd_offset = gd_sec;
+    s->h.rgd_offset = s->rgd ? rgd_sec : 0;
+    /* New tables are zeros: the length covers them as a hole. */
+    if (vf_truncate(s->f, s->end) != 0 || write_directories(s) != 0 ||
+        vf_sync(s->f) != 0) {
+      s->n_gdes = old_n;
+      s->h.gd_offset = old_gd;
+      s->h.rgd_offset = old_rgd;
+      return -1;
+    }
+    h.gd_offset = s->h.gd_offset;
+    h.rgd_offset = s->h.rgd_offset;
+  } else if (cap < s->h.capacity) {
+    uint64_t first = div_round_up(cap, s->h.grain); /* first grain cut off */
+    uint64_t last = div_round_up(s->h.capacity, s->h.grain);
+    for (uint64_t g = first; g < last; g++) {
+      struct grain_ref ref;
+      uint32_t gdi = (uint32_t)(g / s->h.gtes_per_gt);
+      if (s->gd[gdi] == 0 && !s->slot_of[gdi]) {
+        g = ((uint64_t)gdi + 1) * s->h.gtes_per_gt - 1;
+        continue;
+      }
+      if (lookup(s, g, false, &ref) != 0)
+        return -1;
+      if (ref.gte)
+        set_gte(s, &ref, 0);
+    }
+    if (flush_metadata(s) != 0)
+      return -1;
+  }
+  h.capacity = cap;
+  h.unclean = s->unclean_set ? 1 : s->h.unclean;
+  uint8_t b[SECTOR];
+  kdmv_encode_header(&h, b);
+  if (vf_pwrite(s->f, b, SECTOR, 0) != 0 || vf_sync(s->f) != 0)
+    return -1;
+  s->h.capacity = cap;
+  e->size = cap * SECTOR;
+  return 0;
+}
+
 static const struct extent_ops sparse_ops = {
     .name = "sparse",
     .pread = sparse_pread,
@@ -915,6 +1008,7 @@ static const struct extent_ops sparse_ops = {
     .info = sparse_info,
     .allocated = sparse_allocated,
     .write_descriptor = sparse_write_descriptor,
+    .resize = sparse_resize,
 };
 
 /* ---- open and create ---------------------------------------------------- */

@@ -196,6 +196,10 @@ struct extent_ops {
   void (*info)(struct extent *e, struct vmdk_extent_info *info);
   /* Allocated host bytes. */
   uint64_t (*allocated)(struct extent *e);
+  /* Change the extent's size to SIZE bytes (a multiple of 512), keeping
+   * its data; the caller has checked that a shrink cuts off nothing the
+   * user wrote.  NULL: the kind cannot be resized. */
+  int (*resize)(struct extent *e, uint64_t size);
   /* Whether a write of LEN bytes at OFF would be refused, checked before
    * anything is written (NULL: always allowed). */
   int (*check_write)(struct extent *e, uint64_t len, uint64_t off);
@@ -295,7 +299,37 @@ int cowd_open(struct extent *e, struct vfile *f);
 /* extent_sesparse.c: ESXi seSparse extents.  Takes ownership of F. */
 int sesparse_open(struct extent *e, struct vfile *f);
 
-/* ---- disk.c ------------------------------------------------------------ */
+/* ---- disk.c ------------------------------------------------------------- */
+
+/* The handle.  Owned by disk.c; lifecycle.c (commit, rebase, resize) works
+ * on it too. */
+struct vmdk_disk {
+  char *path;                /* as given */
+  char *dir;                 /* folder of PATH: extent names are relative to it */
+  unsigned flags;            /* VMDK_OPEN_* */
+  bool raw;                  /* a raw image: one flat extent, no descriptor */
+  struct descriptor *desc;   /* NULL for raw */
+  bool desc_embedded;        /* in extent 0 (a KDMV file), else in PATH */
+  bool desc_none;            /* a bare COWD file: the descriptor was made up
+                                from its header, none is on disk (so no CID
+                                is written); desc_embedded is set too, as
+                                there is no separate descriptor file */
+  bool cid_written;          /* the CID was renewed since the open */
+  struct vmdk_disk *parent;  /* the backing image (read-only), or NULL */
+  unsigned depth;            /* 0 for the image opened, 1 its parent... */
+  struct extent *extents;
+  size_t n_extents;
+  uint64_t size;             /* bytes */
+  /* vmdk_get_info storage */
+  struct vmdk_extent_info *info_extents;
+};
+
+/* Rewrite D's descriptor (embedded or its own file) from D->desc. */
+int disk_write_descriptor(struct vmdk_disk *d);
+/* The extent holding virtual byte OFF (< d->size). */
+struct extent *disk_find_extent(struct vmdk_disk *d, uint64_t off);
+
+/* ---- disk.c (backing) ----------------------------------------------------------- */
 
 /* Fill BUF with what the disk's backing (parent) reads at virtual OFF, or
  * zeros when there is none. */
