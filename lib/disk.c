@@ -1330,3 +1330,68 @@ struct vmdk_disk *vmdk_create(const char *path,
   free(dir);
   return d;
 }
+
+/* ---- growing a split image ------------------------------------------------ */
+
+/* Grow a twoGbMaxExtent* image to SIZE bytes as VMware and VirtualBox do:
+ * fill the last extent up to 2047 MiB, then add NAME-s/fNNN.vmdk extents,
+ * made like those of a new image; the descriptor is written last, so a
+ * crash before it leaves the image as it was (plus unused files). */
+int disk_grow_split(struct vmdk_disk *d, uint64_t size) {
+  bool sparse = d->extents[d->n_extents - 1].type == EXT_SPARSE;
+  const struct file_set *fs = file_set_of(sparse ? VMDK_SUBFORMAT_TWOGB_SPARSE
+                                                 : VMDK_SUBFORMAT_TWOGB_FLAT);
+  struct vmdk_create_options o = {0};
+  struct vmdk_info info;
+  if (vmdk_get_info(d, &info) != 0)
+    return -1;
+  o.grain_sectors = (uint32_t)(info.cluster_bytes / SECTOR);
+  o.zeroed_grain = info.n_extents && info.extents[0].zeroed_grain;
+  uint64_t target = size / SECTOR;
+  struct extent *last = &d->extents[d->n_extents - 1];
+  uint64_t last_sectors = last->size / SECTOR;
+  if (last_sectors < fs->split_sectors) {
+    uint64_t grow = fs->split_sectors - last_sectors;
+    if (grow > target - d->size / SECTOR)
+      grow = target - d->size / SECTOR;
+    if (!last->ops->resize ||
+        last->ops->resize(last, (last_sectors + grow) * SECTOR) != 0)
+      return -1;
+    last->size = (last_sectors + grow) * SECTOR;
+    d->desc->extents[d->n_extents - 1].sectors = last_sectors + grow;
+    d->size += grow * SECTOR;
+  }
+  struct made_files made = {NULL, 0};
+  int r = 0;
+  while (r == 0 && d->size / SECTOR < target) {
+    uint64_t n = target - d->size / SECTOR;
+    if (n > fs->split_sectors)
+      n = fs->split_sectors;
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, "%c%03zu", fs->letter, d->n_extents + 1);
+    char *name = extent_name(d->path, suffix);
+    char *file = name ? path_join(d->dir, name) : NULL;
+    struct extent *ex = realloc(d->extents, (d->n_extents + 1) * sizeof *ex);
+    if (ex)
+      d->extents = ex;
+    if (!name || !file || !ex) {
+      r = set_error(ENOMEM, "out of memory");
+    } else if ((r = create_extent_file(file, fs, &o, n, d->flags, &made)) ==
+                   0 &&
+               (r = desc_add_extent(d->desc, ACC_RW, n, fs->type, name, 0,
+                                    fs->has_offset)) == 0) {
+      struct vfile *none = NULL;
+      memset(&d->extents[d->n_extents], 0, sizeof *d->extents);
+      d->n_extents++;
+      r = open_extent(d, d->n_extents - 1, &none, d->size);
+      if (r == 0)
+        d->size += n * SECTOR;
+    }
+    free(name);
+    free(file);
+  }
+  if (r == 0)
+    r = disk_write_descriptor(d);
+  made_free(&made, r != 0);
+  return r;
+}

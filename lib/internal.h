@@ -326,6 +326,8 @@ struct vmdk_disk {
 
 /* Rewrite D's descriptor (embedded or its own file) from D->desc. */
 int disk_write_descriptor(struct vmdk_disk *d);
+/* Grow a split (twoGbMaxExtent*) image to SIZE bytes. */
+int disk_grow_split(struct vmdk_disk *d, uint64_t size);
 /* The extent holding virtual byte OFF (< d->size). */
 struct extent *disk_find_extent(struct vmdk_disk *d, uint64_t off);
 

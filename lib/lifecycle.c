@@ -224,11 +224,10 @@ int vmdk_resize(struct vmdk_disk *d, uint64_t size, int allow_shrink) {
   if (vmdk_flush(d) != 0)
     return -1;
   struct extent *last = &d->extents[d->n_extents - 1];
-  if (d->desc && d->n_extents > 1 && size > d->size &&
-      strncasecmp(d->desc->create_type, "twoGbMaxExtent", 14) == 0)
-    return set_error(ENOTSUP, "%s: growing a split (%s) image is not "
-                              "supported yet",
-                     d->path, d->desc->create_type);
+  if (d->desc && size > d->size &&
+      (strncasecmp(d->desc->create_type, "twoGbMaxExtent", 14) == 0 ||
+       strncasecmp(d->desc->create_type, "2GbMaxExtent", 12) == 0))
+    return disk_before_write(d) || disk_grow_split(d, size) ? -1 : 0;
   /* Only the last extent changes size. */
   if (size <= last->virt_start)
     return set_error(ENOTSUP, "%s: cannot shrink to %" PRIu64
