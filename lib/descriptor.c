@@ -111,11 +111,15 @@ int desc_add_extent(struct descriptor *d, enum ext_access acc,
   if (d->n_extents >= DESC_MAX_EXTENTS)
     return set_error(EFBIG, "too many extents (more than %d)",
                      DESC_MAX_EXTENTS);
-  struct desc_extent *a =
-      realloc(d->extents, (d->n_extents + 1) * sizeof *d->extents);
-  if (!a)
-    return set_error(ENOMEM, "out of memory");
-  d->extents = a;
+  if (d->n_extents == d->extents_cap) {
+    size_t cap = d->extents_cap ? d->extents_cap * 2 : 8;
+    struct desc_extent *a = realloc(d->extents, cap * sizeof *d->extents);
+    if (!a)
+      return set_error(ENOMEM, "out of memory");
+    d->extents = a;
+    d->extents_cap = cap;
+  }
+  struct desc_extent *a = d->extents;
   struct desc_extent *x = &a[d->n_extents];
   x->access = acc;
   x->sectors = sectors;

@@ -140,6 +140,7 @@ struct descriptor {
   size_t n_header;
   struct desc_extent *extents;
   size_t n_extents;
+  size_t extents_cap;        /* allocated entries (grows geometrically) */
   struct desc_kv *ddb;       /* ddb.* keys in order, unknown ones kept */
   size_t n_ddb;
 };
