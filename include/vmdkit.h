@@ -129,6 +129,10 @@ struct vmdk_create_options {
                                     as the child's parentFileNameHint will
                                     be; SIZE 0 means the backing's size */
   int backing_format;            /* VMDK_FORMAT_* of backing_file (AUTO) */
+  unsigned threads;              /* streamOptimized: compression threads
+                                    (0: one per online CPU) */
+  int compression_level;         /* streamOptimized: 1 (fast) .. 12
+                                    (small); 0: 6, zlib's default */
   int zeroed_grain;              /* non-zero: version-2 header with the
                                     zeroed-grain flag (GTE 1 reads as zeros) */
 };

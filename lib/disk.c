@@ -1213,6 +1213,11 @@ struct vmdk_disk *vmdk_create(const char *path,
       return NULL;
     }
   }
+  if (o->compression_level < 0 || o->compression_level > 12) {
+    set_error(EINVAL, "%s: compression level %d is out of range (1 to 12)",
+              path, o->compression_level);
+    return NULL;
+  }
   if (o->zeroed_grain && o->subformat != VMDK_SUBFORMAT_MONOLITHIC_SPARSE &&
       o->subformat != VMDK_SUBFORMAT_TWOGB_SPARSE) {
     set_error(EINVAL, "%s: zeroed_grain applies to sparse subformats only",
@@ -1325,6 +1330,8 @@ struct vmdk_disk *vmdk_create(const char *path,
     unlink(path);
   } else {
     d->cid_written = true; /* the fresh CID is already on disk */
+    d->threads = o->threads;
+    d->compression_level = o->compression_level;
   }
   made_free(&made, d == NULL);
   free(dir);

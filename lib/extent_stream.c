@@ -30,6 +30,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +46,7 @@
 #define MAX_STREAM_GRAIN_SECTORS (1u << 14) /* 8 MiB */
 #define PENDING_BYTES (16u << 20) /* grains held before they go out */
 #define STREAM_LEVEL 6                        /* zlib's default level */
+#define MAX_THREADS 64
 #define META_CHUNK (1u << 20)
 
 struct pending {
@@ -69,6 +73,9 @@ struct stream {
   uint64_t data_end;      /* bytes; 0 until the first write computes it */
   bool changed;           /* grains written since the metadata was */
   struct pending *pend;   /* grains not yet written (rule 2) */
+  unsigned threads;       /* compression threads, 1..MAX_THREADS */
+  struct codec *codecs[MAX_THREADS]; /* one per thread */
+  uint8_t *batch;         /* max_pend output slots of cbuf_cap bytes */
   uint32_t n_pend, max_pend;
 };
 
@@ -250,41 +257,73 @@ static int find_data_end(struct stream *s) {
   return 0;
 }
 
-/* Write grain G (grain_len bytes at DATA) at the end of the data (rule 1). */
-static int emit_grain(struct extent *e, struct stream *s, uint64_t g,
-                      const uint8_t *data) {
-  size_t len = (size_t)grain_len(s, g);
-  if (all_zero(data, len) && !disk_has_backing(e->disk))
-    return 0; /* reads as zeros unallocated */
-  if (!s->data_end && find_data_end(s) != 0)
-    return -1;
-  const uint8_t *src = data;
-  if (len < s->grain_bytes) { /* the last, partial grain: pad to a grain */
-    memcpy(s->gbuf, data, len);
-    memset(s->gbuf + len, 0, s->grain_bytes - len);
-    s->gbuf_grain = UINT64_MAX;
-    src = s->gbuf;
-  }
-  size_t c = codec_compress(s->codec, src, s->grain_bytes, s->cbuf + 12,
-                            s->cbuf_cap - 12 - SECTOR);
+/* One grain's marker and compressed data, laid out in OUT (ROOM bytes);
+ * returns the sector-padded size, 0 for a grain that is not written (all
+ * zeros over nothing), or -1. */
+static ssize_t compress_grain(const struct stream *s, struct codec *z,
+                              uint64_t g, const uint8_t *data, bool keep_zero,
+                              uint8_t *out, size_t room) {
+  if (!keep_zero && all_zero(data, s->grain_bytes))
+    return 0;
+  size_t c = codec_compress(z, data, s->grain_bytes, out + 12,
+                            room - 12 - SECTOR);
   if (c == 0)
-    return set_error(EIO, "%s: compressing grain %" PRIu64 " failed",
-                     s->f->path, g);
-  put_le64(s->cbuf, g * s->h.grain);
-  put_le32(s->cbuf + 8, (uint32_t)c);
+    return -1;
+  put_le64(out, g * s->h.grain);
+  put_le32(out + 8, (uint32_t)c);
   size_t total = (size_t)div_round_up(12 + c, SECTOR) * SECTOR;
-  memset(s->cbuf + 12 + c, 0, total - 12 - c);
-  uint64_t sector = s->data_end / SECTOR;
-  if (sector + total / SECTOR > UINT32_MAX)
-    return set_error(ENOSPC, "%s: the stream is full: grain markers past "
-                             "2 TiB cannot be addressed (32-bit sectors)",
-                     s->f->path);
-  if (vf_pwrite(s->f, s->cbuf, total, s->data_end) != 0)
-    return -1;
-  if (set_grain_sector(s, g, (uint32_t)sector) != 0)
-    return -1;
-  s->data_end += total;
-  s->changed = true;
+  memset(out + 12 + c, 0, total - 12 - c);
+  return (ssize_t)total;
+}
+
+/* A batch of pending grains compressed by several threads. */
+struct batch {
+  struct stream *s;
+  bool keep_zero; /* a backing exists: zero grains must be written */
+  size_t slot;    /* bytes per grain's output slot in s->batch */
+  ssize_t *sizes; /* per grain: compress_grain's result */
+  unsigned next;  /* next grain to take (atomic) */
+};
+
+struct worker {
+  struct batch *b;
+  struct codec *z;
+};
+
+static void *compress_worker(void *arg) {
+  struct worker *w = arg;
+  struct batch *b = w->b;
+  struct stream *s = b->s;
+  for (;;) {
+    unsigned i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+    if (i >= s->n_pend)
+      break;
+    b->sizes[i] = compress_grain(s, w->z, s->pend[i].grain, s->pend[i].buf,
+                                 b->keep_zero, s->batch + (size_t)i * b->slot,
+                                 b->slot);
+  }
+  return NULL;
+}
+
+/* Threads, codecs and the batch buffer, made on the first write: the
+ * disk's settings (vmdk_create_options threads / compression_level), by
+ * default one thread per online CPU at zlib's default level. */
+static int prepare_writers(struct extent *e, struct stream *s) {
+  if (s->batch)
+    return 0;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned n = e->disk->threads ? e->disk->threads
+               : cpus > 0       ? (unsigned)cpus
+                                : 1;
+  s->threads = n > MAX_THREADS ? MAX_THREADS : n;
+  int level = e->disk->compression_level ? e->disk->compression_level
+                                         : STREAM_LEVEL;
+  for (unsigned t = 0; t < s->threads; t++)
+    if (!(s->codecs[t] = codec_new(level)))
+      return -1;
+  s->batch = malloc((size_t)s->max_pend * s->cbuf_cap);
+  if (!s->batch)
+    return set_error(ENOMEM, "%s: out of memory for compression", s->f->path);
   return 0;
 }
 
@@ -293,18 +332,72 @@ static int cmp_pending(const void *a, const void *b) {
   return x->grain < y->grain ? -1 : x->grain > y->grain;
 }
 
-/* Write out every pending grain, in ascending order (rule 2). */
+/* Write out every pending grain (rules 1 and 2): sorted, compressed on
+ * s->threads threads, packed in order and written with one pwrite at the
+ * end of the data; the index changes only after the write succeeded. */
 static int emit_pending(struct extent *e, struct stream *s) {
+  if (s->n_pend == 0)
+    return 0;
+  if (!s->data_end && find_data_end(s) != 0)
+    return -1;
   qsort(s->pend, s->n_pend, sizeof *s->pend, cmp_pending);
-  int r = 0;
-  uint32_t i = 0;
-  for (; i < s->n_pend && r == 0; i++) {
-    r = emit_grain(e, s, s->pend[i].grain, s->pend[i].buf);
-    free(s->pend[i].buf);
+  struct batch b = {s, disk_has_backing(e->disk), s->cbuf_cap, NULL, 0};
+  b.sizes = calloc(s->n_pend, sizeof *b.sizes);
+  if (!b.sizes)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  if (prepare_writers(e, s) != 0) {
+    free(b.sizes);
+    return -1;
   }
-  /* On failure keep what was not written, so reads still see it. */
-  memmove(s->pend, s->pend + i, (s->n_pend - i) * sizeof *s->pend);
-  s->n_pend -= i;
+  unsigned nt = s->threads < s->n_pend ? s->threads : s->n_pend;
+  pthread_t tid[MAX_THREADS];
+  struct worker w[MAX_THREADS];
+  unsigned started = 0;
+  for (unsigned t = 0; t < nt; t++)
+    w[t] = (struct worker){&b, s->codecs[t]};
+  for (unsigned t = 1; t < nt; t++) {
+    if (pthread_create(&tid[t], NULL, compress_worker, &w[t]) != 0)
+      break; /* fewer threads: the others take its share */
+    started = t;
+  }
+  compress_worker(&w[0]);
+  for (unsigned t = 1; t <= started; t++)
+    pthread_join(tid[t], NULL);
+
+  int r = 0;
+  size_t pos = 0;
+  for (uint32_t i = 0; r == 0 && i < s->n_pend; i++) {
+    if (b.sizes[i] < 0) {
+      r = set_error(EIO, "%s: compressing grain %" PRIu64 " failed",
+                    s->f->path, s->pend[i].grain);
+    } else if (b.sizes[i] > 0) {
+      memmove(s->batch + pos, s->batch + (size_t)i * b.slot,
+              (size_t)b.sizes[i]);
+      pos += (size_t)b.sizes[i];
+    }
+  }
+  if (r == 0 && (s->data_end + pos) / SECTOR > UINT32_MAX)
+    r = set_error(ENOSPC, "%s: the stream is full: grain markers past "
+                          "2 TiB cannot be addressed (32-bit sectors)",
+                  s->f->path);
+  if (r == 0 && pos)
+    r = vf_pwrite(s->f, s->batch, pos, s->data_end);
+  if (r == 0) {
+    uint64_t sec = s->data_end / SECTOR;
+    for (uint32_t i = 0; r == 0 && i < s->n_pend; i++)
+      if (b.sizes[i] > 0) {
+        r = set_grain_sector(s, s->pend[i].grain, (uint32_t)sec);
+        sec += (uint64_t)b.sizes[i] / SECTOR;
+      }
+    s->data_end += pos;
+    s->changed |= pos > 0;
+  }
+  free(b.sizes);
+  if (r == 0) {
+    for (uint32_t i = 0; i < s->n_pend; i++)
+      free(s->pend[i].buf);
+    s->n_pend = 0;
+  }
   return r;
 }
 
@@ -327,11 +420,13 @@ static int pending_grain(struct extent *e, struct stream *s, uint64_t g,
     uint8_t *buf = malloc(s->grain_bytes);
     if (!buf)
       return set_error(ENOMEM, "%s: out of memory", s->f->path);
-    if (disk_read_backing(e->disk, buf, (size_t)grain_len(s, g),
+    size_t len = (size_t)grain_len(s, g);
+    if (disk_read_backing(e->disk, buf, len,
                           e->virt_start + g * s->grain_bytes) != 0) {
       free(buf);
       return -1;
     }
+    memset(buf + len, 0, s->grain_bytes - len); /* the last grain's pad */
     p = &s->pend[s->n_pend++];
     *p = (struct pending){g, buf};
   }
@@ -571,6 +666,9 @@ static void stream_free(struct stream *s) {
     free(s->pend[i].buf);
   free(s->pend);
   codec_free(s->codec);
+  for (unsigned t = 0; t < MAX_THREADS; t++)
+    codec_free(s->codecs[t]);
+  free(s->batch);
   free(s->cbuf);
   free(s->gbuf);
   free(s);

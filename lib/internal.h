@@ -318,6 +318,8 @@ struct vmdk_disk {
   bool cid_written;          /* the CID was renewed since the open */
   struct vmdk_disk *parent;  /* the backing image (read-only), or NULL */
   unsigned depth;            /* 0 for the image opened, 1 its parent... */
+  unsigned threads;          /* compression threads (0: one per CPU) */
+  int compression_level;     /* 1..12 (0: the default, 6) */
   struct extent *extents;
   size_t n_extents;
   uint64_t size;             /* bytes */
