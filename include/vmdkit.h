@@ -54,6 +54,11 @@ struct vmdk_disk;
                                    outside the image's folder */
 #define VMDK_OPEN_NOCACHE  0x4u /* -t none: O_DIRECT where possible */
 #define VMDK_OPEN_UNSAFE   0x8u /* -t unsafe: flush never syncs */
+#define VMDK_OPEN_NO_BACKING 0x10u /* do not open the backing chain: what
+                                      unallocated grains would read from it
+                                      reads as zeros.  For repairing a link
+                                      (vmdk_set_backing) whose parent moved
+                                      or changed. */
 
 /* Image formats for vmdk_open_format(). */
 #define VMDK_FORMAT_AUTO 0 /* probe: VMDK magic or descriptor text, else raw */

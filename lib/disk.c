@@ -387,6 +387,7 @@ fail:
  * (a renamed or linked file is the same file), depth is bounded. */
 #define MAX_CHAIN 64
 struct chain {
+  const char *top; /* the image the caller opened, for messages */
   unsigned n;
   dev_t dev[MAX_CHAIN + 1];
   ino_t ino[MAX_CHAIN + 1];
@@ -400,6 +401,8 @@ static struct vmdk_disk *open_layer(const char *path, int format,
  * check that it is the image D was made on (its CID). */
 static int open_parent(struct vmdk_disk *d, struct chain *ch) {
   struct descriptor *desc = d->desc;
+  if (d->flags & VMDK_OPEN_NO_BACKING)
+    return 0; /* the caller asked for this image alone */
   if (!desc || !desc->parent_hint || !*desc->parent_hint) {
     if (desc && desc->parent_cid != NO_CID && !d->raw)
       return set_error(EINVAL, "%s: has parentCID %08" PRIx32
@@ -408,9 +411,10 @@ static int open_parent(struct vmdk_disk *d, struct chain *ch) {
                        d->path, desc->parent_cid);
     return 0;
   }
-  if (ch->n > MAX_CHAIN)
-    return set_error(ELOOP, "%s: the backing chain is deeper than %d images",
-                     d->path, MAX_CHAIN);
+  if (ch->n >= MAX_CHAIN)
+    return set_error(ELOOP, "%s: the backing chain has more than %d images "
+                            "(%s is number %u)",
+                     ch->top, MAX_CHAIN, d->path, ch->n);
   char *ppath = path_join(d->dir, desc->parent_hint);
   if (!ppath)
     return set_error(ENOMEM, "out of memory");
@@ -450,9 +454,9 @@ static struct vmdk_disk *open_layer(const char *path, int format,
   }
   for (unsigned i = 0; i < ch->n; i++)
     if (ch->dev[i] == st.st_dev && ch->ino[i] == st.st_ino) {
-      set_error(ELOOP, "%s: the backing chain loops: %s is already in it "
-                       "(%u images down)",
-                child ? child : path, path, ch->n - i);
+      set_error(ELOOP, "%s: the backing chain loops: %s names %s as its "
+                       "parent, which is already image %u of the chain",
+                ch->top, child ? child : path, path, i + 1);
       return NULL;
     }
   ch->dev[ch->n] = st.st_dev;
@@ -473,7 +477,7 @@ static struct vmdk_disk *open_layer(const char *path, int format,
 
 struct vmdk_disk *vmdk_open_format(const char *path, int format,
                                    unsigned flags) {
-  struct chain ch = {0};
+  struct chain ch = {.top = path};
   return open_layer(path, format, flags, &ch, NULL);
 }
 
@@ -503,14 +507,15 @@ int vmdk_set_backing(struct vmdk_disk *d, const char *backing, int format) {
     if (!ppath)
       return set_error(ENOMEM, "out of memory");
     struct stat self;
-    struct chain ch = {0};
+    struct chain ch = {.top = d->path};
     if (stat(d->path, &self) == 0) { /* the new chain must not reach D */
       ch.dev[0] = self.st_dev;
       ch.ino[0] = self.st_ino;
       ch.n = 1;
     }
     if (confine(d, ppath) == 0)
-      p = open_layer(ppath, format, d->flags & ~VMDK_OPEN_RDWR, &ch,
+      p = open_layer(ppath, format,
+                     d->flags & ~(VMDK_OPEN_RDWR | VMDK_OPEN_NO_BACKING), &ch,
                      d->path);
     free(ppath);
     if (!p)
@@ -637,7 +642,11 @@ struct extent *disk_find_extent(struct vmdk_disk *d, uint64_t off) {
   /* Skip empty extents (size 0) that share a start. */
   while (lo + 1 < d->n_extents && d->extents[lo].size == 0)
     lo++;
-  return &d->extents[lo];
+  /* Callers use the piece [off, end of extent): never an empty one. */
+  struct extent *e = &d->extents[lo];
+  if (off < e->virt_start || off - e->virt_start >= e->size)
+    return NULL;
+  return e;
 }
 
 static int check_range(struct vmdk_disk *d, uint64_t count, uint64_t off,
@@ -659,6 +668,9 @@ static int check_writable(struct vmdk_disk *d, uint64_t count, uint64_t off,
   uint64_t end = off + count;
   while (off < end) {
     struct extent *e = disk_find_extent(d, off);
+    if (!e)
+      return set_error(EIO, "%s: internal error: no extent holds offset %" PRIu64,
+                       d->path, off);
     size_t i = (size_t)(e - d->extents);
     if (e->access != ACC_RW)
       return set_error(e->access == ACC_NOACCESS ? EACCES : EROFS,
@@ -692,6 +704,9 @@ int vmdk_pread(struct vmdk_disk *d, void *buf, size_t count, uint64_t off) {
   uint8_t *p = buf;
   while (count > 0) {
     struct extent *e = disk_find_extent(d, off);
+    if (!e)
+      return set_error(EIO, "%s: internal error: no extent holds offset %" PRIu64,
+                       d->path, off);
     uint64_t in = off - e->virt_start;
     size_t n = e->size - in < count ? (size_t)(e->size - in) : count;
     if (e->access == ACC_NOACCESS)
@@ -718,6 +733,9 @@ int vmdk_pwrite(struct vmdk_disk *d, const void *buf, size_t count,
   const uint8_t *p = buf;
   while (count > 0) {
     struct extent *e = disk_find_extent(d, off);
+    if (!e)
+      return set_error(EIO, "%s: internal error: no extent holds offset %" PRIu64,
+                       d->path, off);
     uint64_t in = off - e->virt_start;
     size_t n = e->size - in < count ? (size_t)(e->size - in) : count;
     if (e->ops->pwrite(e, p, n, in) != 0)
@@ -737,6 +755,9 @@ int vmdk_zero(struct vmdk_disk *d, uint64_t count, uint64_t off) {
     return -1;
   while (count > 0) {
     struct extent *e = disk_find_extent(d, off);
+    if (!e)
+      return set_error(EIO, "%s: internal error: no extent holds offset %" PRIu64,
+                       d->path, off);
     uint64_t in = off - e->virt_start;
     uint64_t n = e->size - in < count ? e->size - in : count;
     if (e->ops->zero(e, n, in) != 0)
@@ -788,6 +809,9 @@ static int status_layer(struct vmdk_disk *d, uint64_t off, uint64_t count,
                         int depth, struct merger *m) {
   while (count > 0 && !m->stopped) {
     struct extent *e = disk_find_extent(d, off);
+    if (!e)
+      return set_error(EIO, "%s: internal error: no extent holds offset %" PRIu64,
+                       d->path, off);
     uint64_t in = off - e->virt_start;
     uint64_t n = e->size - in < count ? e->size - in : count;
     struct vmdk_run r = {0};
@@ -1244,8 +1268,29 @@ struct vmdk_disk *vmdk_create(const char *path,
     struct vmdk_disk *b =
         vmdk_open_format(bpath, o->backing_format, flags & ~VMDK_OPEN_RDWR);
     free(bpath);
-    if (!b)
+    if (!b) {
+      char msg[1024];
+      snprintf(msg, sizeof msg, "%s", vmdk_get_error());
+      set_error(vmdk_get_errno(), "%s: cannot open its backing file: %s",
+                path, msg);
       return NULL;
+    }
+    /* Creating PATH truncates it: it must not be a file of the chain. */
+    struct stat st;
+    if (stat(path, &st) == 0)
+      for (struct vmdk_disk *l = b; l; l = l->parent)
+        for (size_t i = 0; i <= l->n_extents; i++) {
+          const char *f = i < l->n_extents ? l->extents[i].path : l->path;
+          struct stat fs;
+          if (f && stat(f, &fs) == 0 && fs.st_dev == st.st_dev &&
+              fs.st_ino == st.st_ino) {
+            set_error(EINVAL, "%s: is a file of its own backing chain (%s); "
+                              "creating it would destroy the backing",
+                      path, l->path);
+            vmdk_close(b);
+            return NULL;
+          }
+        }
     if (size == 0)
       size = b->size;
     sectors = div_round_up(size, SECTOR);

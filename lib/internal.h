@@ -331,7 +331,8 @@ struct vmdk_disk {
 int disk_write_descriptor(struct vmdk_disk *d);
 /* Grow a split (twoGbMaxExtent*) image to SIZE bytes. */
 int disk_grow_split(struct vmdk_disk *d, uint64_t size);
-/* The extent holding virtual byte OFF (< d->size). */
+/* The extent holding virtual byte OFF (< d->size); NULL if none does
+ * (never, for a consistent extent table). */
 struct extent *disk_find_extent(struct vmdk_disk *d, uint64_t off);
 
 /* ---- disk.c (backing) ----------------------------------------------------------- */

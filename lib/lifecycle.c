@@ -198,6 +198,14 @@ static int own_data_in(struct vmdk_disk *d, uint64_t off, bool *found) {
   return r;
 }
 
+/* After growing D from OLD to NEW bytes: hide what its backing has there. */
+static int expose_zeros(struct vmdk_disk *d, uint64_t old, uint64_t new) {
+  if (!d->parent || new <= old || old >= d->parent->size)
+    return 0;
+  uint64_t end = new < d->parent->size ? new : d->parent->size;
+  return vmdk_zero(d, end - old, old);
+}
+
 int vmdk_resize(struct vmdk_disk *d, uint64_t size, int allow_shrink) {
   if (!(d->flags & VMDK_OPEN_RDWR))
     return set_error(EROFS, "%s: opened read-only", d->path);
@@ -205,6 +213,7 @@ int vmdk_resize(struct vmdk_disk *d, uint64_t size, int allow_shrink) {
     return set_error(EFBIG, "%s: size %" PRIu64 " is too large", d->path,
                      size);
   size = div_round_up(size, SECTOR) * SECTOR;
+  uint64_t old_size = d->size;
   if (size == d->size)
     return 0;
   if (size < d->size) {
@@ -227,7 +236,9 @@ int vmdk_resize(struct vmdk_disk *d, uint64_t size, int allow_shrink) {
   if (d->desc && size > d->size &&
       (strncasecmp(d->desc->create_type, "twoGbMaxExtent", 14) == 0 ||
        strncasecmp(d->desc->create_type, "2GbMaxExtent", 12) == 0))
-    return disk_before_write(d) || disk_grow_split(d, size) ? -1 : 0;
+    return disk_before_write(d) || disk_grow_split(d, size)
+               ? -1
+               : expose_zeros(d, old_size, size);
   /* Only the last extent changes size. */
   if (size <= last->virt_start)
     return set_error(ENOTSUP, "%s: cannot shrink to %" PRIu64
@@ -249,5 +260,7 @@ int vmdk_resize(struct vmdk_disk *d, uint64_t size, int allow_shrink) {
     if (disk_write_descriptor(d) != 0)
       return -1;
   }
-  return 0;
+  /* The part that is new to the disk reads as zeros, also where a larger
+   * backing holds data there (or data this disk once hid past a shrink). */
+  return expose_zeros(d, old_size, size);
 }

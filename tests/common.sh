@@ -20,6 +20,11 @@
 #   map_grains JSON G    a qemu-img style JSON map, one line per G-byte
 #                        grain: "start present zero data file-offset"
 #                        (so maps that merge runs differently compare equal)
+#   map_layers JSON G    like map_grains, with the layer each grain comes
+#                        from: "start depth present zero data file-offset"
+#   desc_value FILE KEY  the value of KEY (e.g. parentCID) in the descriptor
+#                        of FILE (a text descriptor or a monolithicSparse
+#                        file's embedded one), quotes removed
 
 set -euo pipefail
 
@@ -116,5 +121,39 @@ for e in json.load(open(sys.argv[1])):
         off = e.get("offset")
         print(g, int(e["present"]), int(e["zero"]), int(e["data"]),
               "-" if off is None else off + (g - s))
+EOF
+}
+
+map_layers() {
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+G = int(sys.argv[2])
+end = 0
+for e in json.load(open(sys.argv[1])):
+    s, n = int(e["start"]), int(e["length"])
+    if s != end:
+        sys.exit("map: run at %d, expected %d" % (s, end))
+    end = s + n
+    for g in range(s, s + n, G):
+        off = e.get("offset")
+        print(g, int(e["depth"]), int(e["present"]), int(e["zero"]),
+              int(e["data"]), "-" if off is None else off + (g - s))
+EOF
+}
+
+desc_value() {
+  python3 - "$1" "$2" <<'EOF'
+import re, struct, sys
+data = open(sys.argv[1], "rb").read()
+if data[:4] == b"KDMV":
+    off, size = struct.unpack_from("<QQ", data, 28)
+    data = data[off * 512:(off + size) * 512]
+text = data.split(b"\0", 1)[0].decode("latin-1")
+for line in text.splitlines():
+    m = re.match(r"\s*([A-Za-z0-9_.]+)\s*=\s*(.*?)\s*$", line)
+    if m and m.group(1).lower() == sys.argv[2].lower():
+        print(m.group(2).strip('"'))
+        sys.exit(0)
+sys.exit("%s: no %s in the descriptor" % (sys.argv[1], sys.argv[2]))
 EOF
 }

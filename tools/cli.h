@@ -35,6 +35,10 @@ int cmd_compare(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_write(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -81,11 +85,24 @@ enum cli_output { CLI_OUTPUT_HUMAN, CLI_OUTPUT_JSON };
 /* --output=human|json */
 int cli_parse_output(const char *s, enum cli_output *out);
 
+/* -t CACHE, with qemu-img's names and meaning: "writeback" (no flag),
+ * "none" (VMDK_OPEN_NOCACHE), "unsafe" (VMDK_OPEN_UNSAFE), "writethrough"
+ * (no flag; *WRITETHROUGH set: the caller flushes after every request),
+ * "directsync" (VMDK_OPEN_NOCACHE and *WRITETHROUGH).  Sets *FLAGS to the
+ * mode's VMDK_OPEN_* cache flags (other bits of *FLAGS are kept). */
+int cli_parse_cache(const char *s, unsigned *flags, bool *writethrough);
+
+/* A plain decimal integer in [MIN, MAX] (no suffix, no sign).  WHAT names
+ * it in messages ("request count"). */
+int cli_parse_uint(const char *what, const char *s, uint64_t min, uint64_t max,
+                   uint64_t *out);
+
 /* Apply one -o argument "key=val,key=val" to *OPTS (later keys win).
  * Keys: subformat=NAME (any VMDK layout vmdk_subformat_from_name()
  * knows, e.g. monolithicSparse, twoGbMaxExtentSparse, vmfs; not raw),
  * adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi, hwversion=N,
- * zeroed_grain=on|off, grain_size=BYTES (power of two, 4 KiB..1 GiB).
+ * zeroed_grain=on|off, grain_size=BYTES (power of two, 4 KiB..1 GiB),
+ * compression_level=1..12 (streamOptimized).
  * adapter_type points at a static string.  "help" prints the list and
  * sets *HELP (the caller then exits 0). */
 int cli_parse_create_options(const char *s, struct vmdk_create_options *opts,
@@ -180,6 +197,46 @@ int run_cursor_at(struct run_cursor *c, uint64_t off,
 
 /* Whether the N bytes at P are all zero (N may be 0). */
 bool buffer_is_zero(const void *p, size_t n);
+
+/* ---- backing chains (tools/chain.c) ------------------------------------ */
+
+/* The path of the image a parent link HINT names, for an image opened as
+ * CHILD: HINT itself when absolute, else HINT in CHILD's folder (what
+ * qemu-img shows as the full backing filename).  malloc'd; NULL when out
+ * of memory. */
+char *cli_layer_name(const char *child, const char *hint);
+
+/* The parent link to write into the image CHILD for a -b BACKING given on
+ * the command line (a relative BACKING is relative to CHILD's folder, as
+ * in qemu-img): an absolute BACKING that lies in CHILD's folder or below
+ * it becomes relative ("base.vmdk", "sub/base.vmdk"), so the pair can be
+ * moved together; anything else is kept as given.  malloc'd; NULL after
+ * printing an error. */
+char *cli_backing_hint(const char *child, const char *backing);
+
+/* Refuse (-1, error printed) a DEST about to be created or overwritten
+ * that is a file of the backing chain of BACKING (a link as written into
+ * DEST, FORMAT its VMDK_FORMAT_*): overwriting it would destroy the data
+ * the new image is meant to read.  0 when DEST does not exist, is none of
+ * them, or the chain does not open (the create call then says why). */
+int cli_check_not_in_chain(const char *dest, const char *backing, int format);
+
+/* Refuse (-1, error printed) a DEST about to be created or overwritten
+ * that is a file (descriptor or extent) of the image TOP, opened as
+ * TOP_NAME, or of any image in TOP's backing chain; WHAT names TOP in the
+ * message ("the source image").  0 when DEST does not exist or is none of
+ * them. */
+int cli_check_not_layer_file(const char *dest, struct vmdk_disk *top,
+                             const char *top_name, const char *what);
+
+/* ---- long operations (commit, rebase) ----------------------------------- */
+
+/* Catch SIGINT, SIGTERM and SIGHUP: cli_interrupted() then turns true and
+ * cli_progress_cb() asks the library to stop at a consistent point. */
+void cli_catch_interrupts(void);
+bool cli_interrupted(void);
+/* A vmdk_progress_cb; OPAQUE is a struct cli_progress. */
+int cli_progress_cb(void *opaque, uint64_t done, uint64_t total);
 
 /* ---- shared constants --------------------------------------------------- */
 

@@ -1,11 +1,17 @@
 /* vmdkit convert: copy the virtual disk of one image into a new raw or VMDK
  * image, leaving holes and zero runs unallocated.
  *
- * The new image reads as zeros everywhere after vmdk_create(), so only
- * non-zero data is written: runs the source reports as ZERO are skipped
- * without reading, and within DATA runs every target-cluster-sized block
- * that is all zeros is skipped too.  On any failure every file the new
- * image consists of is removed. */
+ * The source is read as a whole: a child image is read through its backing
+ * chain, so the copy is flattened.  The new image reads as zeros everywhere
+ * after vmdk_create(), so only non-zero data is written: runs the source
+ * reports as ZERO are skipped without reading, and within DATA runs every
+ * target-cluster-sized block that is all zeros is skipped too.
+ *
+ * With -B BACKING the new image is a child of BACKING and reads BACKING's
+ * data from the start; then every target cluster is compared with what the
+ * source reads there, and only the clusters that differ are written.
+ *
+ * On any failure every file the new image consists of is removed. */
 #include "cli.h"
 
 #include <errno.h>
@@ -19,21 +25,45 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "Usage: vmdkit convert [-f FMT] [-O raw|vmdk] [-o OPTIONS] [-p] [-q] "
-    "SOURCE DEST\n"
+    "Usage: vmdkit convert [-f FMT] [-O raw|vmdk] [-o OPTIONS] "
+    "[-B BACKING [-F FMT]] [-p] [-q]\n"
+    "                      [-t CACHE] [-m N] [-W] SOURCE DEST\n"
     "\n"
     "Copy the virtual disk of the image SOURCE into the new image DEST (which "
     "is\n"
     "overwritten).  Zero runs and all-zero clusters are not written, so they "
     "stay\n"
-    "unallocated in DEST.\n"
+    "unallocated in DEST.  A SOURCE with a backing chain is read through it: "
+    "DEST\n"
+    "is the flattened whole.\n"
+    "\n"
+    "With -B, DEST is made a child of BACKING (-O vmdk, a sparse subformat) "
+    "and\n"
+    "holds only the clusters whose content differs from what BACKING reads "
+    "there.\n"
+    "A relative BACKING is relative to DEST's folder, as in qemu-img.\n"
     "\n"
     "  -f FMT       format of SOURCE: vmdk or raw (default: probe)\n"
     "  -O FMT       format of DEST: raw (default, like qemu-img) or vmdk\n"
+    "  -B BACKING   make DEST a child of BACKING holding only the difference\n"
+    "  -F FMT       format of BACKING: vmdk or raw (default: probe)\n"
     "  -o OPTIONS   VMDK options for DEST, as for 'vmdkit create' "
     "('-o help')\n"
     "  -p           show progress on stderr\n"
     "  -q           quiet (no progress)\n"
+    "  -t CACHE     cache mode for DEST, as qemu-img: unsafe (the default "
+    "for\n"
+    "               convert, as in qemu-img: nothing is synced), writeback "
+    "(synced\n"
+    "               at the end), none (O_DIRECT where possible), "
+    "writethrough and\n"
+    "               directsync (flush after every write)\n"
+    "  -m N         worker threads, 1 to 16 (qemu-img's coroutines); they "
+    "compress\n"
+    "               streamOptimized grains (default: one per CPU)\n"
+    "  -W           allow out-of-order writes (accepted as in qemu-img; no "
+    "effect:\n"
+    "               writes stay in order)\n"
     "  -h, --help   show this help\n";
 
 /* Bytes read from the source per call; chunks are aligned to this size on
@@ -82,28 +112,11 @@ static void file_list_free(struct file_list *l) {
   l->n = 0;
 }
 
-/* Refuse a DEST that is the source image or one of its extent files:
- * creating DEST would destroy the data being copied. */
+/* Refuse a DEST that is a file of the source image or of its backing
+ * chain: creating DEST would destroy the data being copied. */
 static int check_not_source(const char *dest, const char *src_name,
                             struct vmdk_disk *src) {
-  struct stat dst_st, st;
-  if (stat(dest, &dst_st) < 0)
-    return 0; /* does not exist yet (or cannot tell): create will say */
-  struct vmdk_info info;
-  if (vmdk_get_info(src, &info) < 0) {
-    cli_lib_error(src_name);
-    return -1;
-  }
-  for (size_t i = 0; i <= info.n_extents; i++) {
-    const char *path = i == 0 ? src_name : info.extents[i - 1].filename;
-    if (path && stat(path, &st) == 0 && st.st_dev == dst_st.st_dev &&
-        st.st_ino == dst_st.st_ino) {
-      cli_error(dest, "is %s of the source image; refusing to overwrite it",
-                i == 0 ? "the descriptor" : "an extent file");
-      return -1;
-    }
-  }
-  return 0;
+  return cli_check_not_layer_file(dest, src, src_name, "the source image");
 }
 
 struct copy {
@@ -114,8 +127,21 @@ struct copy {
                          cluster size, at most CHUNK */
   size_t chunk;       /* read size: CONVERT_CHUNK, a multiple of BLOCK */
   unsigned char *buf; /* CHUNK bytes */
+  unsigned char *old; /* -B: CHUNK bytes, what DST reads before the write */
+  bool writethrough;  /* -t writethrough|directsync: flush after each write */
   struct cli_progress progress;
 };
+
+/* Write N bytes of BUF into DST at virtual offset OFF, then flush it when
+ * the cache mode asks for that after every write. */
+static int put_data(struct copy *cp, const void *buf, size_t n, uint64_t off) {
+  if (vmdk_pwrite(cp->dst, buf, n, off) < 0 ||
+      (cp->writethrough && vmdk_flush(cp->dst) < 0)) {
+    cli_lib_error(cp->dst_name);
+    return -1;
+  }
+  return 0;
+}
 
 /* Write the non-zero BLOCK-aligned pieces of the N bytes in BUF that
  * belong at virtual offset OFF. */
@@ -132,20 +158,16 @@ static int write_nonzero(struct copy *cp, uint64_t off, size_t n) {
       data_start = pos;
       in_data = true;
     } else if (zero && in_data) {
-      if (vmdk_pwrite(cp->dst, cp->buf + data_start, pos - data_start,
-                      off + data_start) < 0) {
-        cli_lib_error(cp->dst_name);
+      if (put_data(cp, cp->buf + data_start, pos - data_start,
+                   off + data_start) < 0)
         return -1;
-      }
       in_data = false;
     }
     pos += piece;
   }
-  if (in_data && vmdk_pwrite(cp->dst, cp->buf + data_start, n - data_start,
-                             off + data_start) < 0) {
-    cli_lib_error(cp->dst_name);
+  if (in_data && put_data(cp, cp->buf + data_start, n - data_start,
+                          off + data_start) < 0)
     return -1;
-  }
   return 0;
 }
 
@@ -193,6 +215,89 @@ static int copy_data(struct copy *cp) {
   return 0;
 }
 
+/* Write the N bytes at BUF + POS (virtual offset OFF + POS): zeros with
+ * vmdk_zero() (a zeroed-grain entry where DST has the flag), else data. */
+static int write_piece(struct copy *cp, uint64_t off, size_t pos, size_t n,
+                       bool zero) {
+  if (!zero)
+    return put_data(cp, cp->buf + pos, n, off + pos);
+  if (vmdk_zero(cp->dst, n, off + pos) < 0 ||
+      (cp->writethrough && vmdk_flush(cp->dst) < 0)) {
+    cli_lib_error(cp->dst_name);
+    return -1;
+  }
+  return 0;
+}
+
+/* -B: DST reads its backing file.  Compare, one target cluster (BLOCK) at
+ * a time, what the source reads with what DST reads, and write only the
+ * clusters that differ; neighbours of the same kind (data, zeros) go in
+ * one call.  Ranges that read as zeros in both are skipped unread. */
+static int copy_difference(struct copy *cp) {
+  struct run_cursor src_cur, dst_cur;
+  run_cursor_init(&src_cur, cp->src, cp->src_name);
+  run_cursor_init(&dst_cur, cp->dst, cp->dst_name);
+  uint64_t off = 0; /* always a multiple of cp->block (or the size) */
+  while (off < cp->size) {
+    if (interrupted) {
+      cli_error(cp->dst_name, "interrupted");
+      return -1;
+    }
+    const struct vmdk_run *rs, *rd;
+    if (run_cursor_at(&src_cur, off, &rs) < 0 ||
+        run_cursor_at(&dst_cur, off, &rd) < 0)
+      return -1;
+    uint64_t both_end = rs->offset + rs->length;
+    if (rd->offset + rd->length < both_end)
+      both_end = rd->offset + rd->length;
+    uint64_t zero_end = both_end >= cp->size ? cp->size
+                                             : both_end / cp->block * cp->block;
+    if ((rs->flags & VMDK_RUN_ZERO) && (rd->flags & VMDK_RUN_ZERO) &&
+        zero_end > off) {
+      off = zero_end;
+      progress_update(&cp->progress, off, cp->size);
+      continue;
+    }
+    uint64_t stop = (off / cp->chunk + 1) * cp->chunk;
+    if (stop > cp->size)
+      stop = cp->size;
+    size_t n = (size_t)(stop - off);
+    if (vmdk_pread(cp->src, cp->buf, n, off) < 0) {
+      cli_lib_error(cp->src_name);
+      return -1;
+    }
+    if (vmdk_pread(cp->dst, cp->old, n, off) < 0) {
+      cli_lib_error(cp->dst_name);
+      return -1;
+    }
+    size_t pos = 0, start = 0;
+    bool pending = false, pending_zero = false;
+    while (pos < n) {
+      size_t piece = (size_t)(cp->block - (off + pos) % cp->block);
+      if (piece > n - pos)
+        piece = n - pos;
+      bool differs = memcmp(cp->buf + pos, cp->old + pos, piece) != 0;
+      bool zero = differs && buffer_is_zero(cp->buf + pos, piece);
+      if (pending && (!differs || zero != pending_zero)) {
+        if (write_piece(cp, off, start, pos - start, pending_zero) < 0)
+          return -1;
+        pending = false;
+      }
+      if (differs && !pending) {
+        start = pos;
+        pending = true;
+        pending_zero = zero;
+      }
+      pos += piece;
+    }
+    if (pending && write_piece(cp, off, start, n - start, pending_zero) < 0)
+      return -1;
+    off = stop;
+    progress_update(&cp->progress, off, cp->size);
+  }
+  return 0;
+}
+
 int cmd_convert(int argc, char **argv) {
   static const struct option long_options[] = {
       {"help", no_argument, NULL, 'h'},
@@ -200,12 +305,19 @@ int cmd_convert(int argc, char **argv) {
   };
   struct vmdk_create_options opts = {0};
   int src_format = VMDK_FORMAT_AUTO, dst_format = VMDK_FORMAT_RAW;
+  int backing_format = VMDK_FORMAT_AUTO;
+  const char *backing = NULL;
+  bool have_backing_format = false;
   bool have_opts = false, help = false, progress = false, quiet = false;
+  /* -t: qemu-img convert's default cache mode is "unsafe". */
+  unsigned cache_flags = VMDK_OPEN_UNSAFE;
+  bool writethrough = false, out_of_order = false;
+  uint64_t threads = 0; /* -m; 0: the library's default */
   int c;
 
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:O:o:pqh", long_options, NULL)) !=
+  while ((c = getopt_long(argc, argv, ":f:O:o:B:F:pqt:m:Wh", long_options, NULL)) !=
          -1) {
     switch (c) {
     case 'f':
@@ -221,11 +333,31 @@ int cmd_convert(int argc, char **argv) {
         return 1;
       have_opts = true;
       break;
+    case 'B':
+      backing = optarg;
+      break;
+    case 'F':
+      if (cli_parse_format(optarg, &backing_format) < 0)
+        return 1;
+      have_backing_format = true;
+      break;
     case 'p':
       progress = true;
       break;
     case 'q':
       quiet = true;
+      break;
+    case 't':
+      if (cli_parse_cache(optarg, &cache_flags, &writethrough) < 0)
+        return 1;
+      break;
+    case 'm':
+      if (cli_parse_uint("number of workers (-m)", optarg, 1, 16, &threads) <
+          0)
+        return 1;
+      break;
+    case 'W':
+      out_of_order = true;
       break;
     case 'h':
       return cli_print_help(usage);
@@ -244,7 +376,33 @@ int cmd_convert(int argc, char **argv) {
     cli_usage_error(argv[0], "-o options apply to -O vmdk only");
     return 1;
   }
+  if (have_backing_format && !backing) {
+    cli_usage_error(argv[0], "-F gives the format of a backing file: use it "
+                             "with -B");
+    return 1;
+  }
+  if (backing && !*backing) {
+    cli_usage_error(argv[0], "-B needs a file name");
+    return 1;
+  }
+  if (backing && dst_format == VMDK_FORMAT_RAW) {
+    cli_usage_error(argv[0], "a raw image cannot have a backing file (use "
+                             "-O vmdk with -B)");
+    return 1;
+  }
   const char *src_name = argv[optind], *dst_name = argv[optind + 1];
+
+  char *hint = NULL;
+  if (backing) {
+    if (!(hint = cli_backing_hint(dst_name, backing)))
+      return 1;
+    if (cli_check_not_in_chain(dst_name, hint, backing_format) < 0) {
+      free(hint);
+      return 1;
+    }
+    opts.backing_file = hint;
+    opts.backing_format = backing_format;
+  }
 
   int ret = 1;
   struct copy cp = {.src_name = src_name, .dst_name = dst_name};
@@ -254,6 +412,7 @@ int cmd_convert(int argc, char **argv) {
   cp.src = vmdk_open_format(src_name, src_format, 0);
   if (!cp.src) {
     cli_lib_error(src_name);
+    free(hint);
     return 1;
   }
   cp.size = vmdk_get_size(cp.src);
@@ -263,7 +422,13 @@ int cmd_convert(int argc, char **argv) {
   opts.size_bytes = cp.size;
   if (dst_format == VMDK_FORMAT_RAW)
     opts.subformat = VMDK_SUBFORMAT_RAW;
-  cp.dst = vmdk_create(dst_name, &opts, 0);
+  /* -m: the library's worker threads (compression of streamOptimized
+   * grains).  -W changes nothing: grains are written in ascending order
+   * whatever the number of threads. */
+  opts.threads = (unsigned)threads;
+  (void)out_of_order;
+  cp.writethrough = writethrough;
+  cp.dst = vmdk_create(dst_name, &opts, cache_flags);
   if (!cp.dst) {
     cli_lib_error(dst_name);
     goto out;
@@ -301,7 +466,9 @@ int cmd_convert(int argc, char **argv) {
     cp.block = CONVERT_CHUNK;
   cp.chunk = CONVERT_CHUNK;
   cp.buf = malloc(cp.chunk);
-  if (!cp.buf) {
+  if (backing)
+    cp.old = malloc(cp.chunk);
+  if (!cp.buf || (backing && !cp.old)) {
     cli_error(NULL, "out of memory");
     goto out;
   }
@@ -313,7 +480,7 @@ int cmd_convert(int argc, char **argv) {
   sigaction(SIGHUP, &sa, NULL);
 
   progress_start(&cp.progress, progress && !quiet);
-  int copied = copy_data(&cp);
+  int copied = backing ? copy_difference(&cp) : copy_data(&cp);
   progress_end(&cp.progress, copied == 0);
   if (copied < 0)
     goto out;
@@ -339,5 +506,7 @@ out:
   /* The source was only read: a failing close changes nothing on disk. */
   vmdk_close(cp.src);
   free(cp.buf);
+  free(cp.old);
+  free(hint);
   return ret;
 }

@@ -4,16 +4,35 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const char usage[] =
     "Usage: vmdkit create [-f vmdk|raw] [-o OPTIONS] [-q] FILE SIZE\n"
+    "       vmdkit create -b BACKING [-F vmdk|raw] [-o OPTIONS] [-q] FILE "
+    "[SIZE]\n"
     "\n"
     "Create the image FILE with a virtual size of SIZE bytes (suffixes b, K, "
     "M, G,\n"
     "T, P, E: powers of 1024; rounded up to 512 bytes).  Existing files are\n"
     "overwritten.\n"
     "\n"
+    "With -b, FILE is a copy-on-write child of the image BACKING: it starts "
+    "empty\n"
+    "and reads every grain it does not hold from BACKING (and BACKING's own\n"
+    "backing files, to any depth).  A relative BACKING is relative to FILE's\n"
+    "folder, as in qemu-img; an absolute one inside FILE's folder (or below) "
+    "is\n"
+    "stored relative to it, so the two can be moved together.  SIZE defaults "
+    "to\n"
+    "BACKING's size.  The child records BACKING's CID (parentCID): writing "
+    "to\n"
+    "BACKING afterwards makes the child refuse to open.\n"
+    "\n"
     "  -f FMT       image format: vmdk (default) or raw\n"
+    "  -b BACKING   make a child of BACKING (subformat monolithicSparse or\n"
+    "               twoGbMaxExtentSparse)\n"
+    "  -F FMT       format of BACKING: vmdk or raw (default: probe)\n"
     "  -o OPTIONS   VMDK options key=value[,key=value...]; '-o help' lists "
     "them:\n"
     "               subformat=monolithicSparse|monolithicFlat|\n"
@@ -35,17 +54,27 @@ int cmd_create(int argc, char **argv) {
       {NULL, 0, NULL, 0},
   };
   struct vmdk_create_options opts = {0};
-  int format = VMDK_FORMAT_VMDK;
+  int format = VMDK_FORMAT_VMDK, backing_format = VMDK_FORMAT_AUTO;
+  const char *backing = NULL;
+  bool have_backing_format = false;
   bool have_opts = false, quiet = false, help = false;
   int c;
 
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:o:qh", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":b:f:F:o:qh", long_options, NULL)) != -1) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
         return 1;
+      break;
+    case 'b':
+      backing = optarg;
+      break;
+    case 'F':
+      if (cli_parse_format(optarg, &backing_format) < 0)
+        return 1;
+      have_backing_format = true;
       break;
     case 'o':
       if (cli_parse_create_options(optarg, &opts, &help) < 0)
@@ -64,39 +93,82 @@ int cmd_create(int argc, char **argv) {
   }
   if (help) /* -o help: the option list is printed */
     return cli_flush_stdout() == 0 ? 0 : 1;
-  if (argc - optind != 2) {
-    cli_usage_error(argv[0], "expected FILE SIZE");
+  int nargs = argc - optind;
+  if (backing ? nargs < 1 || nargs > 2 : nargs != 2) {
+    cli_usage_error(argv[0], backing ? "expected FILE [SIZE]"
+                                     : "expected FILE SIZE");
+    return 1;
+  }
+  if (have_backing_format && !backing) {
+    cli_usage_error(argv[0], "-F gives the format of a backing file: use it "
+                             "with -b");
+    return 1;
+  }
+  if (backing && !*backing) {
+    cli_usage_error(argv[0], "-b needs a file name");
     return 1;
   }
   const char *file = argv[optind];
-  uint64_t size;
-  if (cli_parse_size("size", argv[optind + 1], &size) < 0)
+  uint64_t size = 0;
+  if (nargs == 2 && cli_parse_size("size", argv[optind + 1], &size) < 0)
     return 1;
   if (format == VMDK_FORMAT_RAW) {
     if (have_opts) {
       cli_usage_error(argv[0], "-o options apply to vmdk images only");
       return 1;
     }
+    if (backing) {
+      cli_usage_error(argv[0], "a raw image cannot have a backing file "
+                               "(use -f vmdk)");
+      return 1;
+    }
     opts.subformat = VMDK_SUBFORMAT_RAW;
   }
   opts.size_bytes = size;
 
+  char *hint = NULL;
+  if (backing) {
+    if (!(hint = cli_backing_hint(file, backing)))
+      return 1;
+    if (cli_check_not_in_chain(file, hint, backing_format) < 0) {
+      free(hint);
+      return 1;
+    }
+    opts.backing_file = hint;
+    opts.backing_format = backing_format;
+  }
+
   struct vmdk_disk *disk = vmdk_create(file, &opts, 0);
   if (!disk) {
     cli_lib_error(file);
+    free(hint);
     return 1;
   }
+  size = vmdk_get_size(disk); /* with -b and no SIZE: the backing's */
+  const char *bfmt = NULL;
+  struct vmdk_info binfo;
+  struct vmdk_disk *bdisk = vmdk_get_backing(disk);
+  if (bdisk && vmdk_get_info(bdisk, &binfo) == 0 && binfo.format)
+    bfmt = strcmp(binfo.format, "raw") == 0 ? "raw" : "vmdk"; /* static */
   if (vmdk_close(disk) < 0) {
     cli_lib_error(file);
+    free(hint);
     return 1;
   }
 
-  if (quiet)
+  if (quiet) {
+    free(hint);
     return 0;
+  }
   /* Like qemu-img: the size as given, then the options that were set. */
   struct strbuf sb = STRBUF_INIT;
   sb_printf(&sb, "Formatting '%s', fmt=%s size=%" PRIu64, file,
             format == VMDK_FORMAT_RAW ? "raw" : "vmdk", size);
+  if (hint) {
+    sb_printf(&sb, " backing_file=%s", hint);
+    if (bfmt)
+      sb_printf(&sb, " backing_fmt=%s", bfmt);
+  }
   if (format == VMDK_FORMAT_VMDK) {
     if (opts.subformat != VMDK_SUBFORMAT_MONOLITHIC_SPARSE)
       sb_printf(&sb, " subformat=%s", subformat_name(opts.subformat));
@@ -113,5 +185,6 @@ int cmd_create(int argc, char **argv) {
   sb_puts(&sb, "\n");
   int ret = sb_write_stdout(&sb) == 0 ? 0 : 1;
   sb_free(&sb);
+  free(hint);
   return ret;
 }

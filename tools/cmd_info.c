@@ -4,16 +4,22 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
-    "Usage: vmdkit info [-f vmdk|raw] [--output=human|json] FILE\n"
+    "Usage: vmdkit info [-f vmdk|raw] [--backing-chain] "
+    "[--output=human|json] FILE\n"
     "\n"
     "Show the format, sizes and VMDK details (CIDs, create type, adapter,\n"
-    "extents) of the image FILE.  The layout and the JSON keys follow\n"
-    "'qemu-img info'.\n"
+    "extents, backing file) of the image FILE.  The layout and the JSON keys\n"
+    "follow 'qemu-img info'.\n"
     "\n"
     "  -f FMT              image format: vmdk or raw (default: probe)\n"
+    "  --backing-chain     show every image of FILE's backing chain, FILE "
+    "first\n"
+    "                      (human: a blank line between images; json: an "
+    "array)\n"
     "  --output=FORMAT     human (default) or json\n"
     "  -h, --help          show this help\n";
 
@@ -21,8 +27,16 @@ static bool is_vmdk(const struct vmdk_info *info) {
   return info->format && strcmp(info->format, "vmdk") == 0;
 }
 
+/* The backing file of one image, as qemu-img shows it. */
+struct backing_desc {
+  const char *hint;   /* parentFileNameHint, or NULL: no backing file */
+  const char *full;   /* the path it resolves to from the image's name */
+  const char *format; /* the backing's format, or NULL when unknown */
+};
+
 static void human_info(struct strbuf *sb, const char *file,
-                       const struct vmdk_info *info) {
+                       const struct vmdk_info *info,
+                       const struct backing_desc *b) {
   char vs[32], ds[32];
   sb_printf(sb, "image: %s\n", file);
   sb_printf(sb, "file format: %s\n", info->format ? info->format : "");
@@ -33,6 +47,14 @@ static void human_info(struct strbuf *sb, const char *file,
     sb_printf(sb, "cluster_size: %" PRIu64 "\n", info->cluster_bytes);
   if (info->dirty)
     sb_puts(sb, "cleanly shut down: no\n");
+  if (b->hint) {
+    sb_printf(sb, "backing file: %s", b->hint);
+    if (b->full && strcmp(b->full, b->hint) != 0)
+      sb_printf(sb, " (actual path: %s)", b->full);
+    sb_puts(sb, "\n");
+    if (b->format)
+      sb_printf(sb, "backing file format: %s\n", b->format);
+  }
   if (!is_vmdk(info))
     return;
 
@@ -68,64 +90,73 @@ static void human_info(struct strbuf *sb, const char *file,
   }
 }
 
-static void json_info(struct strbuf *sb, const char *file,
-                      const struct vmdk_info *info) {
-  struct json j;
-  json_init(&j, sb);
-  json_open_object(&j, NULL);
-  json_uint(&j, "virtual-size", info->size_bytes);
-  json_string(&j, "filename", file);
+/* One image as a JSON object: the top-level value, or an array element
+ * with --backing-chain (qemu-img's key order). */
+static void json_info(struct json *j, const char *file,
+                      const struct vmdk_info *info,
+                      const struct backing_desc *b) {
+  json_open_object(j, NULL);
+  if (b->hint && b->format)
+    json_string(j, "backing-filename-format", b->format);
+  json_uint(j, "virtual-size", info->size_bytes);
+  json_string(j, "filename", file);
   if (info->cluster_bytes)
-    json_uint(&j, "cluster-size", info->cluster_bytes);
-  json_string(&j, "format", info->format);
-  json_uint(&j, "actual-size", info->actual_bytes);
+    json_uint(j, "cluster-size", info->cluster_bytes);
+  json_string(j, "format", info->format);
+  json_uint(j, "actual-size", info->actual_bytes);
   if (is_vmdk(info)) {
-    json_open_object(&j, "format-specific");
-    json_string(&j, "type", "vmdk");
-    json_open_object(&j, "data");
-    json_uint(&j, "cid", info->cid);
-    json_uint(&j, "parent-cid", info->parent_cid);
-    json_string(&j, "create-type", info->create_type);
+    json_open_object(j, "format-specific");
+    json_string(j, "type", "vmdk");
+    json_open_object(j, "data");
+    json_uint(j, "cid", info->cid);
+    json_uint(j, "parent-cid", info->parent_cid);
+    json_string(j, "create-type", info->create_type);
     if (info->adapter_type)
-      json_string(&j, "adapter-type", info->adapter_type);
+      json_string(j, "adapter-type", info->adapter_type);
     if (info->hw_version)
-      json_string(&j, "hw-version", info->hw_version);
+      json_string(j, "hw-version", info->hw_version);
     if (info->parent_hint)
-      json_string(&j, "parent-filename-hint", info->parent_hint);
-    json_open_array(&j, "extents");
+      json_string(j, "parent-filename-hint", info->parent_hint);
+    json_open_array(j, "extents");
     for (size_t i = 0; i < info->n_extents; i++) {
       const struct vmdk_extent_info *e = &info->extents[i];
-      json_open_object(&j, NULL);
-      json_uint(&j, "virtual-size", e->size_bytes);
-      json_string(&j, "filename", e->filename);
+      json_open_object(j, NULL);
+      json_uint(j, "virtual-size", e->size_bytes);
+      json_string(j, "filename", e->filename);
       if (e->grain_bytes)
-        json_uint(&j, "cluster-size", e->grain_bytes);
-      json_string(&j, "format", e->type);
-      json_bool(&j, "compressed", e->compressed != 0);
-      json_string(&j, "type", e->type);
-      json_string(&j, "access", e->access);
+        json_uint(j, "cluster-size", e->grain_bytes);
+      json_string(j, "format", e->type);
+      json_bool(j, "compressed", e->compressed != 0);
+      json_string(j, "type", e->type);
+      json_string(j, "access", e->access);
       if (e->grain_bytes) {
-        json_uint(&j, "version", e->version);
-        json_bool(&j, "zeroed-grain", e->zeroed_grain != 0);
+        json_uint(j, "version", e->version);
+        json_bool(j, "zeroed-grain", e->zeroed_grain != 0);
       }
-      json_close_object(&j);
+      json_close_object(j);
     }
-    json_close_array(&j);
-    json_close_object(&j); /* data */
-    json_close_object(&j); /* format-specific */
+    json_close_array(j);
+    json_close_object(j); /* data */
+    json_close_object(j); /* format-specific */
   }
-  json_bool(&j, "dirty-flag", info->dirty != 0);
-  json_close_object(&j);
-  sb_puts(sb, "\n");
+  if (b->hint) {
+    if (b->full)
+      json_string(j, "full-backing-filename", b->full);
+    json_string(j, "backing-filename", b->hint);
+  }
+  json_bool(j, "dirty-flag", info->dirty != 0);
+  json_close_object(j);
 }
 
 int cmd_info(int argc, char **argv) {
   static const struct option long_options[] = {
       {"help", no_argument, NULL, 'h'},
       {"output", required_argument, NULL, 'O'},
+      {"backing-chain", no_argument, NULL, 'B'},
       {NULL, 0, NULL, 0},
   };
   int format = VMDK_FORMAT_AUTO;
+  bool chain = false;
   enum cli_output output = CLI_OUTPUT_HUMAN;
   int c;
 
@@ -140,6 +171,9 @@ int cmd_info(int argc, char **argv) {
     case 'O':
       if (cli_parse_output(optarg, &output) < 0)
         return 1;
+      break;
+    case 'B':
+      chain = true;
       break;
     case 'h':
       return cli_print_help(usage);
@@ -159,19 +193,61 @@ int cmd_info(int argc, char **argv) {
     cli_lib_error(file);
     return 1;
   }
-  struct vmdk_info info;
-  if (vmdk_get_info(disk, &info) < 0) {
-    cli_lib_error(file);
+  struct strbuf sb = STRBUF_INIT;
+  struct json j;
+  json_init(&j, &sb);
+  if (output == CLI_OUTPUT_JSON && chain)
+    json_open_array(&j, NULL);
+  /* One image, or with --backing-chain each layer from the top down; NAME
+   * is the layer's path as qemu-img shows it (owned). */
+  char *name = strdup(file);
+  bool failed = !name;
+  if (!name)
+    cli_error(NULL, "out of memory");
+  for (struct vmdk_disk *d = disk; d && !failed;
+       d = chain ? vmdk_get_backing(d) : NULL) {
+    struct vmdk_info info, binfo;
+    if (vmdk_get_info(d, &info) < 0) {
+      cli_lib_error(name);
+      failed = true;
+      break;
+    }
+    /* BINFO is another handle's: INFO stays valid. */
+    struct vmdk_disk *bd = vmdk_get_backing(d);
+    struct backing_desc b = {.hint = info.parent_hint};
+    if (b.hint && bd && vmdk_get_info(bd, &binfo) == 0)
+      b.format = binfo.format;
+    char *full = b.hint ? cli_layer_name(name, b.hint) : NULL;
+    if (b.hint && !full) {
+      cli_error(NULL, "out of memory");
+      failed = true;
+      break;
+    }
+    b.full = full;
+    if (output == CLI_OUTPUT_JSON) {
+      json_info(&j, name, &info, &b);
+    } else {
+      if (d != disk)
+        sb_puts(&sb, "\n"); /* qemu-img: a blank line between images */
+      human_info(&sb, name, &info, &b);
+    }
+    free(name);
+    name = full;
+  }
+  free(name);
+  if (output == CLI_OUTPUT_JSON) {
+    if (chain)
+      json_close_array(&j);
+    sb_puts(&sb, "\n");
+  }
+  if (failed) {
     vmdk_close(disk);
+    sb_free(&sb);
     return 1;
   }
 
-  struct strbuf sb = STRBUF_INIT;
-  if (output == CLI_OUTPUT_JSON)
-    json_info(&sb, file, &info);
-  else
-    human_info(&sb, file, &info);
-  /* The strings in INFO belong to DISK: format before closing. */
+  /* The strings of every layer's info belong to DISK: all is formatted
+   * before closing. */
   int ret = 0;
   if (vmdk_close(disk) < 0) {
     cli_lib_error(file);

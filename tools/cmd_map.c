@@ -12,11 +12,14 @@ static const char usage[] =
     "\n"
     "Show how the virtual disk of FILE maps onto its files.  The human "
     "table\n"
-    "lists the runs that hold data, with their offset in the extent file; "
-    "the\n"
-    "JSON list (like 'qemu-img map --output=json') describes every run:\n"
-    "start, length, depth, present, zero, data and, for data stored\n"
-    "uncompressed, offset.\n"
+    "lists the runs that hold data, with their offset in the extent file "
+    "and\n"
+    "that file (for a child image, runs read from a backing file show the\n"
+    "backing's file); the JSON list (like 'qemu-img map --output=json')\n"
+    "describes every run: start, length, depth (0: FILE itself, 1: its "
+    "backing\n"
+    "file, ...), present, zero, data and, for data stored uncompressed, "
+    "offset.\n"
     "\n"
     "  -f FMT              image format: vmdk or raw (default: probe)\n"
     "  --output=FORMAT     human (default) or json\n"
@@ -43,7 +46,8 @@ static bool same_file(const char *a, const char *b) {
  * the virtual disk and (when stored) in the file. */
 static bool mergeable(const struct vmdk_run *pending,
                       const struct vmdk_run *next) {
-  if (pending->flags != next->flags || !same_file(pending->file, next->file))
+  if (pending->flags != next->flags || pending->depth != next->depth ||
+      !same_file(pending->file, next->file))
     return false;
   if (pending->offset + pending->length != next->offset)
     return false;
@@ -64,8 +68,8 @@ static void print_run(struct map_state *s, const struct vmdk_run *r) {
   }
   sb_printf(s->sb,
             "%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64
-            ", \"depth\": 0, \"present\": %s, \"zero\": %s, \"data\": %s",
-            s->n_printed ? ",\n" : "", r->offset, r->length,
+            ", \"depth\": %d, \"present\": %s, \"zero\": %s, \"data\": %s",
+            s->n_printed ? ",\n" : "", r->offset, r->length, r->depth,
             r->flags & VMDK_RUN_PRESENT ? "true" : "false",
             zero ? "true" : "false", data ? "true" : "false");
   if (r->file_offset >= 0)
@@ -106,6 +110,7 @@ static int map_cb(void *opaque, const struct vmdk_run *run) {
       r.flags = VMDK_RUN_ZERO;
       r.file_offset = -1;
       r.file = NULL;
+      r.depth = 0;
     }
   }
 

@@ -223,13 +223,71 @@ int cli_parse_output(const char *s, enum cli_output *out) {
   return 0;
 }
 
+int cli_parse_cache(const char *s, unsigned *flags, bool *writethrough) {
+  unsigned f = *flags & ~(VMDK_OPEN_NOCACHE | VMDK_OPEN_UNSAFE);
+  bool wt = false;
+  if (strcmp(s, "writeback") == 0) {
+    /* the default: page cache, syncs only on flush */
+  } else if (strcmp(s, "none") == 0 || strcmp(s, "off") == 0) {
+    f |= VMDK_OPEN_NOCACHE; /* "off" is qemu's other name for it */
+  } else if (strcmp(s, "unsafe") == 0) {
+    f |= VMDK_OPEN_UNSAFE;
+  } else if (strcmp(s, "writethrough") == 0) {
+    wt = true;
+  } else if (strcmp(s, "directsync") == 0) {
+    f |= VMDK_OPEN_NOCACHE;
+    wt = true;
+  } else {
+    cli_error(NULL,
+              "invalid cache mode '%s' (valid: none, writeback, unsafe, "
+              "writethrough, directsync)",
+              s);
+    return -1;
+  }
+  *flags = f;
+  *writethrough = wt;
+  return 0;
+}
+
+int cli_parse_uint(const char *what, const char *s, uint64_t min, uint64_t max,
+                   uint64_t *out) {
+  uint64_t v = 0;
+  const char *p = s;
+  if (*p < '0' || *p > '9') {
+    cli_error(NULL, "invalid %s '%s': not a non-negative integer", what, s);
+    return -1;
+  }
+  for (; *p >= '0' && *p <= '9'; p++) {
+    if (__builtin_mul_overflow(v, (uint64_t)10, &v) ||
+        __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v)) {
+      v = UINT64_MAX;
+      while (p[1] >= '0' && p[1] <= '9')
+        p++;
+    }
+  }
+  if (*p != '\0') {
+    cli_error(NULL, "invalid %s '%s': not a non-negative integer", what, s);
+    return -1;
+  }
+  if (v < min || v > max) {
+    cli_error(NULL,
+              "invalid %s '%s': must be from %" PRIu64 " to %" PRIu64, what,
+              s, min, max);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
 static const char *const adapter_types[] = {"ide", "buslogic", "lsilogic",
                                             "legacyESX", "pvscsi"};
 
 #define CREATE_OPTION_KEYS                                                     \
-  "subformat, adapter_type, hwversion, zeroed_grain, grain_size"
+  "subformat, adapter_type, hwversion, zeroed_grain, grain_size, "             \
+  "compression_level"
 static const char *const create_option_keys[] = {
-    "subformat", "adapter_type", "hwversion", "zeroed_grain", "grain_size"};
+    "subformat",  "adapter_type", "hwversion",
+    "zeroed_grain", "grain_size", "compression_level"};
 
 static bool is_create_option_key(const char *key) {
   for (size_t i = 0; i < sizeof create_option_keys / sizeof *create_option_keys;
@@ -257,7 +315,10 @@ static const char create_options_help[] =
     "  zeroed_grain=on|off   version-2 sparse header with zeroed-grain "
     "entries\n"
     "  grain_size=BYTES   grain (cluster) size, a power of two from 4K to 1G "
-    "(default 64K)\n";
+    "(default 64K)\n"
+    "  compression_level=N   streamOptimized: deflate level, 1 (fastest) to "
+    "12\n"
+    "                     (smallest); default 6, zlib's default\n";
 
 /* Apply KEY=VAL (both NUL-terminated) to *OPTS. */
 static int apply_create_option(const char *key, const char *val,
@@ -325,6 +386,11 @@ static int apply_create_option(const char *key, const char *val,
       return -1;
     }
     opts->grain_sectors = (uint32_t)(bytes / 512);
+  } else if (strcmp(key, "compression_level") == 0) {
+    uint64_t level;
+    if (cli_parse_uint("compression_level", val, 1, 12, &level) < 0)
+      return -1;
+    opts->compression_level = (int)level;
   } else {
     cli_error(NULL, "unknown option '%s' (valid: " CREATE_OPTION_KEYS ")", key);
     return -1;

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
 #include <string.h>
 
 struct command {
@@ -20,6 +21,10 @@ static const struct command commands[] = {
     {"convert", cmd_convert, "copy an image to a new raw or VMDK image"},
     {"read", cmd_read, "copy bytes of the virtual disk to stdout"},
     {"write", cmd_write, "write stdin into the virtual disk"},
+    {"commit", cmd_commit, "write a child image's data into its backing file"},
+    {"rebase", cmd_rebase, "change the backing file of an image"},
+    {"resize", cmd_resize, "grow or shrink the virtual disk"},
+    {"bench", cmd_bench, "time sequential reads or writes (as qemu-img bench)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -51,6 +56,14 @@ static const struct command *find_command(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  /* Every extent of an image keeps its file open: a split image of a few
+   * TiB has more than the usual 1024 soft limit. */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+      nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   if (argc < 2) {
     cli_error(NULL, "no command given (try 'vmdkit --help')");
     return 1;

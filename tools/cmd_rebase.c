@@ -1,0 +1,129 @@
+/* vmdkit rebase: point a child image at another backing file, like
+ * `qemu-img rebase`. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char usage[] =
+    "Usage: vmdkit rebase [-f vmdk|raw] -b BACKING [-F vmdk|raw] [-u] [-p] "
+    "[-q] FILE\n"
+    "\n"
+    "Make BACKING the backing file of the child image FILE.  -b \"\" means "
+    "no\n"
+    "backing file: FILE then stands alone.\n"
+    "\n"
+    "Safe mode (the default) first copies into FILE every range that reads\n"
+    "differently through BACKING than through FILE's current backing chain, "
+    "so\n"
+    "what FILE reads does not change; the current chain must open.  With -u\n"
+    "(unsafe) only the link is rewritten (parentFileNameHint and "
+    "parentCID):\n"
+    "use it when BACKING holds the same data as the old backing file, e.g. "
+    "a\n"
+    "renamed or moved copy of it.\n"
+    "\n"
+    "A relative BACKING is relative to FILE's folder, as in qemu-img; an\n"
+    "absolute one inside FILE's folder (or below) is stored relative to it.\n"
+    "\n"
+    "  -f FMT       format of FILE: vmdk or raw (default: probe)\n"
+    "  -b BACKING   the new backing file (\"\": none)\n"
+    "  -F FMT       format of BACKING: vmdk or raw (default: probe)\n"
+    "  -u           unsafe: rewrite the link only, copy nothing\n"
+    "  -p           show progress on stderr (safe mode)\n"
+    "  -q           quiet: no progress\n"
+    "  -h, --help   show this help\n";
+
+int cmd_rebase(int argc, char **argv) {
+  static const struct option long_options[] = {
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  int format = VMDK_FORMAT_AUTO, backing_format = VMDK_FORMAT_AUTO;
+  const char *backing = NULL;
+  bool unsafe = false, progress = false, quiet = false,
+       have_backing_format = false;
+  int c;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":f:b:F:upqh", long_options, NULL)) !=
+         -1) {
+    switch (c) {
+    case 'f':
+      if (cli_parse_format(optarg, &format) < 0)
+        return 1;
+      break;
+    case 'b':
+      backing = optarg;
+      break;
+    case 'F':
+      if (cli_parse_format(optarg, &backing_format) < 0)
+        return 1;
+      have_backing_format = true;
+      break;
+    case 'u':
+      unsafe = true;
+      break;
+    case 'p':
+      progress = true;
+      break;
+    case 'q':
+      quiet = true;
+      break;
+    case 'h':
+      return cli_print_help(usage);
+    default:
+      cli_bad_option(argv[0], argv, c, long_options);
+      return 1;
+    }
+  }
+  if (argc - optind != 1) {
+    cli_usage_error(argv[0], "expected one FILE");
+    return 1;
+  }
+  if (!backing) {
+    cli_usage_error(argv[0], "-b BACKING is required (-b \"\" for no backing "
+                             "file)");
+    return 1;
+  }
+  if (have_backing_format && !*backing) {
+    cli_usage_error(argv[0], "-F needs a backing file (-b \"\" means none)");
+    return 1;
+  }
+  const char *file = argv[optind];
+
+  char *hint = NULL;
+  if (*backing && !(hint = cli_backing_hint(file, backing)))
+    return 1;
+  /* -u never opens the old backing (it may be gone or changed: that is
+   * what -u repairs). */
+  struct vmdk_disk *disk = vmdk_open_format(
+      file, format, VMDK_OPEN_RDWR | (unsafe ? VMDK_OPEN_NO_BACKING : 0));
+  if (!disk) {
+    cli_lib_error(file);
+    free(hint);
+    return 1;
+  }
+  int ret = 1, r;
+  if (unsafe) {
+    r = vmdk_set_backing(disk, hint, backing_format);
+  } else {
+    cli_catch_interrupts();
+    struct cli_progress p;
+    progress_start(&p, progress && !quiet);
+    r = vmdk_rebase(disk, hint, backing_format, cli_progress_cb, &p);
+    progress_end(&p, r == 0);
+  }
+  if (r < 0)
+    cli_lib_error(file);
+  else
+    ret = 0;
+  if (vmdk_close(disk) < 0 && ret == 0) {
+    cli_lib_error(file);
+    ret = 1;
+  }
+  free(hint);
+  return ret;
+}
