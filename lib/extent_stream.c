@@ -305,11 +305,11 @@ static void *compress_worker(void *arg) {
   return NULL;
 }
 
-/* Threads, codecs and the batch buffer, made on the first write: the
+/* Threads and codecs, made on first use, and the write batch buffer: the
  * disk's settings (vmdk_create_options threads / compression_level), by
  * default one thread per online CPU at zlib's default level. */
-static int prepare_writers(struct extent *e, struct stream *s) {
-  if (s->batch)
+static int prepare_threads(struct extent *e, struct stream *s) {
+  if (s->threads)
     return 0;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   unsigned n = e->disk->threads ? e->disk->threads
@@ -319,8 +319,18 @@ static int prepare_writers(struct extent *e, struct stream *s) {
   int level = e->disk->compression_level ? e->disk->compression_level
                                          : STREAM_LEVEL;
   for (unsigned t = 0; t < s->threads; t++)
-    if (!(s->codecs[t] = codec_new(level)))
+    if (!(s->codecs[t] = codec_new(level))) {
+      s->threads = 0;
       return -1;
+    }
+  return 0;
+}
+
+static int prepare_writers(struct extent *e, struct stream *s) {
+  if (s->batch)
+    return 0;
+  if (prepare_threads(e, s) != 0)
+    return -1;
   s->batch = malloc((size_t)s->max_pend * s->cbuf_cap);
   if (!s->batch)
     return set_error(ENOMEM, "%s: out of memory for compression", s->f->path);
@@ -436,11 +446,127 @@ static int pending_grain(struct extent *e, struct stream *s, uint64_t g,
 
 /* ---- ops ------------------------------------------------------------------------ */
 
+/* Reading many whole grains: their markers are usually contiguous in the
+ * file (grains are written in order), so one pread fetches them all and
+ * the threads inflate them straight into the caller's buffer. */
+#define READ_BATCH 64u
+
+struct read_batch {
+  struct stream *s;
+  const uint8_t *span;   /* file bytes from span_sector on */
+  uint64_t span_sector;
+  size_t span_len;
+  uint64_t g0;           /* first grain */
+  uint32_t n;            /* grains */
+  uint8_t *out;          /* n * grain_bytes */
+  int *ok;               /* per grain: 1 inflated, 0 not */
+  unsigned next;
+};
+
+struct read_worker {
+  struct read_batch *b;
+  struct codec *z;
+};
+
+static void *inflate_worker(void *arg) {
+  struct read_worker *w = arg;
+  struct read_batch *b = w->b;
+  struct stream *s = b->s;
+  for (;;) {
+    unsigned i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+    if (i >= b->n)
+      break;
+    uint64_t g = b->g0 + i;
+    uint64_t rel = ((uint64_t)grain_sector(s, g) - b->span_sector) * SECTOR;
+    const uint8_t *m = b->span + rel;
+    uint64_t avail = b->span_len - rel;
+    uint32_t size = le32(m + 8);
+    size_t got = 0;
+    b->ok[i] = le64(m) == g * s->h.grain && size && 12 + (uint64_t)size <= avail &&
+               codec_decompress(w->z, m + 12, size, b->out + i * s->grain_bytes,
+                                s->grain_bytes, &got) == 0 &&
+               got == s->grain_bytes;
+  }
+  return NULL;
+}
+
+/* Inflate whole grains G0..G0+N-1 (present, not pending, not the last
+ * partial grain) into OUT.  Returns 0, or -1 with the error of the first
+ * grain that failed (found again by inflate_grain for its message). */
+static int inflate_many(struct extent *e, struct stream *s, uint64_t g0,
+                        uint32_t n, uint8_t *out) {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t sec = grain_sector(s, g0 + i);
+    lo = sec < lo ? sec : lo;
+    hi = sec > hi ? sec : hi;
+  }
+  uint64_t file_end = s->f->size;
+  uint64_t span = (hi - lo) * SECTOR + s->cbuf_cap;
+  if (lo * SECTOR >= file_end || span > (uint64_t)2 * n * s->cbuf_cap ||
+      prepare_threads(e, s) != 0)
+    return 1; /* scattered grains (or no threads): one at a time */
+  if (span > file_end - lo * SECTOR)
+    span = file_end - lo * SECTOR;
+  uint8_t *buf = malloc(span);
+  int ok[READ_BATCH];
+  if (!buf)
+    return 1;
+  if (vf_pread(s->f, buf, span, lo * SECTOR) != 0) {
+    free(buf);
+    return -1;
+  }
+  struct read_batch b = {s, buf, lo, span, g0, n, out, ok, 0};
+  unsigned nt = s->threads < n ? s->threads : n;
+  pthread_t tid[MAX_THREADS];
+  struct read_worker w[MAX_THREADS];
+  unsigned started = 0;
+  for (unsigned t = 0; t < nt; t++)
+    w[t] = (struct read_worker){&b, s->codecs[t]};
+  for (unsigned t = 1; t < nt; t++) {
+    if (pthread_create(&tid[t], NULL, inflate_worker, &w[t]) != 0)
+      break;
+    started = t;
+  }
+  inflate_worker(&w[0]);
+  for (unsigned t = 1; t <= started; t++)
+    pthread_join(tid[t], NULL);
+  free(buf);
+  for (uint32_t i = 0; i < n; i++)
+    if (!ok[i]) { /* the serial path says exactly what is wrong */
+      uint64_t g = g0 + i;
+      if (inflate_grain(s, g, grain_sector(s, g)) != 0)
+        return -1;
+      memcpy(out + i * s->grain_bytes, s->gbuf, s->grain_bytes);
+    }
+  return 0;
+}
+
 static int stream_pread(struct extent *e, void *buf, size_t len,
                         uint64_t off) {
   struct stream *s = e->priv;
   uint8_t *p = buf;
   while (len > 0) {
+    /* A run of at least two whole grains in the file: in parallel. */
+    uint64_t g0 = off / s->grain_bytes;
+    uint32_t run = 0;
+    if (off % s->grain_bytes == 0)
+      while (run < READ_BATCH && (uint64_t)(run + 1) * s->grain_bytes <= len &&
+             grain_len(s, g0 + run) == s->grain_bytes &&
+             grain_sector(s, g0 + run) && !find_pending(s, g0 + run))
+        run++;
+    if (run >= 2) {
+      int r = inflate_many(e, s, g0, run, p);
+      if (r < 0)
+        return -1;
+      if (r == 0) {
+        size_t n = (size_t)run * s->grain_bytes;
+        p += n;
+        off += n;
+        len -= n;
+        continue;
+      }
+    }
     uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
     size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
     struct pending *pg = find_pending(s, g);
