@@ -578,7 +578,7 @@ int disk_write_descriptor(struct vmdk_disk *d) {
                                                        "the descriptor",
                                               d->path);
   } else {
-    struct vfile *f = vf_open(d->path, true, d->flags);
+    struct vfile *f = vf_open(d->path, true, d->flags & ~VMDK_OPEN_NOCACHE);
     r = f ? 0 : -1;
     if (r == 0)
       r = vf_pwrite(f, text, len, 0);

@@ -80,7 +80,11 @@ struct vfile {
   uint64_t size;       /* current length of the host file in bytes, kept
                           up to date by vf_pwrite/vf_truncate */
   bool unsynced;       /* written since the last vf_sync */
+  bool direct;         /* opened O_DIRECT (VMDK_OPEN_NOCACHE): transfers
+                          that are not DIRECT_ALIGN-aligned in offset,
+                          length and memory go through a bounce buffer */
 };
+#define DIRECT_ALIGN 4096u
 
 /* Open PATH read-only or read-write.  Returns NULL (error set) on failure. */
 struct vfile *vf_open(const char *path, bool writable, unsigned open_flags);

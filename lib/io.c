@@ -6,6 +6,7 @@
  * file's length so callers never need fstat on a hot path. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -47,22 +48,118 @@ static struct vfile *vf_wrap(int fd, const char *path, bool writable,
   return f;
 }
 
+/* open(2) with O_DIRECT when asked and the file system takes it. */
+static int open_maybe_direct(const char *path, int oflags, unsigned open_flags,
+                             bool *direct) {
+  *direct = false;
+  if (open_flags & VMDK_OPEN_NOCACHE) {
+    int fd = open(path, oflags | O_DIRECT, 0644);
+    if (fd >= 0) {
+      *direct = true;
+      return fd;
+    }
+    if (errno != EINVAL)
+      return fd;
+  }
+  return open(path, oflags, 0644);
+}
+
 struct vfile *vf_open(const char *path, bool writable, unsigned open_flags) {
-  int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  bool direct;
+  int fd = open_maybe_direct(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC,
+                             open_flags, &direct);
   if (fd < 0) {
     set_error(errno, "%s: %s", path, strerror(errno));
     return NULL;
   }
-  return vf_wrap(fd, path, writable, open_flags);
+  struct vfile *f = vf_wrap(fd, path, writable, open_flags);
+  if (f)
+    f->direct = direct;
+  return f;
 }
 
 struct vfile *vf_create(const char *path, unsigned open_flags) {
-  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool direct;
+  int fd = open_maybe_direct(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+                             open_flags, &direct);
   if (fd < 0) {
     set_error(errno, "%s: cannot create: %s", path, strerror(errno));
     return NULL;
   }
-  return vf_wrap(fd, path, true, open_flags);
+  struct vfile *f = vf_wrap(fd, path, true, open_flags);
+  if (f)
+    f->direct = direct;
+  return f;
+}
+
+static bool aligned(const void *buf, size_t len, uint64_t off) {
+  return ((uintptr_t)buf | len | off) % DIRECT_ALIGN == 0;
+}
+
+/* O_DIRECT for an unaligned transfer: the covering aligned blocks go
+ * through an aligned bounce buffer (read, patched, written back for
+ * writes).  Bytes of the last block past the end of the file are written
+ * as zeros and the length is then set back. */
+static int bounce(struct vfile *f, void *buf, size_t len, uint64_t off,
+                  bool write) {
+  uint64_t start = off / DIRECT_ALIGN * DIRECT_ALIGN;
+  uint64_t end = div_round_up(off + len, DIRECT_ALIGN) * DIRECT_ALIGN;
+  size_t span = (size_t)(end - start);
+  void *b;
+  if (posix_memalign(&b, DIRECT_ALIGN, span) != 0)
+    return set_error(ENOMEM, "%s: out of memory for a direct I/O buffer",
+                     f->path);
+  uint64_t size = f->size;
+  int r = 0;
+  if (!write || start < size) { /* what is there around the new bytes */
+    memset(b, 0, span);
+    uint64_t have = size > start ? size - start : 0;
+    size_t want = have < span ? (size_t)(div_round_up(have, DIRECT_ALIGN) *
+                                         DIRECT_ALIGN)
+                              : span;
+    for (size_t done = 0; r == 0 && done < want;) {
+      ssize_t n = pread(f->fd, (uint8_t *)b + done, want - done,
+                        (off_t)(start + done));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0) {
+        if (n < 0)
+          r = set_error(errno, "%s: direct read at offset %llu: %s", f->path,
+                        (unsigned long long)(start + done), strerror(errno));
+        break;
+      }
+      done += (size_t)n;
+    }
+  } else {
+    memset(b, 0, span);
+  }
+  if (r == 0 && !write)
+    memcpy(buf, (uint8_t *)b + (off - start), len);
+  if (r == 0 && write) {
+    memcpy((uint8_t *)b + (off - start), buf, len);
+    for (size_t done = 0; r == 0 && done < span;) {
+      ssize_t n = pwrite(f->fd, (uint8_t *)b + done, span - done,
+                         (off_t)(start + done));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        r = set_error(errno, "%s: direct write at offset %llu: %s", f->path,
+                      (unsigned long long)(start + done), strerror(errno));
+      else
+        done += (size_t)n;
+    }
+    /* Keep the file's length what a buffered write would have left. */
+    uint64_t new_size = off + len > size ? off + len : size;
+    if (r == 0 && end > new_size && ftruncate(f->fd, (off_t)new_size) != 0)
+      r = set_error(errno, "%s: cannot set length: %s", f->path,
+                    strerror(errno));
+    if (r == 0) {
+      f->size = new_size;
+      f->unsynced = true;
+    }
+  }
+  free(b);
+  return r;
 }
 
 int vf_close(struct vfile *f) {
@@ -77,6 +174,8 @@ int vf_close(struct vfile *f) {
 }
 
 int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
+  if (f->direct && len && (!aligned(buf, len, off) || off + len > f->size))
+    return bounce(f, buf, len, off, false);
   uint8_t *p = buf;
   while (len > 0) {
     if (off >= f->size) {
@@ -106,6 +205,8 @@ int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
 }
 
 int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
+  if (f->direct && len && !aligned(buf, len, off))
+    return bounce(f, (void *)buf, len, off, true);
   const uint8_t *p = buf;
   while (len > 0) {
     size_t chunk = len > (1u << 30) ? (1u << 30) : len;
