@@ -51,7 +51,11 @@ struct vmdk_disk;
 /* Open flags. */
 #define VMDK_OPEN_RDWR     0x1u /* open for writing; default is read-only */
 #define VMDK_OPEN_CONFINE  0x2u /* refuse extent/backing paths that resolve
-                                   outside the image's folder */
+                                   (after "..", symlinks and absolute
+                                   names) outside the folder of the image
+                                   opened, before opening them; every
+                                   layer of a chain is held to that (the
+                                   top image's) folder */
 #define VMDK_OPEN_NOCACHE  0x4u /* -t none: O_DIRECT where possible */
 #define VMDK_OPEN_UNSAFE   0x8u /* -t unsafe: flush never syncs */
 #define VMDK_OPEN_NO_BACKING 0x10u /* do not open the backing chain: what
@@ -293,6 +297,30 @@ struct vmdk_check_result {
  * (look at *RESULT), -1 when it could not. */
 VMDK_API int vmdk_check(struct vmdk_disk *disk, struct vmdk_check_result *result,
                         vmdk_problem_cb cb, void *opaque);
+
+/* What vmdk_repair() repairs (qemu-img check -r leaks|all). */
+#define VMDK_REPAIR_LEAKS 1u /* leaked space: cut off at the end of the
+                                file, holes punched where it lies inside;
+                                stale redundant copies left by an
+                                interrupted update */
+#define VMDK_REPAIR_ALL 3u   /* and corruption: directory/redundant
+                                disagreement, bad grain table entries
+                                (past the end of file or the capacity, into
+                                the metadata: cleared), grains shared by two
+                                entries (each gets its own copy) */
+
+/* Repair DISK (opened read-write) in every extent that can be repaired
+ * (hosted sparse and COWD): WHAT is VMDK_REPAIR_LEAKS or VMDK_REPAIR_ALL.
+ * Grain data is never moved or changed (an entry that cannot be trusted is
+ * cleared: what it pointed at is lost anyway); new tables and copies are
+ * synced before anything points at them.  Each repair done is reported
+ * through CB (may be NULL) with the kind of problem it fixed and a message
+ * saying what was done.  Then a fresh vmdk_check() fills *AFTER (its
+ * problems are not passed to CB: call vmdk_check() to list them).  Returns
+ * 0 when the repair and the check ran (look at *AFTER), -1 on error. */
+VMDK_API int vmdk_repair(struct vmdk_disk *disk, unsigned what,
+                         struct vmdk_check_result *after, vmdk_problem_cb cb,
+                         void *opaque);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,8 @@
 #include "internal.h"
 
 #define DESC_MAX_EXTENTS 65536
+#define DESC_MAX_KEYS 65536 /* header and ddb "key = value" lines (real
+                               descriptors have a few dozen) */
 #define DESC_MAX_LINE 4096
 
 static const char *const type_names[] = {
@@ -68,12 +70,19 @@ void desc_free(struct descriptor *d) {
   free(d);
 }
 
+/* The arrays' capacity is implied by their length: 8, then the next power
+ * of two, grown when the length reaches it, so appending is amortised
+ * O(1) (growing by one entry made a descriptor of 250000 "key=value" lines
+ * take minutes to parse under ASan). */
 static int kv_append(struct desc_kv **arr, size_t *n, const char *key,
                      const char *value) {
-  struct desc_kv *a = realloc(*arr, (*n + 1) * sizeof **arr);
-  if (!a)
-    return set_error(ENOMEM, "out of memory");
-  *arr = a;
+  struct desc_kv *a = *arr;
+  if (*n == 0 || (*n >= 8 && is_power_of_2(*n))) {
+    a = realloc(*arr, (*n ? *n * 2 : 8) * sizeof **arr);
+    if (!a)
+      return set_error(ENOMEM, "out of memory");
+    *arr = a;
+  }
   a[*n].key = strdup(key);
   a[*n].value = strdup(value);
   if (!a[*n].key || !a[*n].value) {
@@ -206,6 +215,9 @@ static int parse_extent_line(struct descriptor *d, char *line,
   s = (char *)end;
 
   char *type = take_token(&s, &q);
+  if (!type)
+    return set_error(EINVAL, "%s: line %u: extent type has no closing quote",
+                     name, lineno);
   int t = -1;
   for (size_t i = 0; i < sizeof type_names / sizeof *type_names; i++)
     if (strcasecmp(type, type_names[i]) == 0)
@@ -240,8 +252,13 @@ static int parse_extent_line(struct descriptor *d, char *line,
   if (t != EXT_ZERO && (!file || !*file))
     return set_error(EINVAL, "%s: line %u: %s extent without a file name",
                      name, lineno, type_names[t]);
-  return desc_add_extent(d, a, sectors, (enum ext_type)t,
-                         t == EXT_ZERO ? NULL : file, offset, has_offset);
+  if (d->n_extents >= DESC_MAX_EXTENTS)
+    return set_error(EFBIG, "%s: line %u: more than %d extents", name,
+                     lineno, DESC_MAX_EXTENTS);
+  if (t == EXT_ZERO) /* no storage: a file name or offset means nothing */
+    return desc_add_extent(d, a, sectors, EXT_ZERO, NULL, 0, false);
+  return desc_add_extent(d, a, sectors, (enum ext_type)t, file, offset,
+                         has_offset);
 }
 
 static int set_str(char **dst, const char *v) {
@@ -283,6 +300,9 @@ static int parse_kv_line(struct descriptor *d, char *line, const char *name,
   }
   if (!*key)
     return set_error(EINVAL, "%s: line %u: \"=\" without a key", name, lineno);
+  if (d->n_ddb + d->n_header >= DESC_MAX_KEYS)
+    return set_error(EFBIG, "%s: line %u: more than %d key = value lines",
+                     name, lineno, DESC_MAX_KEYS);
 
   if (strncasecmp(key, "ddb.", 4) == 0)
     return kv_append(&d->ddb, &d->n_ddb, key, val);
@@ -413,6 +433,14 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...) {
   }
 }
 
+/* A value or file name as parsing gives it back: quoted, unless it holds
+ * a quote itself (parsing never returns a quoted value with one inside):
+ * then bare, which parses back whole (such a value never starts or ends
+ * with a blank and never starts with a quote). */
+static void sb_quoted(struct sbuf *b, const char *v) {
+  sb_printf(b, strchr(v, '"') ? "%s" : "\"%s\"", v);
+}
+
 char *desc_print(const struct descriptor *d, size_t *len) {
   struct sbuf b = {malloc(1024), 0, 1024, false};
   if (!b.p) {
@@ -421,30 +449,46 @@ char *desc_print(const struct descriptor *d, size_t *len) {
   }
   sb_printf(&b, "# Disk DescriptorFile\nversion=%u\n", d->version);
   for (size_t i = 0; i < d->n_header; i++)
-    if (strcasecmp(d->header[i].key, "encoding") == 0)
-      sb_printf(&b, "%s=\"%s\"\n", d->header[i].key, d->header[i].value);
+    if (strcasecmp(d->header[i].key, "encoding") == 0) {
+      sb_printf(&b, "%s=", d->header[i].key);
+      sb_quoted(&b, d->header[i].value);
+      sb_printf(&b, "\n");
+    }
   sb_printf(&b, "CID=%08" PRIx32 "\nparentCID=%08" PRIx32 "\n", d->cid,
             d->parent_cid);
   for (size_t i = 0; i < d->n_header; i++)
-    if (strcasecmp(d->header[i].key, "encoding") != 0)
-      sb_printf(&b, "%s=\"%s\"\n", d->header[i].key, d->header[i].value);
-  sb_printf(&b, "createType=\"%s\"\n", d->create_type);
-  if (d->parent_hint)
-    sb_printf(&b, "parentFileNameHint=\"%s\"\n", d->parent_hint);
+    if (strcasecmp(d->header[i].key, "encoding") != 0) {
+      sb_printf(&b, "%s=", d->header[i].key);
+      sb_quoted(&b, d->header[i].value);
+      sb_printf(&b, "\n");
+    }
+  sb_printf(&b, "createType=");
+  sb_quoted(&b, d->create_type);
+  sb_printf(&b, "\n");
+  if (d->parent_hint) {
+    sb_printf(&b, "parentFileNameHint=");
+    sb_quoted(&b, d->parent_hint);
+    sb_printf(&b, "\n");
+  }
   sb_printf(&b, "\n# Extent description\n");
   for (size_t i = 0; i < d->n_extents; i++) {
     const struct desc_extent *x = &d->extents[i];
     sb_printf(&b, "%s %" PRIu64 " %s", access_names[x->access], x->sectors,
               type_names[x->type]);
-    if (x->filename)
-      sb_printf(&b, " \"%s\"", x->filename);
+    if (x->filename) {
+      sb_printf(&b, " ");
+      sb_quoted(&b, x->filename);
+    }
     if (x->has_offset)
       sb_printf(&b, " %" PRIu64, x->offset);
     sb_printf(&b, "\n");
   }
   sb_printf(&b, "\n# The Disk Data Base\n#DDB\n\n");
-  for (size_t i = 0; i < d->n_ddb; i++)
-    sb_printf(&b, "%s = \"%s\"\n", d->ddb[i].key, d->ddb[i].value);
+  for (size_t i = 0; i < d->n_ddb; i++) {
+    sb_printf(&b, "%s = ", d->ddb[i].key);
+    sb_quoted(&b, d->ddb[i].value);
+    sb_printf(&b, "\n");
+  }
   if (b.oom) {
     free(b.p);
     set_error(ENOMEM, "out of memory");

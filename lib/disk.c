@@ -51,19 +51,67 @@ static char *dir_of(const char *path) {
   return d;
 }
 
-/* With VMDK_OPEN_CONFINE, PATH must resolve inside the disk's folder. */
-static int confine(struct vmdk_disk *d, const char *path) {
-  if (!(d->flags & VMDK_OPEN_CONFINE))
+/* Path confinement (VMDK_OPEN_CONFINE), for images from untrusted hands:
+ * every extent and backing file must resolve -- after "..", symbolic links
+ * and absolute names -- inside the real folder of the image the caller
+ * opened.  For a chain every layer is held to the TOP image's folder (a
+ * parent in a subfolder is fine; "../base.vmdk" is refused), so the one
+ * folder a server was pointed at holds everything it may read.  The check
+ * comes before the open, so a refused file is never opened (opening a FIFO
+ * or a device can have effects of its own).  A symlinked image folder is
+ * fine: the root is the folder's real path. */
+
+/* Whether the real path REAL lies in the real folder ROOT (or is ROOT). */
+static bool path_inside(const char *root, const char *real) {
+  size_t n = strlen(root);
+  if (strcmp(root, "/") == 0)
+    return real[0] == '/';
+  return strncmp(real, root, n) == 0 && (real[n] == '/' || real[n] == '\0');
+}
+
+int disk_confine(const char *root, const char *image, const char *what,
+                 const char *path) {
+  if (!root)
     return 0;
-  char dir[PATH_MAX], real[PATH_MAX];
-  if (!realpath(d->dir, dir) || !realpath(path, real))
-    return set_error(errno, "%s: %s", path, strerror(errno));
-  size_t n = strlen(dir);
-  if (strncmp(real, dir, n) != 0 || (real[n] != '/' && strcmp(dir, "/")))
-    return set_error(EPERM, "%s: extent file %s resolves to %s, outside the "
-                            "image's folder %s (refused by confine)",
-                     d->path, path, real, dir);
+  char real[PATH_MAX];
+  if (!realpath(path, real)) {
+    if (errno != ENOENT)
+      return set_error(errno, "%s: cannot resolve %s %s: %s", image, what,
+                       path, strerror(errno));
+    /* Missing: where would it be?  Its folder must resolve inside too
+     * (when the folder is missing as well, the open fails: nothing to
+     * follow).  A dangling symbolic link is refused as missing here: the
+     * open would follow it wherever it points once the target appears. */
+    struct stat st;
+    if (lstat(path, &st) == 0)
+      return set_error(ENOENT, "%s: %s %s is a symbolic link to a file that "
+                               "does not exist",
+                       image, what, path);
+    char *copy = strdup(path);
+    if (!copy)
+      return set_error(ENOMEM, "out of memory");
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    bool ok = realpath(dirname(copy), dir) != NULL;
+    free(copy);
+    if (!ok)
+      return 0;
+    if (snprintf(real, sizeof real, "%s/%s", strcmp(dir, "/") ? dir : "",
+                 base) >= (int)sizeof real)
+      return set_error(ENAMETOOLONG, "%s: %s %s: %s", image, what, path,
+                       strerror(ENAMETOOLONG));
+  }
+  if (!path_inside(root, real))
+    return set_error(EPERM, "%s: %s %s resolves to %s, outside the image's "
+                            "folder %s (refused: the image is opened "
+                            "confined to its folder)",
+                     image, what, path, real, root);
   return 0;
+}
+
+static int confine(struct vmdk_disk *d, const char *what, const char *path) {
+  return disk_confine(d->confine_root, d->path, what, path);
 }
 
 static void free_extents(struct vmdk_disk *d) {
@@ -88,6 +136,7 @@ static void disk_free(struct vmdk_disk *d) {
   free(d->info_extents);
   free(d->path);
   free(d->dir);
+  free(d->confine_root);
   free(d);
 }
 
@@ -157,6 +206,16 @@ static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
   }
   if (x->type == EXT_ZERO)
     return zero_extent_open(e);
+  /* FLAT/VMFS: the extent's last byte must be a file offset (off_t), or
+   * offsets would wrap onto other bytes of the file. */
+  if ((x->type == EXT_FLAT || x->type == EXT_VMFS) &&
+      (x->offset > (uint64_t)INT64_MAX / SECTOR ||
+       e->size > (uint64_t)INT64_MAX - x->offset * SECTOR))
+    return set_error(EFBIG, "%s: extent %zu (%s): offset %" PRIu64
+                            " sectors plus size %" PRIu64
+                            " sectors ends past the largest file offset "
+                            "(2^63 bytes)",
+                     d->path, i, x->filename, x->offset, x->sectors);
 
   /* VMware marks the extent of an exported stream RDONLY; appending to a
    * stream is still what the user asks for when opening it for writing. */
@@ -174,12 +233,21 @@ static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
     e->path = path_join(d->dir, x->filename);
     if (!e->path)
       return set_error(ENOMEM, "out of memory");
-    if (confine(d, e->path) != 0)
+    if (confine(d, "extent file", e->path) != 0)
       return -1;
     f = vf_open(e->path, writable, d->flags);
-    if (!f)
+    if (!f) {
+      /* vf_open's reason, without its "PATH: " prefix */
+      char why[512];
+      size_t n = strlen(e->path);
+      const char *msg = vmdk_get_error();
+      snprintf(why, sizeof why, "%s",
+               strncmp(msg, e->path, n) == 0 && strncmp(msg + n, ": ", 2) == 0
+                   ? msg + n + 2
+                   : strerror(vmdk_get_errno()));
       return set_error(vmdk_get_errno(), "%s: extent %zu: cannot open %s: %s",
-                       d->path, i, e->path, strerror(vmdk_get_errno()));
+                       d->path, i, e->path, why);
+    }
   }
   if (!e->path) {
     vf_close(f);
@@ -212,9 +280,12 @@ static int open_extents(struct vmdk_disk *d, struct vfile **f0) {
   for (size_t i = 0; i < d->n_extents; i++) {
     if (open_extent(d, i, f0, start) != 0)
       return -1;
-    if (add_overflow_u64(start, d->extents[i].size, &start))
-      return set_error(EFBIG, "%s: the extents add up to more than 2^64 bytes",
-                       d->path);
+    /* At most 2^63 - 1 bytes: what off_t, NBD and QEMU can address. */
+    if (add_overflow_u64(start, d->extents[i].size, &start) ||
+        start > (uint64_t)INT64_MAX)
+      return set_error(EFBIG, "%s: the extents add up to more than 2^63 - 1 "
+                              "bytes (at extent %zu), the largest disk size",
+                       d->path, i);
   }
   d->size = start;
   return 0;
@@ -307,10 +378,15 @@ static int open_bare_cowd(struct vmdk_disk *d, struct vfile **f) {
 
 /* One image of a chain; the caller opens its parent. */
 static struct vmdk_disk *open_one(const char *path, int format,
-                                  unsigned flags) {
+                                  unsigned flags, const char *root) {
   struct vmdk_disk *d = disk_new(path, flags);
   if (!d)
     return NULL;
+  if (root && !(d->confine_root = strdup(root))) {
+    disk_free(d);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
   bool rw = (flags & VMDK_OPEN_RDWR) != 0;
   struct vfile *f = vf_open(path, rw, flags);
   if (!f)
@@ -388,6 +464,7 @@ fail:
 #define MAX_CHAIN 64
 struct chain {
   const char *top; /* the image the caller opened, for messages */
+  const char *root; /* VMDK_OPEN_CONFINE: the top image's real folder */
   unsigned n;
   dev_t dev[MAX_CHAIN + 1];
   ino_t ino[MAX_CHAIN + 1];
@@ -418,7 +495,7 @@ static int open_parent(struct vmdk_disk *d, struct chain *ch) {
   char *ppath = path_join(d->dir, desc->parent_hint);
   if (!ppath)
     return set_error(ENOMEM, "out of memory");
-  if (confine(d, ppath) != 0) {
+  if (confine(d, "backing file", ppath) != 0) {
     free(ppath);
     return -1;
   }
@@ -462,7 +539,7 @@ static struct vmdk_disk *open_layer(const char *path, int format,
   ch->dev[ch->n] = st.st_dev;
   ch->ino[ch->n] = st.st_ino;
   ch->n++;
-  struct vmdk_disk *d = open_one(path, format, flags);
+  struct vmdk_disk *d = open_one(path, format, flags, ch->root);
   if (!d && child) {
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", vmdk_get_error());
@@ -475,10 +552,59 @@ static struct vmdk_disk *open_layer(const char *path, int format,
   return d;
 }
 
+struct vmdk_disk *disk_open_confined(const char *path, int format,
+                                     unsigned flags, const char *root) {
+  char real[PATH_MAX];
+  if (!root && (flags & VMDK_OPEN_CONFINE)) {
+    char *dir = dir_of(path);
+    if (!dir) {
+      set_error(ENOMEM, "out of memory");
+      return NULL;
+    }
+    bool ok = realpath(dir, real) != NULL;
+    if (!ok)
+      set_error(errno, "%s: %s", path, strerror(errno));
+    free(dir);
+    if (!ok)
+      return NULL;
+    root = real;
+  }
+  if (root)
+    flags |= VMDK_OPEN_CONFINE;
+  struct chain ch = {.top = path, .root = root};
+  return open_layer(path, format, flags, &ch, NULL);
+}
+
+/* An NBD URI: a raw disk of one read-only extent served by libnbd. */
+static struct vmdk_disk *open_nbd(const char *uri, unsigned flags) {
+  struct vmdk_disk *d = calloc(1, sizeof *d);
+  if (!d || !(d->path = strdup(uri)) || !(d->dir = strdup(".")) ||
+      !(d->extents = calloc(1, sizeof *d->extents)) ||
+      !(d->extents[0].path = strdup(uri))) {
+    disk_free(d);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  d->flags = flags;
+  d->raw = true;
+  d->n_extents = 1;
+  struct extent *e = d->extents;
+  e->disk = d;
+  e->access = ACC_RDONLY;
+  e->type = EXT_FLAT;
+  if (nbd_extent_open(e, uri, flags & VMDK_OPEN_RDWR, &e->size) != 0) {
+    disk_free(d);
+    return NULL;
+  }
+  d->size = e->size;
+  return d;
+}
+
 struct vmdk_disk *vmdk_open_format(const char *path, int format,
                                    unsigned flags) {
-  struct chain ch = {.top = path};
-  return open_layer(path, format, flags, &ch, NULL);
+  if (nbd_uri_like(path) && format != VMDK_FORMAT_VMDK)
+    return open_nbd(path, flags);
+  return disk_open_confined(path, format, flags, NULL);
 }
 
 struct vmdk_disk *vmdk_get_backing(struct vmdk_disk *d) {
@@ -507,13 +633,13 @@ int vmdk_set_backing(struct vmdk_disk *d, const char *backing, int format) {
     if (!ppath)
       return set_error(ENOMEM, "out of memory");
     struct stat self;
-    struct chain ch = {.top = d->path};
+    struct chain ch = {.top = d->path, .root = d->confine_root};
     if (stat(d->path, &self) == 0) { /* the new chain must not reach D */
       ch.dev[0] = self.st_dev;
       ch.ino[0] = self.st_ino;
       ch.n = 1;
     }
-    if (confine(d, ppath) == 0)
+    if (confine(d, "backing file", ppath) == 0)
       p = open_layer(ppath, format,
                      d->flags & ~(VMDK_OPEN_RDWR | VMDK_OPEN_NO_BACKING), &ch,
                      d->path);
@@ -692,6 +818,9 @@ static int check_writable(struct vmdk_disk *d, uint64_t count, uint64_t off,
       piece = end - off;
     if (!zeroing && e->ops->check_write &&
         e->ops->check_write(e, piece, off - e->virt_start) != 0)
+      return -1;
+    if (zeroing && e->ops->check_zero &&
+        e->ops->check_zero(e, piece, off - e->virt_start) != 0)
       return -1;
     off = e->virt_start + e->size;
   }
@@ -1260,13 +1389,28 @@ struct vmdk_disk *vmdk_create(const char *path,
     }
     char *cdir = dir_of(path);
     char *bpath = cdir ? path_join(cdir, o->backing_file) : NULL;
+    /* Confined: the backing chain must resolve into the child's folder,
+     * as it will when the child is opened. */
+    char root[PATH_MAX];
+    bool confined = (flags & VMDK_OPEN_CONFINE) && cdir && bpath;
+    if (confined && !realpath(cdir, root)) {
+      set_error(errno, "%s: %s", path, strerror(errno));
+      free(cdir);
+      free(bpath);
+      return NULL;
+    }
     free(cdir);
     if (!bpath) {
       set_error(ENOMEM, "out of memory");
       return NULL;
     }
+    if (confined && disk_confine(root, path, "backing file", bpath) != 0) {
+      free(bpath);
+      return NULL;
+    }
     struct vmdk_disk *b =
-        vmdk_open_format(bpath, o->backing_format, flags & ~VMDK_OPEN_RDWR);
+        disk_open_confined(bpath, o->backing_format, flags & ~VMDK_OPEN_RDWR,
+                           confined ? root : NULL);
     free(bpath);
     if (!b) {
       char msg[1024];

@@ -26,9 +26,14 @@
  *  2. Grain table entries are changed in cached tables, marked dirty, and
  *     written back by cowd_flush (or when a dirty table is evicted), never
  *     before the grain data they point at: the flush issues the pending
- *     data write, syncs (data barrier), sets the file's final length once,
- *     writes every dirty GT, then the GD when new tables were added, then
- *     the header when freeSector moved, then syncs again.
+ *     data write and the header when freeSector moved, syncs (barrier),
+ *     sets the file's final length once, writes every dirty GT, then the GD
+ *     when new tables were added, then syncs again.  freeSector goes
+ *     first: ESXi allocates there, so it must never lie below a grain or
+ *     table the GD reaches (a crash between the two writes then leaves
+ *     only unused space below it).  tests/unit/test-crash-kill.c found the
+ *     opposite order (header last) leaving freeSector behind after a
+ *     kill.
  *  3. So a crash loses at most what was written since the last flush, and
  *     leaves at most leaked (unreferenced) grains or tables, never an entry
  *     that points at unwritten data.
@@ -245,12 +250,14 @@ static int write_header(struct cowd *s) {
   return 0;
 }
 
-/* Rule 2: data, sync, length, tables, directory, header, sync. */
+/* Rule 2: data and header, sync, length, tables, directory, sync. */
 static int flush_metadata(struct cowd *s) {
   if (pend_flush(s) != 0)
     return -1;
   if (s->n_dirty == 0 && !s->gd_dirty && !s->header_dirty)
     return vf_sync(s->f);
+  if (s->header_dirty && write_header(s) != 0)
+    return -1;
   if (vf_sync(s->f) != 0)
     return -1;
   if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
@@ -263,8 +270,6 @@ static int flush_metadata(struct cowd *s) {
       return -1;
     s->gd_dirty = false;
   }
-  if (s->header_dirty && write_header(s) != 0)
-    return -1;
   return vf_sync(s->f);
 }
 
@@ -695,6 +700,421 @@ static const char *region_name(const struct region *r, char *buf, size_t n) {
   return buf;
 }
 
+/* ---- repair ------------------------------------------------------------------
+ *
+ * cowd_repair (vmdk_repair), the hosted sparse repair (extent_sparse.c)
+ * without redundant copies.  Grain data is never moved or changed.
+ *  VMDK_REPAIR_ALL: a GD entry whose table lies past the end of the file,
+ *   on the header or the GD, or on a table kept before it (file order) is
+ *   cleared (its grains are lost); a grain table entry past the capacity,
+ *   past the end of the file or on the header, the GD or a table is
+ *   cleared (what it pointed at is lost); grains sharing sectors: the first
+ *   in file order keeps its place, each other gets its own copy at the end
+ *   of the file, so every entry reads what it read.
+ *  Both: leaked space (nothing on file points at it, not even a bad entry)
+ *   that holds anything but zeros is zeroed (punched where the file system
+ *   can); such space at the end of the file is cut off and freeSector
+ *   lowered to the end of what is used.
+ * Order: grain copies, sync; tables, sync; GD, sync; leaks; header, sync.
+ */
+
+/* A table or grain on file during a repair: START, LEN sectors. */
+struct cref {
+  uint64_t start, len;
+  uint32_t gdi, idx; /* a grain's table and entry; a table: idx UINT32_MAX */
+};
+
+static int cmp_cref(const void *a, const void *b) {
+  const struct cref *x = a, *y = b;
+  if (x->start != y->start)
+    return x->start < y->start ? -1 : 1;
+  if (x->gdi != y->gdi)
+    return x->gdi < y->gdi ? -1 : 1;
+  return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+struct crefs {
+  struct cref *r;
+  size_t n, cap;
+};
+
+static int crefs_add(struct crefs *v, uint64_t start, uint64_t len,
+                     uint32_t gdi, uint32_t idx) {
+  if (v->n == v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 256;
+    struct cref *r = realloc(v->r, cap * sizeof *r);
+    if (!r)
+      return set_error(ENOMEM, "out of memory while repairing");
+    v->r = r;
+    v->cap = cap;
+  }
+  v->r[v->n++] = (struct cref){start, len, gdi, idx};
+  return 0;
+}
+
+static bool c_overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) {
+  return a < b + blen && b < a + alen;
+}
+
+/* Whether LEN sectors at START overlap the header, the GD or one of the
+ * N sorted TABLES. */
+static bool c_on_metadata(const struct cowd *s, uint64_t start, uint64_t len,
+                          const struct cref *tables, size_t n) {
+  if (c_overlaps(start, len, 0, COWD_HEADER_SECTORS) ||
+      c_overlaps(start, len, s->h.gd_offset, s->gd_sectors))
+    return true;
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (tables[mid].start < start + len)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo > 0 && c_overlaps(start, len, tables[lo - 1].start, COWD_GT_SECTORS);
+}
+
+static int c_read_table(struct cowd *s, uint32_t sector, uint32_t *t) {
+  uint8_t *raw = malloc(COWD_GT_BYTES);
+  if (!raw)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  if (vf_pread(s->f, raw, COWD_GT_BYTES, (uint64_t)sector * SECTOR) != 0) {
+    free(raw);
+    return -1;
+  }
+  for (uint32_t i = 0; i < COWD_GTES; i++)
+    t[i] = le32(raw + 4 * i);
+  free(raw);
+  return 0;
+}
+
+/* VMDK_REPAIR_ALL: tables, entries, shared grains. */
+static int cowd_repair_tables(struct cowd *s, struct check_ctx *c) {
+  const char *path = s->f->path;
+  uint64_t fs = div_round_up(s->f->size, SECTOR);
+  struct crefs tabs = {0}, grains = {0};
+  uint32_t **ent = calloc((size_t)s->n_gdes + 1, sizeof *ent);
+  bool *dirty = calloc((size_t)s->n_gdes + 1, 1);
+  uint8_t *buf = NULL;
+  bool gd_changed = false, tables_changed = false;
+  int ret = -1;
+  if (!ent || !dirty) {
+    set_error(ENOMEM, "%s: out of memory", path);
+    goto out;
+  }
+  /* Usable tables: inside the file, off the header and GD, and off the
+   * tables before them. */
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
+    uint32_t v = s->gd[gdi];
+    if (!v)
+      continue;
+    const char *why = NULL;
+    if ((uint64_t)v + COWD_GT_SECTORS > fs)
+      why = "lies past the end of the file";
+    else if (c_on_metadata(s, v, COWD_GT_SECTORS, NULL, 0))
+      why = "overlaps the header or the grain directory";
+    if (why) {
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain table %" PRIu32 " at sector %" PRIu32
+                   " %s: cleared its directory entry (its grains are lost)",
+                   path, gdi, v, why);
+      s->gd[gdi] = 0;
+      gd_changed = true;
+    } else if (crefs_add(&tabs, v, COWD_GT_SECTORS, gdi, UINT32_MAX) != 0) {
+      goto out;
+    }
+  }
+  qsort(tabs.r, tabs.n, sizeof *tabs.r, cmp_cref);
+  size_t kept = 0;
+  uint64_t covered = 0;
+  for (size_t k = 0; k < tabs.n; k++) {
+    struct cref x = tabs.r[k];
+    if (kept && x.start < covered) {
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain table %" PRIu32 " at sector %" PRIu64
+                   " overlaps grain table %" PRIu32 ": cleared its directory "
+                   "entry (its grains are lost)",
+                   path, x.gdi, x.start, tabs.r[kept - 1].gdi);
+      s->gd[x.gdi] = 0;
+      gd_changed = true;
+      continue;
+    }
+    tabs.r[kept++] = x;
+    covered = x.start + COWD_GT_SECTORS;
+  }
+  tabs.n = kept;
+
+  /* Entries. */
+  for (size_t k = 0; k < tabs.n; k++) {
+    uint32_t gdi = tabs.r[k].gdi;
+    if (!(ent[gdi] = malloc(COWD_GT_BYTES))) {
+      set_error(ENOMEM, "%s: out of memory", path);
+      goto out;
+    }
+    if (c_read_table(s, s->gd[gdi], ent[gdi]) != 0)
+      goto out;
+    for (uint32_t i = 0; i < COWD_GTES; i++) {
+      uint32_t v = ent[gdi][i];
+      uint64_t gno = (uint64_t)gdi * COWD_GTES + i;
+      const char *why = NULL;
+      if (!v)
+        continue;
+      if (gno * s->h.grain >= s->h.capacity)
+        why = "lies past the capacity";
+      else if (v >= fs)
+        why = "points past the end of the file";
+      else if (c_on_metadata(s, v, s->h.grain, tabs.r, tabs.n))
+        why = "points into the metadata";
+      if (why) {
+        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                     "%s: entry %" PRIu32 " of grain table %" PRIu32
+                     " was %" PRIu32 " (it %s): cleared it (what it pointed "
+                     "at is lost)",
+                     path, i, gdi, v, why);
+        ent[gdi][i] = 0;
+        dirty[gdi] = true;
+      } else if (crefs_add(&grains, v, s->h.grain, gdi, i) != 0) {
+        goto out;
+      }
+    }
+  }
+
+  /* Shared grains: each but the first gets its own copy. */
+  qsort(grains.r, grains.n, sizeof *grains.r, cmp_cref);
+  const struct cref *owner = NULL;
+  covered = 0;
+  for (size_t k = 0; k < grains.n; k++) {
+    const struct cref *x = &grains.r[k];
+    if (!owner || x->start >= covered) {
+      owner = x;
+      covered = x->start + x->len;
+      continue;
+    }
+    uint32_t sec = 0;
+    if ((!buf && !(buf = malloc(s->grain_bytes))) ||
+        alloc_at_end(s, s->grain_bytes, &sec) != 0) {
+      if (!buf)
+        set_error(ENOMEM, "%s: out of memory", path);
+      goto out;
+    }
+    if (vf_pread(s->f, buf, s->grain_bytes, x->start * SECTOR) != 0 ||
+        vf_pwrite(s->f, buf, s->grain_bytes, (uint64_t)sec * SECTOR) != 0)
+      goto out;
+    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                 "%s: the grain of entry %" PRIu32 " of table %" PRIu32
+                 " (sector %" PRIu64 ") overlapped the grain of entry %" PRIu32
+                 " of table %" PRIu32 " (sector %" PRIu64 "): gave it its own "
+                 "copy at sector %" PRIu32,
+                 path, x->idx, x->gdi, x->start, owner->idx, owner->gdi,
+                 owner->start, sec);
+    ent[x->gdi][x->idx] = sec;
+    dirty[x->gdi] = true;
+  }
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    tables_changed |= dirty[gdi];
+
+  /* Copies, sync, tables, sync, GD, sync. */
+  if (tables_changed || gd_changed) {
+    if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
+      goto out;
+    if (vf_sync(s->f) != 0)
+      goto out;
+    for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+      if (dirty[gdi]) {
+        uint8_t *raw = malloc(COWD_GT_BYTES);
+        if (!raw) {
+          set_error(ENOMEM, "%s: out of memory", path);
+          goto out;
+        }
+        encode_table(ent[gdi], raw, COWD_GTES);
+        int r = vf_pwrite(s->f, raw, COWD_GT_BYTES,
+                          (uint64_t)s->gd[gdi] * SECTOR);
+        free(raw);
+        if (r != 0)
+          goto out;
+      }
+    if (vf_sync(s->f) != 0 || (gd_changed && write_directory(s) != 0) ||
+        vf_sync(s->f) != 0)
+      goto out;
+  }
+  ret = 0;
+out:
+  for (uint32_t gdi = 0; ent && gdi < s->n_gdes; gdi++)
+    free(ent[gdi]);
+  free(ent);
+  free(dirty);
+  free(buf);
+  free(tabs.r);
+  free(grains.r);
+  return ret;
+}
+
+/* Leaked space: what nothing on file points at and holds data.  *USED
+ * gets the end of the space in use (sectors). */
+static int cowd_reclaim_leaks(struct cowd *s, struct check_ctx *c,
+                              uint64_t *used) {
+  const char *path = s->f->path;
+  uint64_t fs = div_round_up(s->f->size, SECTOR);
+  struct crefs u = {0};
+  uint32_t *t = malloc(COWD_GT_BYTES);
+  int ret = -1;
+  if (!t) {
+    set_error(ENOMEM, "%s: out of memory", path);
+    goto out;
+  }
+  if (crefs_add(&u, 0, COWD_HEADER_SECTORS, 0, 0) ||
+      crefs_add(&u, s->h.gd_offset, s->gd_sectors, 0, 0))
+    goto out;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
+    uint32_t v = s->gd[gdi];
+    if (!v || v >= fs)
+      continue;
+    if (crefs_add(&u, v, COWD_GT_SECTORS, 0, 0) || c_read_table(s, v, t))
+      goto out;
+    for (uint32_t i = 0; i < COWD_GTES; i++)
+      if (t[i] && t[i] < fs && crefs_add(&u, t[i], s->h.grain, 0, 0))
+        goto out;
+  }
+  qsort(u.r, u.n, sizeof *u.r, cmp_cref);
+  uint64_t covered = 0;
+  for (size_t k = 0; k <= u.n; k++) {
+    bool last = k == u.n;
+    uint64_t start = last ? fs : u.r[k].start;
+    uint64_t to = start < fs ? start : fs;
+    if (to > covered) {
+      bool zero = true;
+      if (range_is_zero(s->f, covered * SECTOR, (to - covered) * SECTOR,
+                        &zero) != 0)
+        goto out;
+      if (!zero && last) {
+        /* At the end: lower freeSector, cut the file there. */
+        if (s->f->size > covered * SECTOR &&
+            vf_truncate(s->f, covered * SECTOR) != 0)
+          goto out;
+        s->end = s->open_bytes = s->alloc_base = covered * SECTOR;
+        if (vf_sync(s->f) != 0 || write_header(s) != 0)
+          goto out;
+        check_report(c, VMDK_PROBLEM_LEAK, (to - covered) * SECTOR,
+                     "%s: %" PRIu64 " sectors at sector %" PRIu64
+                     " (the end of the file) were allocated but not used: "
+                     "cut them off (freeSector is now %" PRIu64 ")",
+                     path, to - covered, covered, covered);
+      } else if (!zero) {
+        if (vf_zero_range(s->f, (to - covered) * SECTOR, covered * SECTOR))
+          goto out;
+        check_report(c, VMDK_PROBLEM_LEAK, (to - covered) * SECTOR,
+                     "%s: %" PRIu64 " sectors at sector %" PRIu64
+                     " were allocated but not used: zeroed them (a hole "
+                     "where the file system can punch one: they take no "
+                     "space then); the format cannot reuse them",
+                     path, to - covered, covered);
+      }
+    }
+    if (!last && u.r[k].start + u.r[k].len > covered)
+      covered = u.r[k].start + u.r[k].len;
+  }
+  *used = covered;
+  ret = vf_sync(s->f);
+out:
+  free(t);
+  free(u.r);
+  return ret;
+}
+
+static int cowd_repair(struct extent *e, unsigned what, struct check_ctx *c) {
+  struct cowd *s = e->priv;
+  if (flush_metadata(s) != 0)
+    return -1;
+  /* Drop the table cache (clean after the flush): tables are rewritten. */
+  for (uint32_t i = 0; i < s->n_slots; i++)
+    if (s->slots[i].gt) {
+      s->slot_of[s->slots[i].gdi] = 0;
+      free(s->slots[i].gt);
+      s->slots[i].gt = NULL;
+    }
+  bool all = (what & VMDK_REPAIR_ALL) == VMDK_REPAIR_ALL;
+  uint64_t used = 0;
+  if (all && cowd_repair_tables(s, c) != 0)
+    return -1;
+  if (cowd_reclaim_leaks(s, c, &used) != 0)
+    return -1;
+  if (all && s->h.free_sector < used) {
+    if (s->end < used * SECTOR)
+      s->end = used * SECTOR;
+    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                 "%s: freeSector %" PRIu64 " lay before the end of the space "
+                 "in use (sector %" PRIu64 "): set it to %" PRIu64,
+                 s->f->path, s->h.free_sector, used, s->end / SECTOR);
+    s->header_dirty = true;
+  }
+  /* Allocations made by the repair moved `end`: freeSector follows. */
+  if (s->header_dirty && (write_header(s) != 0 || vf_sync(s->f) != 0))
+    return -1;
+  return 0;
+}
+
+/* Report [FROM, TO) (sectors), space nothing points at, as leaked when it
+ * holds anything but zeros (holes and zeros cost nothing; they are what
+ * `check -r leaks` leaves). */
+static int cowd_report_leak(struct cowd *s, struct check_ctx *c, uint64_t from,
+                            uint64_t to, const char *where) {
+  bool zero = true;
+  if (range_is_zero(s->f, from * SECTOR, (to - from) * SECTOR, &zero) != 0)
+    return -1;
+  if (!zero)
+    check_report(c, VMDK_PROBLEM_LEAK, (to - from) * SECTOR,
+                 "%s: %" PRIu64 " sectors at sector %" PRIu64
+                 "%s are allocated but not used",
+                 s->f->path, to - from, from, where);
+  return 0;
+}
+
+/* A grain table on file, for mark_shared_tables. */
+struct table_ref {
+  uint64_t sector;
+  uint32_t gdi;
+};
+
+static int cmp_table_ref(const void *a, const void *b) {
+  const struct table_ref *x = a, *y = b;
+  if (x->sector != y->sector)
+    return x->sector < y->sector ? -1 : 1;
+  return x->gdi < y->gdi ? -1 : x->gdi > y->gdi;
+}
+
+/* Set SKIP[gdi] for every table inside the file that overlaps one before
+ * it on file, reporting each: the check then reads every sector of tables
+ * once, so its time and memory are bounded by the file, however many
+ * directory entries of a hostile file point at the same table (2^20
+ * entries at one table would otherwise mean 16 GiB of reads and 2^32
+ * grains to track). */
+static int mark_shared_tables(struct cowd *s, struct check_ctx *c,
+                              uint64_t file_sectors, uint8_t *skip) {
+  struct table_ref *t = malloc(((size_t)s->n_gdes + 1) * sizeof *t);
+  size_t n = 0;
+  if (!t)
+    return set_error(ENOMEM, "%s: out of memory while checking", s->f->path);
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    if (s->gd[gdi] && (uint64_t)s->gd[gdi] + COWD_GT_SECTORS <= file_sectors)
+      t[n++] = (struct table_ref){s->gd[gdi], gdi};
+  qsort(t, n, sizeof *t, cmp_table_ref);
+  const struct table_ref *prev = NULL;
+  for (size_t k = 0; k < n; k++) {
+    if (prev && t[k].sector < prev->sector + COWD_GT_SECTORS) {
+      skip[t[k].gdi] = 1;
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain table %" PRIu32 " at sector %" PRIu64
+                   " overlaps grain table %" PRIu32 " at sector %" PRIu64
+                   " (not checked further)",
+                   s->f->path, t[k].gdi, t[k].sector, prev->gdi, prev->sector);
+    } else {
+      prev = &t[k];
+    }
+  }
+  free(t);
+  return 0;
+}
+
 static int cowd_check(struct extent *e, struct check_ctx *c) {
   struct cowd *s = e->priv;
   const char *path = s->f->path;
@@ -703,11 +1123,14 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
   uint64_t file_sectors = div_round_up(s->f->size, SECTOR);
   struct regions rs = {0};
   uint8_t *raw = malloc(COWD_GT_BYTES);
+  uint8_t *skip = calloc(s->n_gdes + 1, 1); /* see mark_shared_tables */
   int ret = -1;
-  if (!raw) {
+  if (!raw || !skip) {
     set_error(ENOMEM, "%s: out of memory", path);
     goto out;
   }
+  if (mark_shared_tables(s, c, file_sectors, skip) != 0)
+    goto out;
   if (add_region(&rs, 0, COWD_HEADER_SECTORS, UINT32_MAX, UINT32_MAX,
                  "the header") ||
       add_region(&rs, s->h.gd_offset, s->gd_sectors, UINT32_MAX, UINT32_MAX,
@@ -716,7 +1139,7 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
 
   for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
     uint32_t gde = s->gd[gdi];
-    if (gde == 0)
+    if (gde == 0 || skip[gdi])
       continue;
     if ((uint64_t)gde + COWD_GT_SECTORS > file_sectors) {
       check_report(c, VMDK_PROBLEM_CORRUPT, 0,
@@ -757,7 +1180,9 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
 
   /* Overlaps, and space nothing points at.  Space from freeSector to the
    * end of the file is free space (ESXi grows the file in 16 MiB steps),
-   * not a leak. */
+   * zeros, not a leak; data there was written by a writer that did not
+   * get to update freeSector (a crash: rule 3): a leak, which the next
+   * allocation would put below freeSector. */
   qsort(rs.r, rs.n, sizeof *rs.r, cmp_region);
   uint64_t covered = 0; /* end of the furthest region seen, in sectors */
   const struct region *furthest = NULL;
@@ -771,28 +1196,31 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
                    path, region_name(r, a, sizeof a), r->start,
                    region_name(furthest, b, sizeof b), furthest->start);
     } else if (r->start > covered) {
-      check_report(c, VMDK_PROBLEM_LEAK, (r->start - covered) * SECTOR,
-                   "%s: %" PRIu64 " sectors at sector %" PRIu64
-                   " are allocated but not used",
-                   path, r->start - covered, covered);
+      if (cowd_report_leak(s, c, covered, r->start, "") != 0)
+        goto out;
     }
     if (r->start + r->len > covered) {
       covered = r->start + r->len;
       furthest = r;
     }
   }
-  uint64_t used_end =
-      s->h.free_sector < file_sectors ? s->h.free_sector : file_sectors;
-  if (used_end > covered)
-    check_report(c, VMDK_PROBLEM_LEAK, (used_end - covered) * SECTOR,
-                 "%s: %" PRIu64 " sectors at sector %" PRIu64
-                 " (up to freeSector %" PRIu64 ") are allocated but not used",
-                 path, used_end - covered, covered, s->h.free_sector);
+  if (file_sectors > covered &&
+      cowd_report_leak(s, c, covered, file_sectors, " (the end of the file)"))
+    goto out;
+  /* ESXi allocates at freeSector: below the end of what is used, it would
+   * put new grains over live ones. */
+  if (s->h.free_sector < covered)
+    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                 "%s: freeSector %" PRIu64 " lies before the end of the "
+                 "space in use (sector %" PRIu64 "): a writer that allocates "
+                 "at freeSector would overwrite data",
+                 path, s->h.free_sector, covered);
   c->res->total_grains += div_round_up(s->h.capacity, s->h.grain);
   ret = 0;
 out:
   free(rs.r);
   free(raw);
+  free(skip);
   return ret;
 }
 
@@ -805,6 +1233,7 @@ static const struct extent_ops cowd_ops = {
     .flush = cowd_flush,
     .close = cowd_close,
     .check = cowd_check,
+    .repair = cowd_repair,
     .info = cowd_info,
     .allocated = cowd_allocated,
 };

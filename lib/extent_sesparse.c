@@ -517,6 +517,8 @@ static int add_ref(struct refs *rs, uint64_t target, uint32_t table,
 /* Report every target that two references share. */
 static void report_shared(struct check_ctx *c, const char *path,
                           struct refs *rs, bool tables) {
+  if (rs->n < 2) /* also: qsort must not get a NULL array */
+    return;
   qsort(rs->r, rs->n, sizeof *rs->r, cmp_ref);
   for (size_t k = 1; k < rs->n; k++) {
     const struct ref *a = &rs->r[k - 1], *b = &rs->r[k];
@@ -540,8 +542,12 @@ static int sesparse_check(struct extent *e, struct check_ctx *c) {
   const char *path = s->f->path;
   struct refs tables = {0}, grains = {0};
   uint8_t *raw = malloc(SE_GT_BYTES);
+  /* Tables read so far: one shared by several GD entries (reported below)
+   * is read once, so the work is bounded by the file however many entries
+   * of a hostile directory point at one table. */
+  uint8_t *seen = calloc(s->h.gts.size / SE_GT_SECTORS / 8 + 1, 1);
   int ret = -1;
-  if (!raw) {
+  if (!raw || !seen) {
     set_error(ENOMEM, "%s: out of memory", path);
     goto out;
   }
@@ -554,8 +560,12 @@ static int sesparse_check(struct extent *e, struct check_ctx *c) {
     if (sector == 0)
       continue;
     uint64_t t = (sector - s->h.gts.offset) / SE_GT_SECTORS;
-    if (add_ref(&tables, t, gdi, UINT32_MAX) != 0 ||
-        vf_pread(s->f, raw, SE_GT_BYTES, sector * SECTOR) != 0)
+    if (add_ref(&tables, t, gdi, UINT32_MAX) != 0)
+      goto out;
+    if (seen[t / 8] & (1u << (t % 8)))
+      continue;
+    seen[t / 8] |= (uint8_t)(1u << (t % 8));
+    if (vf_pread(s->f, raw, SE_GT_BYTES, sector * SECTOR) != 0)
       goto out;
     for (uint32_t i = 0; i < SE_GTES; i++) {
       uint64_t v = le64(raw + 8 * i);
@@ -592,6 +602,7 @@ out:
   free(tables.r);
   free(grains.r);
   free(raw);
+  free(seen);
   return ret;
 }
 

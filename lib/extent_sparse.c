@@ -20,13 +20,27 @@
  *     never before the grain data they point at: sparse_flush issues all
  *     pending data writes, syncs the file (data barrier), sets the file's
  *     final length once, writes every dirty GT then its redundant copy,
- *     then the GD and RGD when new tables were added, then syncs again.
+ *     then the RGD and after it the GD when new tables were added, then
+ *     syncs again.  The RGD goes first so that the GD never points at a
+ *     table whose RGD entry is still 0: QEMU, updating a grain, writes the
+ *     redundant entry at RGD[i] * 512 + 4 * index without looking, which
+ *     for an entry of 0 is the header.  (A crash between the two leaves
+ *     an RGD entry the GD does not have: the table's allocation did not
+ *     complete, so it is unused; vmdkit's next allocation there overwrites
+ *     the entry.)
  *  0. Before the first change after an open, the header's uncleanShutdown
  *     byte is set (as VMware does); a clean close clears it after the last
  *     flush, so a set byte means "writes may have been lost".
  *  3. So a crash loses at most what was written since the last flush, and
  *     leaves at most leaked (unreferenced) grains, never an entry that
- *     points at unwritten data.
+ *     points at unwritten data.  It may also leave a redundant table that
+ *     differs from its primary (the crash fell between the two writes) or
+ *     an RGD entry without its GD entry: in an image whose uncleanShutdown
+ *     byte is set, check reports these as harmless (kind LEAK: the primary
+ *     is what is read), and `check -r leaks` brings the copies in line.  A
+ *     byte found set at open is therefore not cleared at close, only by a
+ *     repair (sparse_repair), so that these traces stay explained.
+ *     tests/unit/test-crash-kill.c kills writers at every step of a flush.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -162,6 +176,11 @@ int kdmv_decode_header(const uint8_t b[SECTOR], const char *path,
                      h->grain, human_size(file_size));
   if (h->gd_offset == 0)
     return set_error(EINVAL, "%s: grain directory offset is 0", path);
+  /* Grains are addressed with 32-bit sectors: data cannot start later. */
+  if (h->overhead > MAX_FILE_SECTORS)
+    return set_error(EINVAL, "%s: overHead of %" PRIu64 " sectors is past the "
+                             "last sector a grain can be at (2^32 - 1)",
+                     path, h->overhead);
   if (at_end && !(h->flags & FLAG_COMPRESSED))
     return set_error(EINVAL, "%s: the grain directory is at the end "
                              "(footer) but the grains are not compressed",
@@ -235,7 +254,7 @@ static void encode_table(const uint32_t *src, uint8_t *dst, size_t n) {
     put_le32(dst + 4 * i, src[i]);
 }
 
-/* Write the GD (and RGD) whole, from memory. */
+/* Write the RGD (first) and the GD whole, from memory. */
 static int write_directories(struct sparse *s) {
   size_t bytes = (size_t)s->n_gdes * 4;
   if (bytes == 0)
@@ -243,11 +262,14 @@ static int write_directories(struct sparse *s) {
   uint8_t *buf = malloc(bytes);
   if (!buf)
     return set_error(ENOMEM, "%s: out of memory", s->f->path);
-  encode_table(s->gd, buf, s->n_gdes);
-  int r = vf_pwrite(s->f, buf, bytes, s->h.gd_offset * SECTOR);
-  if (r == 0 && s->rgd) {
+  int r = 0;
+  if (s->rgd) { /* the redundant one first (rule 2) */
     encode_table(s->rgd, buf, s->n_gdes);
     r = vf_pwrite(s->f, buf, bytes, s->h.rgd_offset * SECTOR);
+  }
+  if (r == 0) {
+    encode_table(s->gd, buf, s->n_gdes);
+    r = vf_pwrite(s->f, buf, bytes, s->h.gd_offset * SECTOR);
   }
   free(buf);
   return r;
@@ -682,8 +704,10 @@ static int sparse_close(struct extent *e) {
   struct sparse *s = e->priv;
   int r = 0;
   /* Rule 0: clean only when everything reached the file (the caller's
-   * flush succeeded). */
-  if (s->unclean_set && s->n_dirty == 0 && !s->gd_dirty && !s->pend_len) {
+   * flush succeeded), and the byte was not already set at open (rule 3:
+   * then only a repair clears it). */
+  if (s->unclean_set && !s->h.unclean && s->n_dirty == 0 && !s->gd_dirty &&
+      !s->pend_len) {
     uint8_t zero = 0;
     r = vf_pwrite(s->f, &zero, 1, 72) == 0 && vf_sync(s->f) == 0 ? 0 : -1;
   }
@@ -708,6 +732,44 @@ static uint64_t sparse_allocated(struct extent *e) {
 }
 
 /* ---- check ------------------------------------------------------------------ */
+
+/* Why entry I of table GDI holding V (> 0) cannot be right, or NULL when it
+ * may be: what check reports and repair clears (overlaps are found apart). */
+static const char *entry_problem(const struct sparse *s, uint32_t gdi,
+                                 uint32_t i, uint32_t v,
+                                 uint64_t file_sectors) {
+  uint64_t gno = (uint64_t)gdi * s->h.gtes_per_gt + i;
+  if (v == 0)
+    return NULL;
+  if (gno * s->h.grain >= s->h.capacity)
+    return "lies past the capacity";
+  if (v == 1)
+    return s->h.flags & FLAG_ZEROED_GRAIN
+               ? NULL
+               : "is 1 (zeroed grain) but the header has no zeroed-grain flag";
+  if (v >= file_sectors)
+    return "points past the end of the file";
+  if (v < s->h.overhead)
+    return "points into the metadata";
+  return NULL;
+}
+
+/* Report [FROM, TO) (sectors; TO may pass the end of the file), space
+ * nothing points at, as leaked when it holds anything but zeros (a hole or
+ * zeros costs nothing: that is what `check -r leaks` leaves). */
+static int report_leak(struct sparse *s, struct check_ctx *c, uint64_t from,
+                       uint64_t to, bool at_end) {
+  bool zero = true;
+  if (range_is_zero(s->f, from * SECTOR, (to - from) * SECTOR, &zero) != 0)
+    return -1;
+  if (!zero)
+    check_report(c, VMDK_PROBLEM_LEAK, (to - from) * SECTOR,
+                 "%s: %" PRIu64 " sectors at sector %" PRIu64
+                 "%s are allocated but not used",
+                 s->f->path, to - from, from,
+                 at_end ? " (the end of the file)" : "");
+  return 0;
+}
 
 /* A region of the file that something points at. */
 struct region {
@@ -749,6 +811,60 @@ static const char *region_name(const struct region *r, char *buf, size_t n) {
   return buf;
 }
 
+/* A grain table or redundant table on file, for mark_shared_tables. */
+struct table_ref {
+  uint64_t sector;
+  uint32_t gdi;
+  bool redundant;
+};
+
+static int cmp_table_ref(const void *a, const void *b) {
+  const struct table_ref *x = a, *y = b;
+  if (x->sector != y->sector)
+    return x->sector < y->sector ? -1 : 1;
+  if (x->redundant != y->redundant) /* then: the first one listed is kept */
+    return x->redundant ? 1 : -1;
+  return x->gdi < y->gdi ? -1 : x->gdi > y->gdi;
+}
+
+/* Set SKIP[gdi] bit 1 (its table) or 2 (its redundant table) for every
+ * table inside the file that overlaps one before it on file, reporting
+ * each: a checker then reads every sector of tables once, so its time and
+ * memory are bounded by the file, however many directory entries of a
+ * hostile file point at the same table (2^16 entries at one 256 KiB table
+ * would otherwise mean 16 GiB of reads and 2^32 grains to track). */
+static int mark_shared_tables(struct sparse *s, struct check_ctx *c,
+                              uint64_t file_sectors, uint8_t *skip) {
+  struct table_ref *t = malloc(((size_t)s->n_gdes * 2 + 1) * sizeof *t);
+  size_t n = 0;
+  if (!t)
+    return set_error(ENOMEM, "%s: out of memory while checking", s->f->path);
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    for (int r = 0; r < 2; r++) {
+      uint32_t v = r ? (s->rgd ? s->rgd[gdi] : 0) : s->gd[gdi];
+      if (v && (uint64_t)v + s->gt_sectors <= file_sectors)
+        t[n++] = (struct table_ref){v, gdi, r != 0};
+    }
+  qsort(t, n, sizeof *t, cmp_table_ref);
+  const struct table_ref *prev = NULL;
+  for (size_t k = 0; k < n; k++) {
+    if (prev && t[k].sector < prev->sector + s->gt_sectors) {
+      skip[t[k].gdi] |= t[k].redundant ? 2 : 1;
+      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: %sgrain table %" PRIu32 " at sector %" PRIu64
+                   " overlaps %sgrain table %" PRIu32 " at sector %" PRIu64
+                   " (not checked further)",
+                   s->f->path, t[k].redundant ? "redundant " : "", t[k].gdi,
+                   t[k].sector, prev->redundant ? "redundant " : "",
+                   prev->gdi, prev->sector);
+    } else {
+      prev = &t[k];
+    }
+  }
+  free(t);
+  return 0;
+}
+
 static int sparse_check(struct extent *e, struct check_ctx *c) {
   struct sparse *s = e->priv;
   const char *path = s->f->path;
@@ -759,11 +875,14 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
   struct regions rs = {0};
   uint8_t *raw = malloc(s->gt_bytes * 2);
   uint32_t *gt = malloc(s->gt_bytes);
+  uint8_t *skip = calloc(s->n_gdes + 1, 1); /* see mark_shared_tables */
   int ret = -1;
-  if (!raw || !gt) {
+  if (!raw || !gt || !skip) {
     set_error(ENOMEM, "%s: out of memory", path);
     goto out;
   }
+  if (mark_shared_tables(s, c, file_sectors, skip) != 0)
+    goto out;
   if (add_region(&rs, 0, 1, 0, UINT32_MAX, "the header") ||
       (s->h.desc_offset &&
        add_region(&rs, s->h.desc_offset, s->h.desc_size, 0, UINT32_MAX,
@@ -777,12 +896,18 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
   for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
     uint32_t gde = s->gd[gdi], rgde = s->rgd ? s->rgd[gdi] : 0;
     if (s->rgd && (gde == 0) != (rgde == 0)) {
-      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+      /* Rule 3: an RGD entry alone, in an image left unclean, is a table
+       * allocation a crash interrupted (the RGD is written first). */
+      bool stale = gde == 0 && s->h.unclean;
+      check_report(c, stale ? VMDK_PROBLEM_LEAK : VMDK_PROBLEM_CORRUPT, 0,
                    "%s: grain directory entry %" PRIu32 " is %" PRIu32
-                   " but the redundant grain directory has %" PRIu32,
-                   path, gdi, gde, rgde);
+                   " but the redundant grain directory has %" PRIu32 "%s",
+                   path, gdi, gde, rgde,
+                   stale ? " (a table allocation a crash interrupted: the "
+                           "table is not used)"
+                         : "");
     }
-    if (gde == 0)
+    if (gde == 0 || (skip[gdi] & 1))
       continue;
     if ((uint64_t)gde + s->gt_sectors > file_sectors) {
       check_report(c, VMDK_PROBLEM_CORRUPT, 0,
@@ -797,7 +922,9 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
       goto out;
     for (uint32_t i = 0; i < s->h.gtes_per_gt; i++)
       gt[i] = le32(raw + 4 * i);
-    if (rgde && (uint64_t)rgde + s->gt_sectors <= file_sectors) {
+    if (skip[gdi] & 2) {
+      /* reported by mark_shared_tables */
+    } else if (rgde && (uint64_t)rgde + s->gt_sectors <= file_sectors) {
       if (add_region(&rs, rgde, s->gt_sectors, gdi, UINT32_MAX,
                      "a redundant grain table"))
         goto out;
@@ -805,19 +932,35 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
                    (uint64_t)rgde * SECTOR) != 0)
         goto out;
       if (memcmp(raw, raw + s->gt_bytes, s->gt_bytes) != 0) {
+        /* Rule 3: in an image left unclean, a redundant copy that lags
+         * its primary is an update a crash interrupted (harmless: the
+         * primary is read); where the primary entry itself is wrong, that
+         * entry is reported below. */
+        bool unclean = s->h.unclean != 0;
         uint32_t i = 0, diff = 0;
         for (uint32_t k = 0; k < s->h.gtes_per_gt; k++)
-          if (memcmp(raw + 4 * k, raw + s->gt_bytes + 4 * k, 4) != 0) {
+          if (memcmp(raw + 4 * k, raw + s->gt_bytes + 4 * k, 4) != 0 &&
+              (!unclean ||
+               !entry_problem(s, gdi, k, gt[k], file_sectors))) {
             if (!diff)
               i = k;
             diff++;
           }
-        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
-                     "%s: grain table %" PRIu32 " and its redundant copy differ "
-                     "in %" PRIu32 " entries (first: entry %" PRIu32 ", %" PRIu32
-                     " vs %" PRIu32 ")",
-                     path, gdi, diff, i, le32(raw + 4 * i),
-                     le32(raw + s->gt_bytes + 4 * i));
+        if (diff && unclean)
+          check_report(c, VMDK_PROBLEM_LEAK, 0,
+                       "%s: redundant grain table %" PRIu32 " is out of date "
+                       "in %" PRIu32 " entries (first: entry %" PRIu32
+                       ", %" PRIu32 " vs %" PRIu32 "): an update a crash "
+                       "interrupted (the grain table is what is read)",
+                       path, gdi, diff, i, le32(raw + 4 * i),
+                       le32(raw + s->gt_bytes + 4 * i));
+        else if (diff)
+          check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                       "%s: grain table %" PRIu32 " and its redundant copy "
+                       "differ in %" PRIu32 " entries (first: entry %" PRIu32
+                       ", %" PRIu32 " vs %" PRIu32 ")",
+                       path, gdi, diff, i, le32(raw + 4 * i),
+                       le32(raw + s->gt_bytes + 4 * i));
       }
     } else if (rgde) {
       check_report(c, VMDK_PROBLEM_CORRUPT, 0,
@@ -854,6 +997,14 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
                      path, i, gdi, v, file_sectors);
         continue;
       }
+      if (v < s->h.overhead) { /* unreadable: see check_grain */
+        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                     "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                     " points into the metadata (sector %" PRIu32
+                     ", data starts at sector %" PRIu64 ")",
+                     path, i, gdi, v, s->h.overhead);
+        continue;
+      }
       c->res->allocated_grains++;
       if (add_region(&rs, v, s->h.grain, gdi, i, NULL))
         goto out;
@@ -874,10 +1025,8 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
                    region_name(furthest, b, sizeof b), furthest->start);
     } else if (r->start > covered && r->start > s->h.overhead) {
       uint64_t from = covered > s->h.overhead ? covered : s->h.overhead;
-      check_report(c, VMDK_PROBLEM_LEAK, (r->start - from) * SECTOR,
-                   "%s: %" PRIu64 " sectors at sector %" PRIu64
-                   " are allocated but not used",
-                   path, r->start - from, from);
+      if (report_leak(s, c, from, r->start, false) != 0)
+        goto out;
     }
     if (r->start + r->len > covered) {
       covered = r->start + r->len;
@@ -886,10 +1035,8 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
   }
   if (file_sectors > covered && file_sectors > s->h.overhead) {
     uint64_t from = covered > s->h.overhead ? covered : s->h.overhead;
-    check_report(c, VMDK_PROBLEM_LEAK, (file_sectors - from) * SECTOR,
-                 "%s: %" PRIu64 " sectors at sector %" PRIu64
-                 " (the end of the file) are allocated but not used",
-                 path, file_sectors - from, from);
+    if (report_leak(s, c, from, file_sectors, true) != 0)
+      goto out;
   }
   c->res->total_grains += div_round_up(s->h.capacity, s->h.grain);
   ret = 0;
@@ -897,6 +1044,612 @@ out:
   free(rs.r);
   free(raw);
   free(gt);
+  free(skip);
+  return ret;
+}
+
+/* ---- repair ------------------------------------------------------------------
+ *
+ * sparse_repair (vmdk_repair) makes the metadata consistent, then reclaims
+ * leaked space.  Grain data is never moved or changed.
+ *
+ * Tables.  A table on file is usable when it lies inside the file and
+ * overlaps neither the header, the descriptor, a directory nor a table
+ * kept before it (in file order; of a table and its redundant copy at the
+ * same place, the redundant one is dropped).  Per GD entry:
+ *  - primary usable: it is the truth.  An entry of it that cannot be right
+ *    (entry_problem, or a grain on the metadata) takes the redundant
+ *    table's entry when that one is right, else 0; the redundant table is
+ *    rewritten from it (a new one at the end of the file when there was no
+ *    usable one);
+ *  - primary 0, redundant usable: in an image left unclean, a table
+ *    allocation a crash interrupted (rule 2 writes the RGD first): the RGD
+ *    entry is cleared; in a cleanly closed image the GD entry was lost: a
+ *    copy of the redundant table becomes the grain table;
+ *  - primary unusable: a copy of the redundant table, if usable, becomes
+ *    the grain table; else both entries are cleared (those grains are lost).
+ * Grains that share sectors: the first in file order keeps its place, each
+ * other gets its own copy at the end of the file, so every entry reads what
+ * it read before.
+ * VMDK_REPAIR_LEAKS alone does only what check reports as kind LEAK: the
+ * traces of an interrupted flush (rule 3) and leaked space.
+ *
+ * Order: grain copies, sync; tables (redundant first), sync; RGD, GD,
+ * sync; then leaked space (what nothing on file points at, not even a bad
+ * entry) that holds anything but zeros is cut off at the end of the file or
+ * punched (vf_zero_range), sync; then the uncleanShutdown byte is cleared.
+ */
+
+/* A table or grain on file during a repair. */
+struct rref {
+  uint64_t start;    /* sector */
+  uint32_t gdi, idx; /* grain: table and entry; a table: idx UINT32_MAX */
+  bool redundant;    /* a table: the redundant copy */
+};
+
+static int cmp_rref(const void *a, const void *b) {
+  const struct rref *x = a, *y = b;
+  if (x->start != y->start)
+    return x->start < y->start ? -1 : 1;
+  if (x->redundant != y->redundant)
+    return x->redundant ? 1 : -1;
+  if (x->gdi != y->gdi)
+    return x->gdi < y->gdi ? -1 : 1;
+  return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+struct rrefs {
+  struct rref *r;
+  size_t n, cap;
+};
+
+static int rrefs_add(struct rrefs *v, uint64_t start, uint32_t gdi,
+                     uint32_t idx, bool redundant) {
+  if (v->n == v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 256;
+    struct rref *r = realloc(v->r, cap * sizeof *r);
+    if (!r)
+      return set_error(ENOMEM, "out of memory while repairing");
+    v->r = r;
+    v->cap = cap;
+  }
+  v->r[v->n++] = (struct rref){start, gdi, idx, redundant};
+  return 0;
+}
+
+/* Per GD entry during a repair. */
+struct rtab {
+  uint32_t gt, rgt;     /* the directory entries to write */
+  bool gt_ok, rgt_ok;   /* the table the entry had on file is usable */
+  uint32_t *ent;        /* the grain table to write, or NULL */
+  uint32_t *rent;       /* the redundant table to write, or NULL */
+  bool write_gt, write_rgt;
+};
+
+struct repair {
+  struct sparse *s;
+  struct check_ctx *c;
+  bool all;
+  uint64_t file_sectors;
+  uint64_t fixed[4][2]; /* header, descriptor, GD, RGD: start, length */
+  unsigned n_fixed;
+  struct rrefs tables;  /* usable tables, sorted */
+  struct rtab *t;
+  bool dirs_changed;
+};
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) {
+  return a < b + blen && b < a + alen;
+}
+
+/* Whether LEN sectors at START overlap the header, descriptor or a
+ * directory (WHY set), or (TABLES) a usable table. */
+static bool on_metadata(const struct repair *r, uint64_t start, uint64_t len,
+                        bool tables) {
+  for (unsigned i = 0; i < r->n_fixed; i++)
+    if (overlaps(start, len, r->fixed[i][0], r->fixed[i][1]))
+      return true;
+  if (!tables)
+    return false;
+  /* the last usable table starting before START + LEN */
+  size_t lo = 0, hi = r->tables.n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (r->tables.r[mid].start < start + len)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo > 0 &&
+         overlaps(start, len, r->tables.r[lo - 1].start, r->s->gt_sectors);
+}
+
+static const char *table_problem(const struct repair *r, uint32_t v) {
+  if ((uint64_t)v + r->s->gt_sectors > r->file_sectors)
+    return "lies past the end of the file";
+  if (on_metadata(r, v, r->s->gt_sectors, false))
+    return "overlaps the header, descriptor or a grain directory";
+  return "overlaps another grain table";
+}
+
+/* Why entry I of table GDI (V) cannot be right, or NULL. */
+static const char *repair_entry_problem(const struct repair *r, uint32_t gdi,
+                                        uint32_t i, uint32_t v) {
+  const char *why = entry_problem(r->s, gdi, i, v, r->file_sectors);
+  if (!why && v > 1 && on_metadata(r, v, r->s->h.grain, true))
+    why = "points into the metadata";
+  return why;
+}
+
+static int read_table(struct sparse *s, uint32_t sector, uint32_t **out) {
+  uint8_t *raw = malloc(s->gt_bytes);
+  uint32_t *t = malloc(s->gt_bytes);
+  if (!raw || !t || vf_pread(s->f, raw, s->gt_bytes, (uint64_t)sector * SECTOR)) {
+    if (!raw || !t)
+      set_error(ENOMEM, "%s: out of memory", s->f->path);
+    free(raw);
+    free(t);
+    return -1;
+  }
+  for (uint32_t i = 0; i < s->h.gtes_per_gt; i++)
+    t[i] = le32(raw + 4 * i);
+  free(raw);
+  *out = t;
+  return 0;
+}
+
+static int write_table_at(struct sparse *s, const uint32_t *t, uint32_t sector) {
+  uint8_t *raw = malloc(s->gt_bytes);
+  if (!raw)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  encode_table(t, raw, s->h.gtes_per_gt);
+  int ret = vf_pwrite(s->f, raw, s->gt_bytes, (uint64_t)sector * SECTOR);
+  free(raw);
+  return ret;
+}
+
+/* Empty the table cache (after a flush: nothing in it is dirty). */
+static void drop_cache(struct sparse *s) {
+  for (uint32_t i = 0; i < s->n_slots; i++)
+    if (s->slots[i].gt) {
+      s->slot_of[s->slots[i].gdi] = 0;
+      free(s->slots[i].gt);
+      s->slots[i].gt = NULL;
+    }
+}
+
+/* Which tables on file are usable: fills t[].gt_ok/rgt_ok, r->tables. */
+static int find_usable_tables(struct repair *r) {
+  struct sparse *s = r->s;
+  struct rrefs cand = {0};
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    for (int red = 0; red < (s->rgd ? 2 : 1); red++) {
+      uint32_t v = red ? s->rgd[gdi] : s->gd[gdi];
+      if (v && (uint64_t)v + s->gt_sectors <= r->file_sectors &&
+          !on_metadata(r, v, s->gt_sectors, false) &&
+          rrefs_add(&cand, v, gdi, UINT32_MAX, red) != 0) {
+        free(cand.r);
+        return -1;
+      }
+    }
+  qsort(cand.r, cand.n, sizeof *cand.r, cmp_rref);
+  uint64_t covered = 0;
+  for (size_t k = 0; k < cand.n; k++) {
+    const struct rref *x = &cand.r[k];
+    if (x->start < covered)
+      continue; /* overlaps a table kept before it */
+    covered = x->start + s->gt_sectors;
+    if (x->redundant)
+      r->t[x->gdi].rgt_ok = true;
+    else
+      r->t[x->gdi].gt_ok = true;
+    cand.r[r->tables.n++] = *x; /* compacted in place, still sorted */
+  }
+  r->tables.r = cand.r;
+  r->tables.cap = cand.cap;
+  return 0;
+}
+
+/* Fix the entries of ENT (table GDI), taking the entry of ALT (may be
+ * NULL) where ENT's cannot be right.  Reports each; returns how many
+ * changed. */
+static uint32_t fix_entries(struct repair *r, uint32_t gdi, uint32_t *ent,
+                            const uint32_t *alt, const char *what) {
+  uint32_t changed = 0;
+  for (uint32_t i = 0; i < r->s->h.gtes_per_gt; i++) {
+    const char *why = repair_entry_problem(r, gdi, i, ent[i]);
+    if (!why)
+      continue;
+    uint32_t v = alt && !repair_entry_problem(r, gdi, i, alt[i]) ? alt[i] : 0;
+    if (v)
+      check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: entry %" PRIu32 " of %s %" PRIu32 " was %" PRIu32
+                   " (it %s): set it to %" PRIu32 " from the other copy",
+                   r->s->f->path, i, what, gdi, ent[i], why, v);
+    else
+      check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: entry %" PRIu32 " of %s %" PRIu32 " was %" PRIu32
+                   " (it %s): cleared it (what it pointed at is lost)",
+                   r->s->f->path, i, what, gdi, ent[i], why);
+    ent[i] = v;
+    changed++;
+  }
+  return changed;
+}
+
+/* A new table at the end of the file for the copy of GDI (REDUNDANT). */
+static int new_table(struct repair *r, uint32_t gdi, bool redundant) {
+  uint32_t sec = 0;
+  if (alloc_at_end(r->s, r->s->gt_sectors * SECTOR, &sec) != 0)
+    return -1;
+  if (redundant) {
+    r->t[gdi].rgt = sec;
+    r->t[gdi].write_rgt = true;
+  } else {
+    r->t[gdi].gt = sec;
+    r->t[gdi].write_gt = true;
+  }
+  r->dirs_changed = true;
+  return 0;
+}
+
+/* Decide what GD entry GDI gets (VMDK_REPAIR_ALL, or the LEAK-kind part). */
+static int plan_table(struct repair *r, uint32_t gdi) {
+  struct sparse *s = r->s;
+  struct rtab *t = &r->t[gdi];
+  const char *path = s->f->path;
+  bool unclean = s->h.unclean != 0;
+  uint32_t g = s->gd[gdi], rg = s->rgd ? s->rgd[gdi] : 0;
+  uint32_t *p = NULL, *q = NULL;
+  t->gt = g;
+  t->rgt = rg;
+  if (t->gt_ok && read_table(s, g, &p) != 0)
+    return -1;
+  if (t->rgt_ok && read_table(s, rg, &q) != 0) {
+    free(p);
+    return -1;
+  }
+
+  if (t->gt_ok) {
+    /* The grain table is the truth. */
+    uint32_t *orig = malloc(s->gt_bytes);
+    if (!orig) {
+      free(p);
+      free(q);
+      return set_error(ENOMEM, "%s: out of memory", path);
+    }
+    memcpy(orig, p, s->gt_bytes);
+    t->ent = p;
+    if (r->all && fix_entries(r, gdi, p, q, "grain table"))
+      t->write_gt = true;
+    if (s->rgd && t->rgt_ok) {
+      /* Where the primary entry is right, the redundant one must equal it
+       * (LEAK kind when the image was left unclean: rule 3). */
+      uint32_t stale = 0, first = 0;
+      for (uint32_t i = 0; i < s->h.gtes_per_gt; i++) {
+        bool right = !repair_entry_problem(r, gdi, i, orig[i]);
+        uint32_t want = r->all ? p[i] : right ? orig[i] : q[i];
+        if (q[i] != want) {
+          if (right && orig[i] == p[i] && !stale++)
+            first = i;
+          t->write_rgt = true;
+        }
+        q[i] = want;
+      }
+      if (!r->all && !unclean)
+        t->write_rgt = false; /* not a LEAK-kind repair: leave it */
+      if (stale && t->write_rgt)
+        check_report(r->c, unclean ? VMDK_PROBLEM_LEAK : VMDK_PROBLEM_CORRUPT,
+                     0,
+                     "%s: redundant grain table %" PRIu32 " differed from the "
+                     "grain table in %" PRIu32 " entries (first: entry %"
+                     PRIu32 ")%s: rewrote it from the grain table",
+                     path, gdi, stale, first,
+                     unclean ? " (an update a crash interrupted)" : "");
+      t->rent = q;
+      q = NULL;
+    } else if (s->rgd && r->all) {
+      check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: redundant grain directory entry %" PRIu32 " was %"
+                   PRIu32 "%s%s: wrote a new redundant table (a copy of the "
+                   "grain table) at the end of the file",
+                   path, gdi, rg, rg ? ", a table that " : " (none)",
+                   rg ? table_problem(r, rg) : "");
+      if (new_table(r, gdi, true) != 0) {
+        free(orig);
+        goto fail;
+      }
+    }
+    free(orig);
+    free(q);
+    return 0;
+  }
+
+  if (g == 0 && rg) {
+    if (t->rgt_ok && unclean) {
+      check_report(r->c, VMDK_PROBLEM_LEAK, 0,
+                   "%s: redundant grain directory entry %" PRIu32 " was %"
+                   PRIu32 " without a grain directory entry (a table "
+                   "allocation a crash interrupted): cleared it",
+                   path, gdi, rg);
+      t->rgt = 0;
+      r->dirs_changed = true;
+    } else if (t->rgt_ok && r->all) {
+      fix_entries(r, gdi, q, NULL, "redundant grain table");
+      check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain directory entry %" PRIu32 " was 0 but the "
+                   "redundant one has a table (sector %" PRIu32 "): made a "
+                   "copy of it the grain table, at the end of the file",
+                   path, gdi, rg);
+      t->ent = q;
+      t->write_rgt = true;
+      t->rent = malloc(s->gt_bytes);
+      if (!t->rent) {
+        q = NULL;
+        goto fail;
+      }
+      memcpy(t->rent, q, s->gt_bytes);
+      q = NULL;
+      if (new_table(r, gdi, false) != 0)
+        goto fail;
+    } else if (r->all) {
+      check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: redundant grain directory entry %" PRIu32 " was %"
+                   PRIu32 ", a table that %s, and the grain directory entry "
+                   "0: cleared it",
+                   path, gdi, rg, table_problem(r, rg));
+      t->rgt = 0;
+      r->dirs_changed = true;
+    }
+  } else if (g && r->all) {
+    if (t->rgt_ok) {
+      fix_entries(r, gdi, q, NULL, "redundant grain table");
+      check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain table %" PRIu32 " at sector %" PRIu32
+                   " %s: made a copy of its redundant table the grain "
+                   "table, at the end of the file",
+                   path, gdi, g, table_problem(r, g));
+      t->ent = q;
+      t->rent = malloc(s->gt_bytes);
+      if (!t->rent) {
+        q = NULL;
+        goto fail;
+      }
+      memcpy(t->rent, q, s->gt_bytes);
+      t->write_rgt = true;
+      q = NULL;
+      if (new_table(r, gdi, false) != 0)
+        goto fail;
+    } else {
+      check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+                   "%s: grain table %" PRIu32 " at sector %" PRIu32
+                   " %s and there is no usable redundant copy: cleared its "
+                   "directory entries (its grains are lost)",
+                   path, gdi, g, table_problem(r, g));
+      t->gt = t->rgt = 0;
+      r->dirs_changed = true;
+    }
+  }
+  free(p);
+  free(q);
+  return 0;
+fail:
+  free(q);
+  return -1;
+}
+
+/* Grains on the same sectors as others: each but the first gets its own
+ * copy at the end of the file. */
+static int unshare_grains(struct repair *r) {
+  struct sparse *s = r->s;
+  struct rrefs g = {0};
+  uint8_t *buf = NULL;
+  int ret = -1;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    for (uint32_t i = 0; r->t[gdi].ent && i < s->h.gtes_per_gt; i++)
+      if (r->t[gdi].ent[i] > 1 &&
+          rrefs_add(&g, r->t[gdi].ent[i], gdi, i, false) != 0)
+        goto out;
+  qsort(g.r, g.n, sizeof *g.r, cmp_rref);
+  uint64_t covered = 0;
+  const struct rref *owner = NULL;
+  for (size_t k = 0; k < g.n; k++) {
+    const struct rref *x = &g.r[k];
+    if (!owner || x->start >= covered) {
+      owner = x;
+      covered = x->start + s->h.grain;
+      continue;
+    }
+    uint32_t sec = 0;
+    if ((!buf && !(buf = malloc(s->grain_bytes))) ||
+        alloc_at_end(s, s->grain_bytes, &sec) != 0) {
+      if (!buf)
+        set_error(ENOMEM, "%s: out of memory", s->f->path);
+      goto out;
+    }
+    if (mark_unclean(s) != 0 ||
+        vf_pread(s->f, buf, s->grain_bytes, x->start * SECTOR) != 0 ||
+        vf_pwrite(s->f, buf, s->grain_bytes, (uint64_t)sec * SECTOR) != 0)
+      goto out;
+    check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+                 "%s: the grain of entry %" PRIu32 " of table %" PRIu32
+                 " (sector %" PRIu64 ") overlapped the grain of entry %" PRIu32
+                 " of table %" PRIu32 " (sector %" PRIu64 "): gave it its own "
+                 "copy at sector %" PRIu32,
+                 s->f->path, x->idx, x->gdi, x->start, owner->idx, owner->gdi,
+                 owner->start, sec);
+    struct rtab *t = &r->t[x->gdi];
+    t->ent[x->idx] = sec;
+    t->write_gt = true;
+    if (t->rent) {
+      t->rent[x->idx] = sec;
+      t->write_rgt = true;
+    }
+  }
+  ret = 0;
+out:
+  free(buf);
+  free(g.r);
+  return ret;
+}
+
+/* Leaked space: what nothing on file points at (not even an entry that is
+ * wrong) and that holds anything but zeros. */
+static int reclaim_leaks(struct repair *r) {
+  struct sparse *s = r->s;
+  struct rrefs u = {0};
+  uint32_t *t = NULL;
+  int ret = -1;
+  uint64_t fs = div_round_up(s->f->size, SECTOR);
+  for (unsigned i = 0; i < r->n_fixed; i++)
+    if (rrefs_add(&u, r->fixed[i][0], UINT32_MAX, (uint32_t)r->fixed[i][1],
+                  false))
+      goto out;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    for (int red = 0; red < (s->rgd ? 2 : 1); red++) {
+      uint32_t v = red ? s->rgd[gdi] : s->gd[gdi];
+      if (!v || v >= fs)
+        continue;
+      if (rrefs_add(&u, v, UINT32_MAX, (uint32_t)s->gt_sectors, false) ||
+          read_table(s, v, &t) != 0)
+        goto out;
+      for (uint32_t i = 0; i < s->h.gtes_per_gt; i++)
+        if (t[i] > 1 && t[i] < fs &&
+            rrefs_add(&u, t[i], UINT32_MAX, (uint32_t)s->h.grain, false))
+          goto out;
+      free(t);
+      t = NULL;
+    }
+  /* For these refs, idx holds the length in sectors. */
+  qsort(u.r, u.n, sizeof *u.r, cmp_rref);
+  uint64_t covered = s->h.overhead;
+  for (size_t k = 0; k <= u.n; k++) {
+    uint64_t start = k < u.n ? u.r[k].start : fs;
+    if (start > covered && covered < fs) {
+      uint64_t to = start < fs ? start : fs;
+      bool zero = true;
+      if (range_is_zero(s->f, covered * SECTOR, (to - covered) * SECTOR,
+                        &zero) != 0)
+        goto out;
+      if (!zero) {
+        if (mark_unclean(s) != 0)
+          goto out;
+        if (k == u.n) {
+          if (vf_truncate(s->f, covered * SECTOR) != 0)
+            goto out;
+          s->end = covered * SECTOR;
+          check_report(r->c, VMDK_PROBLEM_LEAK, (to - covered) * SECTOR,
+                       "%s: %" PRIu64 " sectors at sector %" PRIu64
+                       " (the end of the file) were allocated but not used: "
+                       "cut them off",
+                       s->f->path, to - covered, covered);
+        } else {
+          if (vf_zero_range(s->f, (to - covered) * SECTOR,
+                            covered * SECTOR) != 0)
+            goto out;
+          check_report(r->c, VMDK_PROBLEM_LEAK, (to - covered) * SECTOR,
+                       "%s: %" PRIu64 " sectors at sector %" PRIu64
+                       " were allocated but not used: zeroed them (a hole "
+                       "where the file system can punch one: they take no "
+                       "space then); the format cannot reuse them",
+                       s->f->path, to - covered, covered);
+        }
+      }
+    }
+    if (k < u.n && u.r[k].start + u.r[k].idx > covered)
+      covered = u.r[k].start + u.r[k].idx;
+  }
+  ret = 0;
+out:
+  free(t);
+  free(u.r);
+  return ret;
+}
+
+static int sparse_repair(struct extent *e, unsigned what, struct check_ctx *c) {
+  struct sparse *s = e->priv;
+  if (flush_metadata(s) != 0)
+    return -1;
+  drop_cache(s);
+  struct repair r = {.s = s, .c = c,
+                     .all = (what & VMDK_REPAIR_ALL) == VMDK_REPAIR_ALL};
+  int ret = -1;
+  r.file_sectors = div_round_up(s->f->size, SECTOR);
+  uint64_t gd_sectors = div_round_up((uint64_t)s->n_gdes * 4, SECTOR);
+  r.fixed[r.n_fixed][0] = 0;
+  r.fixed[r.n_fixed++][1] = 1;
+  if (s->h.desc_offset) {
+    r.fixed[r.n_fixed][0] = s->h.desc_offset;
+    r.fixed[r.n_fixed++][1] = s->h.desc_size;
+  }
+  r.fixed[r.n_fixed][0] = s->h.gd_offset;
+  r.fixed[r.n_fixed++][1] = gd_sectors;
+  if (s->rgd) {
+    r.fixed[r.n_fixed][0] = s->h.rgd_offset;
+    r.fixed[r.n_fixed++][1] = gd_sectors;
+  }
+  r.t = calloc((size_t)s->n_gdes + 1, sizeof *r.t);
+  if (!r.t) {
+    set_error(ENOMEM, "%s: out of memory", s->f->path);
+    goto out;
+  }
+  if (find_usable_tables(&r) != 0)
+    goto out;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    if (plan_table(&r, gdi) != 0)
+      goto out;
+  if (r.all && unshare_grains(&r) != 0)
+    goto out;
+
+  /* Grain copies are written: sync before tables point at them. */
+  bool tables = false;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    tables |= r.t[gdi].write_gt || r.t[gdi].write_rgt;
+  if (tables || r.dirs_changed) {
+    if (mark_unclean(s) != 0)
+      goto out;
+    if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
+      goto out;
+    if (vf_sync(s->f) != 0)
+      goto out;
+    for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
+      struct rtab *t = &r.t[gdi];
+      if (t->write_rgt && t->rgt &&
+          write_table_at(s, t->rent ? t->rent : t->ent, t->rgt) != 0)
+        goto out;
+      if (t->write_gt && t->gt && write_table_at(s, t->ent, t->gt) != 0)
+        goto out;
+    }
+    if (vf_sync(s->f) != 0)
+      goto out;
+    if (r.dirs_changed) {
+      for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
+        s->gd[gdi] = r.t[gdi].gt;
+        if (s->rgd)
+          s->rgd[gdi] = r.t[gdi].rgt;
+      }
+      if (write_directories(s) != 0 || vf_sync(s->f) != 0)
+        goto out;
+    }
+  }
+  if (reclaim_leaks(&r) != 0 || vf_sync(s->f) != 0)
+    goto out;
+  /* Consistent again: the traces rule 3 explains are gone. */
+  if (s->h.unclean || s->unclean_set) {
+    uint8_t zero = 0;
+    if (vf_pwrite(s->f, &zero, 1, 72) != 0 || vf_sync(s->f) != 0)
+      goto out;
+    s->h.unclean = 0;
+    s->unclean_set = false;
+  }
+  ret = 0;
+out:
+  for (uint32_t gdi = 0; r.t && gdi < s->n_gdes; gdi++) {
+    free(r.t[gdi].ent);
+    free(r.t[gdi].rent);
+  }
+  free(r.t);
+  free(r.tables.r);
   return ret;
 }
 
@@ -1005,6 +1758,7 @@ static const struct extent_ops sparse_ops = {
     .flush = sparse_flush,
     .close = sparse_close,
     .check = sparse_check,
+    .repair = sparse_repair,
     .info = sparse_info,
     .allocated = sparse_allocated,
     .write_descriptor = sparse_write_descriptor,

@@ -63,6 +63,10 @@ struct stream {
   uint32_t n_gdes;
   uint64_t gt_sectors, gd_sectors;
   uint32_t **gts;         /* per GD entry: marker sectors, or NULL */
+  uint64_t gts_bytes;     /* memory of the tables in gts */
+  uint64_t meta_end;      /* sectors: the end of the header, descriptor,
+                             and the GD and GTs the index was read from:
+                             new grains never go below it */
   bool scanned;           /* the index was rebuilt from the markers */
   struct codec *codec;
   uint8_t *cbuf;          /* a marker with its compressed grain */
@@ -89,11 +93,28 @@ static uint32_t grain_sector(const struct stream *s, uint64_t g) {
   return gt ? gt[g % s->gtes] : 0;
 }
 
+/* Memory the index may take for a file of SIZE bytes: a table is made for
+ * a grain present, and each grain takes at least a sector of the file, so
+ * 4 bytes per entry of 512-entry tables stay within 4 times the file; a
+ * hostile stream of 65536-entry tables with one grain in each would take
+ * 512 times its size. */
+#define GTS_LIMIT(size) (4 * (size) + (64u << 20))
+
 static int set_grain_sector(struct stream *s, uint64_t g, uint32_t sector) {
   uint32_t **gt = &s->gts[g / s->gtes];
-  if (!*gt && !(*gt = calloc(s->gtes, sizeof **gt)))
-    return set_error(ENOMEM, "%s: out of memory for a grain table",
-                     s->f->path);
+  uint64_t bytes = (uint64_t)s->gtes * sizeof **gt;
+  if (!*gt && s->gts_bytes + bytes > GTS_LIMIT(s->f->size))
+    return set_error(EFBIG, "%s: the grain tables (numGTEsPerGT %" PRIu32
+                            ") of the grains present would take more than "
+                            "%s of memory, more than a file of %s can need",
+                     s->f->path, s->gtes, human_size(GTS_LIMIT(s->f->size)),
+                     human_size(s->f->size));
+  if (!*gt) {
+    if (!(*gt = calloc(s->gtes, sizeof **gt)))
+      return set_error(ENOMEM, "%s: out of memory for a grain table",
+                       s->f->path);
+    s->gts_bytes += bytes;
+  }
   (*gt)[g % s->gtes] = sector;
   return 0;
 }
@@ -108,10 +129,14 @@ static int load_tables(struct stream *s) {
     return set_error(ENOMEM, "%s: out of memory", s->f->path);
   uint8_t *gtraw = raw + gd_bytes;
   int r = vf_pread(s->f, raw, gd_bytes, s->h.gd_offset * SECTOR);
+  if (s->h.gd_offset + s->gd_sectors > s->meta_end)
+    s->meta_end = s->h.gd_offset + s->gd_sectors;
   for (uint32_t gdi = 0; r == 0 && gdi < s->n_gdes; gdi++) {
     uint32_t gde = le32(raw + 4 * gdi);
     if (gde == 0)
       continue;
+    if (gde + s->gt_sectors > s->meta_end && gde + s->gt_sectors <= file_sectors)
+      s->meta_end = gde + s->gt_sectors;
     if (gde + s->gt_sectors > file_sectors) {
       r = set_error(EINVAL, "%s: grain directory entry %" PRIu32
                             " points past the end of the file (sector %" PRIu32
@@ -153,6 +178,10 @@ static int scan_markers(struct stream *s) {
     uint64_t val = le64(m);
     uint32_t size = le32(m + 8), type = le32(m + 12);
     if (size != 0) { /* a grain marker: val is its LBA */
+      /* Its data cut off by the end of the file: the tail of a write a
+       * crash interrupted (rule 3); the grains end before it. */
+      if (sec * SECTOR + 12 + (uint64_t)size > s->f->size)
+        break;
       if (val % s->h.grain || val / s->h.grain >= s->n_grains ||
           sec > UINT32_MAX)
         return set_error(EINVAL, "%s: grain marker at sector %" PRIu64
@@ -244,11 +273,27 @@ static int find_data_end(struct stream *s) {
   uint64_t end = s->h.overhead * SECTOR;
   if (end == 0)
     end = (s->h.desc_offset + s->h.desc_size + 1) * SECTOR;
+  /* A corrupt overHead must not put grains over the descriptor or the
+   * tables still in use. */
+  if (end < s->meta_end * SECTOR)
+    end = s->meta_end * SECTOR;
   if (last) {
     uint8_t m[12];
     if (vf_pread(s->f, m, sizeof m, last * SECTOR) != 0)
       return -1;
-    uint64_t e = last * SECTOR + div_round_up(12 + (uint64_t)le32(m + 8),
+    /* A hostile size (0xffffffff) would put new grains gigabytes past the
+     * end of the file. */
+    uint32_t size = le32(m + 8);
+    uint64_t left = s->f->size > last * SECTOR ? s->f->size - last * SECTOR
+                                               : 0;
+    if (size == 0 || size > s->cbuf_cap - 12 || 12 + (uint64_t)size > left)
+      return set_error(EINVAL, "%s: the last grain marker (sector %" PRIu64
+                               ") has a compressed size of %" PRIu32
+                               " bytes (at most %zu, %" PRIu64
+                               " bytes left in the file): no grain can be "
+                               "appended after it",
+                       s->f->path, last, size, s->cbuf_cap - 12, left);
+    uint64_t e = last * SECTOR + div_round_up(12 + (uint64_t)size,
                                               SECTOR) * SECTOR;
     if (e > end)
       end = e;
@@ -589,6 +634,9 @@ static int stream_pread(struct extent *e, void *buf, size_t len,
 
 static int stream_check_write(struct extent *e, uint64_t len, uint64_t off) {
   struct stream *s = e->priv;
+  /* Where new grains go, found (and checked) before anything is written. */
+  if (!s->data_end && find_data_end(s) != 0)
+    return -1;
   for (uint64_t g = off / s->grain_bytes; len && g * s->grain_bytes < off + len;
        g++)
     if (grain_sector(s, g))
@@ -611,6 +659,27 @@ static int stream_pwrite(struct extent *e, const void *buf, size_t len,
       return -1;
     memcpy(pg->buf + in, p, n);
     p += n;
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* Zeros over a grain already in the file are fine only where it already
+ * is zeros: checked for the whole range before anything changes. */
+static int stream_check_zero(struct extent *e, uint64_t len, uint64_t off) {
+  struct stream *s = e->priv;
+  while (len > 0) {
+    uint64_t g = off / s->grain_bytes, in = off % s->grain_bytes;
+    uint64_t glen = grain_len(s, g);
+    uint64_t n = glen - in < len ? glen - in : len;
+    uint32_t sector = grain_sector(s, g);
+    if (sector) {
+      if (inflate_grain(s, g, sector) != 0)
+        return -1;
+      if (!all_zero(s->gbuf + in, (size_t)n))
+        return already_written(s, g);
+    }
     off += n;
     len -= n;
   }
@@ -906,6 +975,7 @@ static const struct extent_ops stream_ops = {
     .info = stream_info,
     .allocated = stream_allocated,
     .check_write = stream_check_write,
+    .check_zero = stream_check_zero,
     .write_descriptor = stream_write_descriptor,
 };
 
@@ -978,11 +1048,14 @@ int stream_open(struct extent *e, struct vfile *f, const uint8_t hdr[SECTOR]) {
   }
   struct kdmv_header footer;
   bool use_gd = true;
+  s->meta_end = s->h.desc_offset + s->h.desc_size + 1; /* header: sector 0 */
   if (s->h.gd_offset == KDMV_GD_AT_END) {
     use_gd = read_footer(s, &footer);
     if (use_gd)
       s->h = footer;
   }
+  if (s->h.desc_offset + s->h.desc_size + 1 > s->meta_end)
+    s->meta_end = s->h.desc_offset + s->h.desc_size + 1;
   if (stream_setup(s) != 0)
     goto fail;
   if ((use_gd ? load_tables(s) : scan_markers(s)) != 0)

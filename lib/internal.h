@@ -197,6 +197,10 @@ struct extent_ops {
   int (*close)(struct extent *e);
   /* Check metadata (may be NULL: nothing to check). */
   int (*check)(struct extent *e, struct check_ctx *c);
+  /* Repair what WHAT (VMDK_REPAIR_*) covers, reporting each repair done
+   * through C with the kind of problem fixed (may be NULL: nothing the
+   * kind can repair).  Only called on a writable disk. */
+  int (*repair)(struct extent *e, unsigned what, struct check_ctx *c);
   /* Fill the kind-specific fields of *INFO (may be NULL). */
   void (*info)(struct extent *e, struct vmdk_extent_info *info);
   /* Allocated host bytes. */
@@ -208,6 +212,9 @@ struct extent_ops {
   /* Whether a write of LEN bytes at OFF would be refused, checked before
    * anything is written (NULL: always allowed). */
   int (*check_write)(struct extent *e, uint64_t len, uint64_t off);
+  /* The same for making LEN bytes at OFF read as zeros (NULL: always
+   * allowed). */
+  int (*check_zero)(struct extent *e, uint64_t len, uint64_t off);
   /* Replace the descriptor embedded in this extent's file (NULL: the kind
    * has no embedded descriptor). */
   int (*write_descriptor)(struct extent *e, const char *text, size_t len);
@@ -292,6 +299,12 @@ void kdmv_encode_header(const struct kdmv_header *h, uint8_t b[SECTOR]);
 int kdmv_decode_header(const uint8_t b[SECTOR], const char *path,
                        uint64_t file_size, struct kdmv_header *h);
 
+/* extent_nbd.c: an NBD export (URI) as a read-only extent; *SIZE gets the
+ * export's size. */
+bool nbd_uri_like(const char *path);
+int nbd_extent_open(struct extent *e, const char *uri, bool writable,
+                    uint64_t *size);
+
 /* extent_stream.c: streamOptimized (compressed grains with markers).
  * Called by sparse_open when the header says the grains are compressed;
  * takes ownership of F.  HDR is the raw first sector. */
@@ -312,6 +325,10 @@ struct vmdk_disk {
   char *path;                /* as given */
   char *dir;                 /* folder of PATH: extent names are relative to it */
   unsigned flags;            /* VMDK_OPEN_* */
+  char *confine_root;        /* VMDK_OPEN_CONFINE: the real path of the
+                                folder every extent and backing file must
+                                resolve into (the top image's folder, for
+                                every layer of a chain); else NULL */
   bool raw;                  /* a raw image: one flat extent, no descriptor */
   struct descriptor *desc;   /* NULL for raw */
   bool desc_embedded;        /* in extent 0 (a KDMV file), else in PATH */
@@ -330,6 +347,20 @@ struct vmdk_disk {
   /* vmdk_get_info storage */
   struct vmdk_extent_info *info_extents;
 };
+
+/* VMDK_OPEN_CONFINE: refuse (EPERM, message naming IMAGE, WHAT -- "extent
+ * file", "backing file" -- PATH and where it resolves) a PATH that
+ * resolves, after "..", symbolic links and absolute names, outside ROOT (a
+ * real path).  Called before PATH is opened.  A PATH that does not exist
+ * passes when the part of it that exists resolves inside ROOT, so that the
+ * open then reports it missing.  ROOT NULL: no confinement, returns 0. */
+int disk_confine(const char *root, const char *image, const char *what,
+                 const char *path);
+/* vmdk_open_format, confined to ROOT (as disk_confine; NULL: the folder of
+ * PATH when FLAGS has VMDK_OPEN_CONFINE).  For files a confined image
+ * opens on its behalf (the backing to commit into, a new backing). */
+struct vmdk_disk *disk_open_confined(const char *path, int format,
+                                     unsigned flags, const char *root);
 
 /* Rewrite D's descriptor (embedded or its own file) from D->desc. */
 int disk_write_descriptor(struct vmdk_disk *d);
@@ -360,5 +391,10 @@ struct check_ctx {
 void check_report(struct check_ctx *c, enum vmdk_problem_kind kind,
                   uint64_t leaked_bytes, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Whether the LEN bytes at OFF of F read as zeros (holes are skipped
+ * without reading; bytes past the end of the file are zeros): leaked space
+ * that holds nothing but zeros costs nothing and is not reported.  Sets
+ * *ZERO; returns 0 or -1.  (lib/repair.c) */
+int range_is_zero(struct vfile *f, uint64_t off, uint64_t len, bool *zero);
 
 #endif /* VMDKIT_INTERNAL_H */

@@ -27,6 +27,15 @@ static struct vfile *vf_wrap(int fd, const char *path, bool writable,
     close(fd);
     return NULL;
   }
+  /* Opened O_NONBLOCK so that a FIFO named by a hostile descriptor fails
+   * here instead of blocking the open forever; files and devices get
+   * ordinary blocking I/O. */
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    set_error(errno, "%s: fcntl: %s", path, strerror(errno));
+    close(fd);
+    return NULL;
+  }
   struct vfile *f = calloc(1, sizeof *f);
   char *p = strdup(path);
   if (!f || !p) {
@@ -66,7 +75,9 @@ static int open_maybe_direct(const char *path, int oflags, unsigned open_flags,
 
 struct vfile *vf_open(const char *path, bool writable, unsigned open_flags) {
   bool direct;
-  int fd = open_maybe_direct(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC,
+  int fd = open_maybe_direct(path,
+                             (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC |
+                                 O_NONBLOCK | O_NOCTTY,
                              open_flags, &direct);
   if (fd < 0) {
     set_error(errno, "%s: %s", path, strerror(errno));
@@ -80,7 +91,9 @@ struct vfile *vf_open(const char *path, bool writable, unsigned open_flags) {
 
 struct vfile *vf_create(const char *path, unsigned open_flags) {
   bool direct;
-  int fd = open_maybe_direct(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+  int fd = open_maybe_direct(path,
+                             O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC |
+                                 O_NONBLOCK | O_NOCTTY,
                              open_flags, &direct);
   if (fd < 0) {
     set_error(errno, "%s: cannot create: %s", path, strerror(errno));

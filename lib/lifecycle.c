@@ -61,7 +61,8 @@ int vmdk_commit(struct vmdk_disk *d, vmdk_progress_cb cb, void *opaque) {
   struct vmdk_disk *p = d->parent;
   int pformat = p->raw ? VMDK_FORMAT_RAW : VMDK_FORMAT_VMDK;
   unsigned pflags = (d->flags & ~VMDK_OPEN_RDWR) | VMDK_OPEN_RDWR;
-  struct vmdk_disk *w = vmdk_open_format(p->path, pformat, pflags);
+  struct vmdk_disk *w =
+      disk_open_confined(p->path, pformat, pflags, d->confine_root);
   if (!w)
     return -1;
   if (w->size < d->size && vmdk_resize(w, d->size, 0) != 0)
@@ -118,7 +119,9 @@ int vmdk_rebase(struct vmdk_disk *d, const char *backing, int format,
       path = NULL;
     if (!path)
       return set_error(ENOMEM, "out of memory");
-    nb = vmdk_open_format(path, format, d->flags & ~VMDK_OPEN_RDWR);
+    if (disk_confine(d->confine_root, d->path, "backing file", path) == 0)
+      nb = disk_open_confined(path, format, d->flags & ~VMDK_OPEN_RDWR,
+                              d->confine_root);
     free(path);
     if (!nb)
       return -1;

@@ -25,6 +25,10 @@
 #   desc_value FILE KEY  the value of KEY (e.g. parentCID) in the descriptor
 #                        of FILE (a text descriptor or a monolithicSparse
 #                        file's embedded one), quotes removed
+#   tree_state DIR...    every regular file under the DIRs (not following
+#                        symlinks): path, size and mtime (ns), then its
+#                        sha256 -- equal before and after a command proves
+#                        it changed (and touched) no file
 
 set -euo pipefail
 
@@ -156,4 +160,9 @@ for line in text.splitlines():
         sys.exit(0)
 sys.exit("%s: no %s in the descriptor" % (sys.argv[1], sys.argv[2]))
 EOF
+}
+
+tree_state() {
+  find "$@" -type f -printf '%p %s %T@\n' | LC_ALL=C sort
+  find "$@" -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
 }

@@ -152,7 +152,7 @@ int cli_check_not_in_chain(const char *dest, const char *backing, int format) {
     cli_error(dest, "is the backing file %s itself; refusing to overwrite it",
               backing);
     ret = -1;
-  } else if ((disk = vmdk_open_format(top, format, 0))) {
+  } else if ((disk = vmdk_open_format(top, format, cli_open_flags))) {
     /* (When it does not open, the create call reports why.) */
     char what[64 + PATH_MAX];
     snprintf(what, sizeof what, "the backing file %s", backing);

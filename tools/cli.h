@@ -39,6 +39,7 @@ int cmd_commit(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_mount(int argc, char **argv); /* a stub without libfuse3 */
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -68,6 +69,28 @@ int cli_print_help(const char *text);
 /* fflush(stdout) and check it ever failed: 0, or -1 after printing
  * "vmdkit: write error on stdout: ...". */
 int cli_flush_stdout(void);
+
+/* ---- --confine: every command --------------------------------------------- */
+
+/* Every command takes --confine: each image it opens -- sources, targets,
+ * backings -- is opened with VMDK_OPEN_CONFINE, so extent and backing
+ * files that resolve (after .. and symbolic links) outside the folder of
+ * the image named on the command line are refused before they are opened.
+ * A command puts CLI_CONFINE_OPTION in its long options, a
+ * `case CLI_OPT_CONFINE: cli_open_flags |= VMDK_OPEN_CONFINE;` in its
+ * option switch, CLI_CONFINE_HELP (options column 15) or CLI_CONFINE_HELP22
+ * (column 22) in its usage, and ORs cli_open_flags into every open and
+ * create flags. */
+#define CLI_OPT_CONFINE 0x1c0f /* getopt_long value: no short option */
+#define CLI_CONFINE_OPTION {"confine", no_argument, NULL, CLI_OPT_CONFINE}
+#define CLI_CONFINE_HELP                                                       \
+  "  --confine    refuse extent and backing files that resolve (after ..\n"    \
+  "               and symlinks) outside the image's folder\n"
+#define CLI_CONFINE_HELP22                                                     \
+  "  --confine           refuse extent and backing files that resolve "       \
+  "(after ..\n"                                                               \
+  "                      and symlinks) outside the image's folder\n"
+extern unsigned cli_open_flags; /* VMDK_OPEN_CONFINE after --confine */
 
 /* ---- argument parsing (each prints its own one-line error, returns -1) -- */
 

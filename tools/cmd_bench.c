@@ -71,6 +71,7 @@ static const char usage[] =
     "effect\n"
     "  -U           accepted for qemu-img compatibility; no effect\n"
     "  -q           quiet: print nothing on success\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
 enum {
@@ -88,6 +89,7 @@ static double seconds_between(const struct timespec *a,
 
 int cmd_bench(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {"pattern", required_argument, NULL, OPT_PATTERN},
       {"flush-interval", required_argument, NULL, OPT_FLUSH_INTERVAL},
@@ -180,6 +182,9 @@ int cmd_bench(int argc, char **argv) {
     case OPT_NO_DRAIN:
       no_drain = true;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage);
     default:
@@ -214,7 +219,7 @@ int cmd_bench(int argc, char **argv) {
   }
 
   unsigned flags = cache_flags | (write ? VMDK_OPEN_RDWR : 0);
-  struct vmdk_disk *disk = vmdk_open_format(file, format, flags);
+  struct vmdk_disk *disk = vmdk_open_format(file, format, flags | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

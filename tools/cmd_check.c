@@ -20,6 +20,7 @@ static const char usage[] =
     "  -f FMT              image format: vmdk or raw (default: probe)\n"
     "  --output=FORMAT     human (default) or json\n"
     "  -q                  quiet: no summary (problems are still printed)\n"
+    CLI_CONFINE_HELP22
     "  -h, --help          show this help\n"
     "\n"
     "Exit status: 0 no problems, 2 corruption, 3 leaked space only, 1 the "
@@ -80,6 +81,7 @@ static void json_summary(struct strbuf *sb, const char *file,
 
 int cmd_check(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {"output", required_argument, NULL, 'O'},
       {NULL, 0, NULL, 0},
@@ -104,6 +106,9 @@ int cmd_check(int argc, char **argv) {
     case 'q':
       quiet = true;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage);
     default:
@@ -117,7 +122,7 @@ int cmd_check(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, 0);
+  struct vmdk_disk *disk = vmdk_open_format(file, format, cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -22,10 +22,12 @@ static const char usage[] =
     "  -f FMT       format of FILE: vmdk or raw (default: probe)\n"
     "  -p           show progress on stderr\n"
     "  -q           quiet: no progress, no 'Image committed.' line\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
 int cmd_commit(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -47,6 +49,9 @@ int cmd_commit(int argc, char **argv) {
     case 'q':
       quiet = true;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage);
     default:
@@ -60,7 +65,7 @@ int cmd_commit(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR);
+  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -25,6 +25,7 @@ static const char usage[] =
     "  -s           strict: different sizes or a different allocation "
     "(allocated\n"
     "               in one image, not in the other) count as a mismatch\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n"
     "\n"
     "Exit status: 0 identical, 1 different, 2 error.\n";
@@ -156,6 +157,7 @@ static int compare_tail(struct compare *cmp, struct run_cursor *c,
 
 int cmd_compare(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -184,6 +186,9 @@ int cmd_compare(int argc, char **argv) {
     case 's':
       strict = true;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage) == 0 ? 0 : FAILED;
     default:
@@ -202,12 +207,12 @@ int cmd_compare(int argc, char **argv) {
   struct vmdk_disk *d1 = NULL, *d2 = NULL;
   bool size_warning = false;
 
-  d1 = vmdk_open_format(name1, format1, 0);
+  d1 = vmdk_open_format(name1, format1, cli_open_flags);
   if (!d1) {
     cli_lib_error(name1);
     goto out;
   }
-  d2 = vmdk_open_format(name2, format2, 0);
+  d2 = vmdk_open_format(name2, format2, cli_open_flags);
   if (!d2) {
     cli_lib_error(name2);
     goto out;

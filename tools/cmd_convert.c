@@ -64,6 +64,7 @@ static const char usage[] =
     "  -W           allow out-of-order writes (accepted as in qemu-img; no "
     "effect:\n"
     "               writes stay in order)\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
 /* Bytes read from the source per call; chunks are aligned to this size on
@@ -300,6 +301,7 @@ static int copy_difference(struct copy *cp) {
 
 int cmd_convert(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -359,6 +361,9 @@ int cmd_convert(int argc, char **argv) {
     case 'W':
       out_of_order = true;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage);
     default:
@@ -409,7 +414,7 @@ int cmd_convert(int argc, char **argv) {
   struct file_list created = {NULL, 0};
   bool remove_output = false;
 
-  cp.src = vmdk_open_format(src_name, src_format, 0);
+  cp.src = vmdk_open_format(src_name, src_format, cli_open_flags);
   if (!cp.src) {
     cli_lib_error(src_name);
     free(hint);
@@ -428,7 +433,7 @@ int cmd_convert(int argc, char **argv) {
   opts.threads = (unsigned)threads;
   (void)out_of_order;
   cp.writethrough = writethrough;
-  cp.dst = vmdk_create(dst_name, &opts, cache_flags);
+  cp.dst = vmdk_create(dst_name, &opts, cache_flags | cli_open_flags);
   if (!cp.dst) {
     cli_lib_error(dst_name);
     goto out;

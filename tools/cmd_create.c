@@ -41,6 +41,7 @@ static const char usage[] =
     "               adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi,\n"
     "               hwversion=N, zeroed_grain=on|off, grain_size=BYTES\n"
     "  -q           quiet: do not print the 'Formatting ...' line\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
 static const char *subformat_name(enum vmdk_subformat s) {
@@ -50,6 +51,7 @@ static const char *subformat_name(enum vmdk_subformat s) {
 
 int cmd_create(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -83,6 +85,9 @@ int cmd_create(int argc, char **argv) {
       break;
     case 'q':
       quiet = true;
+      break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
       break;
     case 'h':
       return cli_print_help(usage);
@@ -138,7 +143,7 @@ int cmd_create(int argc, char **argv) {
     opts.backing_format = backing_format;
   }
 
-  struct vmdk_disk *disk = vmdk_create(file, &opts, 0);
+  struct vmdk_disk *disk = vmdk_create(file, &opts, cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     free(hint);

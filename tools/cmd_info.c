@@ -21,6 +21,7 @@ static const char usage[] =
     "                      (human: a blank line between images; json: an "
     "array)\n"
     "  --output=FORMAT     human (default) or json\n"
+    CLI_CONFINE_HELP22
     "  -h, --help          show this help\n";
 
 static bool is_vmdk(const struct vmdk_info *info) {
@@ -150,6 +151,7 @@ static void json_info(struct json *j, const char *file,
 
 int cmd_info(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {"output", required_argument, NULL, 'O'},
       {"backing-chain", no_argument, NULL, 'B'},
@@ -175,6 +177,9 @@ int cmd_info(int argc, char **argv) {
     case 'B':
       chain = true;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage);
     default:
@@ -188,7 +193,7 @@ int cmd_info(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, 0);
+  struct vmdk_disk *disk = vmdk_open_format(file, format, cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -23,6 +23,7 @@ static const char usage[] =
     "\n"
     "  -f FMT              image format: vmdk or raw (default: probe)\n"
     "  --output=FORMAT     human (default) or json\n"
+    CLI_CONFINE_HELP22
     "  -h, --help          show this help\n";
 
 struct map_state {
@@ -127,6 +128,7 @@ static int map_cb(void *opaque, const struct vmdk_run *run) {
 
 int cmd_map(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {"output", required_argument, NULL, 'O'},
       {NULL, 0, NULL, 0},
@@ -147,6 +149,9 @@ int cmd_map(int argc, char **argv) {
       if (cli_parse_output(optarg, &output) < 0)
         return 1;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage);
     default:
@@ -160,7 +165,7 @@ int cmd_map(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, 0);
+  struct vmdk_disk *disk = vmdk_open_format(file, format, cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

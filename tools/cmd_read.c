@@ -19,6 +19,7 @@ static const char usage[] =
     "of 1024) or a 0x prefix for hex.\n"
     "\n"
     "  -f FMT       image format: vmdk or raw (default: probe)\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
 /* Write all N bytes of BUF to fd 1.  0, 1 when the reader went away
@@ -42,6 +43,7 @@ static int write_stdout(const unsigned char *buf, size_t n) {
 
 int cmd_read(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -55,6 +57,9 @@ int cmd_read(int argc, char **argv) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
         return 1;
+      break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
       break;
     case 'h':
       return cli_print_help(usage);
@@ -73,7 +78,7 @@ int cmd_read(int argc, char **argv) {
       cli_parse_size("length", argv[optind + 2], &length) < 0)
     return 1;
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, 0);
+  struct vmdk_disk *disk = vmdk_open_format(file, format, cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -33,10 +33,12 @@ static const char usage[] =
     "  -u           unsafe: rewrite the link only, copy nothing\n"
     "  -p           show progress on stderr (safe mode)\n"
     "  -q           quiet: no progress\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
 int cmd_rebase(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -72,6 +74,9 @@ int cmd_rebase(int argc, char **argv) {
     case 'q':
       quiet = true;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage);
     default:
@@ -100,7 +105,7 @@ int cmd_rebase(int argc, char **argv) {
   /* -u never opens the old backing (it may be gone or changed: that is
    * what -u repairs). */
   struct vmdk_disk *disk = vmdk_open_format(
-      file, format, VMDK_OPEN_RDWR | (unsafe ? VMDK_OPEN_NO_BACKING : 0));
+      file, format, VMDK_OPEN_RDWR | (unsafe ? VMDK_OPEN_NO_BACKING : 0) | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     free(hint);

@@ -23,6 +23,7 @@ static const char usage[] =
     "  -f FMT       format of FILE: vmdk or raw (default: probe)\n"
     "  --shrink     allow the size to go down\n"
     "  -q           quiet: no 'Image resized.' line\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
 enum { OPT_SHRINK = 256 };
@@ -35,6 +36,7 @@ static bool is_negative_size(const char *s) {
 
 int cmd_resize(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {"shrink", no_argument, NULL, OPT_SHRINK},
       {NULL, 0, NULL, 0},
@@ -63,6 +65,9 @@ int cmd_resize(int argc, char **argv) {
     case 'q':
       quiet = true;
       break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
+      break;
     case 'h':
       return cli_print_help(usage);
     default:
@@ -82,7 +87,7 @@ int cmd_resize(int argc, char **argv) {
   if (cli_parse_size("size", size_arg + (sign ? 1 : 0), &amount) < 0)
     return 1;
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR);
+  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -22,6 +22,7 @@ static const char usage[] =
     "anything is written.\n"
     "\n"
     "  -f FMT       image format: vmdk or raw (default: probe)\n"
+    CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
 /* Fill up to N bytes of BUF from fd 0.  Returns the bytes read (< N only
@@ -45,6 +46,7 @@ static ssize_t read_stdin(unsigned char *buf, size_t n) {
 
 int cmd_write(int argc, char **argv) {
   static const struct option long_options[] = {
+      CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -58,6 +60,9 @@ int cmd_write(int argc, char **argv) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
         return 1;
+      break;
+    case CLI_OPT_CONFINE:
+      cli_open_flags |= VMDK_OPEN_CONFINE;
       break;
     case 'h':
       return cli_print_help(usage);
@@ -75,7 +80,7 @@ int cmd_write(int argc, char **argv) {
   if (cli_parse_size("offset", argv[optind + 1], &offset) < 0)
     return 1;
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR);
+  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

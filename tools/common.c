@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+unsigned cli_open_flags;
+
 /* ---- errors ------------------------------------------------------------- */
 
 void cli_lib_error(const char *file) {

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"rebase", cmd_rebase, "change the backing file of an image"},
     {"resize", cmd_resize, "grow or shrink the virtual disk"},
     {"bench", cmd_bench, "time sequential reads or writes (as qemu-img bench)"},
+    {"mount", cmd_mount, "show the virtual disk as a raw file (FUSE)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
