@@ -32,11 +32,13 @@ expect_rc 0 qemu-img check out.vmdk
 grains=$(json_get check.json allocated-clusters)
 ((grains == 4)) || die "convert from NBD allocated $grains grains, expected 4 (holes must be skipped)"
 
-# The vmdkit plugin serving a VMDK, converted to raw.
-nbdkit -U - -r "$BUILD_DIR/nbdkit-vmdkit-plugin.so" file=out.vmdk --run "
-  '$VMDKIT' convert -O raw \"\$uri\" back.raw" 2>/dev/null ||
-  { [[ -f $BUILD_DIR/nbdkit-vmdkit-plugin.so ]] && die "convert from the vmdkit plugin failed"; }
-[[ ! -f back.raw ]] || same src.raw back.raw
+# The vmdkit plugin serving a VMDK, converted to raw (not in a sanitizer
+# build: nbdkit cannot load an ASan-built plugin).
+if [[ -f $BUILD_DIR/nbdkit-vmdkit-plugin.so && ${VMDKIT_SANITIZED:-0} != 1 ]]; then
+  nbdkit -U - -r "$BUILD_DIR/nbdkit-vmdkit-plugin.so" file=out.vmdk --run "
+    '$VMDKIT' convert -O raw \"\$uri\" back.raw" || die "convert from the vmdkit plugin failed"
+  same src.raw back.raw
+fi
 # A URI is read-only: writes are refused with a clear error.
 nbdkit -U - file src.raw --run "
   printf x | '$VMDKIT' write \"\$uri\" 0 2>err.txt; echo \$? >rc.txt"
