@@ -454,9 +454,12 @@ def environment(a, vmdkit, work, stats, raw):
     return lines
 
 
-def render(a, env, rows, syscalls, threads):
+def render(a, env, rows, syscalls, load_start):
     md = ["# vmdkit vs qemu-img", ""]
     md += env
+    md.append("- load average (1 min) at the start %.2f, at the end %.2f: "
+              "other work on the machine makes the times noisy" % (
+                  load_start, os.getloadavg()[0]))
     md += ["", "Times are medians of the wall-clock seconds of the whole "
            "process; ratio = vmdkit / peer (below 1: vmdkit is faster). "
            "Output size: file size for VMDK outputs, allocated bytes for raw "
@@ -596,6 +599,7 @@ def main():
     work = a.workdir or tempfile.mkdtemp(prefix="vmdkit-bench.",
                                          dir=os.environ.get("TMPDIR", "/tmp"))
     os.makedirs(os.path.join(work, "out"), exist_ok=True)
+    load_start = os.getloadavg()[0]
     try:
         timer = Timer(work, a.drop_caches)
         raw, stats = build_workload(a, work)
@@ -630,7 +634,7 @@ def main():
         syscalls = False
         if "7" in cases:
             syscalls = syscall_case(a, a.vmdkit, raw, work)
-        text = render(a, env, rows, syscalls, threads)
+        text = render(a, env, rows, syscalls, load_start)
     except Failure as e:
         log("bench: FAILED: %s" % e)
         return 1

@@ -185,11 +185,16 @@ static inline bool fz_unpack(const uint8_t *data, size_t size, char *main_path,
 
 /* The bytes of every file in the private folder, to prove that something
  * (a read-only open, a refused open or write) did not change them. */
+#define SNAP_MAX (16u << 20) /* bytes of a file a snapshot keeps */
+
 struct snapshot {
   unsigned n;
   char name[FZ_MAX_FILES][256];
-  uint8_t *bytes[FZ_MAX_FILES];
-  size_t len[FZ_MAX_FILES];
+  uint8_t *bytes[FZ_MAX_FILES]; /* the first kept[i] bytes */
+  uint64_t len[FZ_MAX_FILES];   /* the file's length */
+  size_t kept[FZ_MAX_FILES];    /* min(len, SNAP_MAX): a write far out in a
+                                   sparse file must not need its length in
+                                   memory */
 };
 
 static inline void snap_take(struct snapshot *s) {
@@ -203,19 +208,20 @@ static inline void snap_take(struct snapshot *s) {
       continue;
     char path[512];
     fz_path(path, sizeof path, de->d_name);
-    FILE *f = fopen(path, "rb");
-    FZ_ASSERT(f != NULL, "%s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    FZ_ASSERT(fd >= 0 && fstat(fd, &st) == 0, "%s: %s", path,
+              strerror(errno));
+    size_t kept = (uint64_t)st.st_size < SNAP_MAX ? (size_t)st.st_size
+                                                   : SNAP_MAX;
+    uint8_t *b = malloc(kept ? kept : 1);
     FZ_ASSERT(b != NULL, "out of memory");
-    FZ_ASSERT(fread(b, 1, (size_t)len, f) == (size_t)len, "%s: short read",
-              path);
-    fclose(f);
+    FZ_ASSERT(pread(fd, b, kept, 0) == (ssize_t)kept, "%s: short read", path);
+    close(fd);
     snprintf(s->name[s->n], sizeof s->name[s->n], "%s", de->d_name);
     s->bytes[s->n] = b;
-    s->len[s->n] = (size_t)len;
+    s->len[s->n] = (uint64_t)st.st_size;
+    s->kept[s->n] = kept;
     s->n++;
   }
   closedir(dir);
@@ -227,26 +233,32 @@ static inline void snap_free(struct snapshot *s) {
   s->n = 0;
 }
 
-/* Every file of S still holds exactly its bytes. */
+/* Whether A and B hold the same files with the same bytes. */
+static inline bool snap_same(const struct snapshot *a,
+                             const struct snapshot *b) {
+  if (a->n != b->n)
+    return false;
+  for (unsigned i = 0; i < a->n; i++)
+    if (strcmp(a->name[i], b->name[i]) != 0 || a->len[i] != b->len[i] ||
+        a->kept[i] != b->kept[i] ||
+        memcmp(a->bytes[i], b->bytes[i], a->kept[i]) != 0)
+      return false;
+  return true;
+}
+
+/* Every file of S still holds exactly its bytes (and no file was made). */
 static inline void snap_verify(const struct snapshot *s, const char *after) {
-  for (unsigned i = 0; i < s->n; i++) {
-    char path[512];
-    fz_path(path, sizeof path, s->name[i]);
-    FILE *f = fopen(path, "rb");
-    FZ_ASSERT(f != NULL, "%s vanished after %s", s->name[i], after);
-    bool same = true;
-    size_t pos = 0;
-    uint8_t b[4096];
-    size_t n;
-    while ((n = fread(b, 1, sizeof b, f)) > 0) {
-      if (pos + n > s->len[i] || memcmp(b, s->bytes[i] + pos, n) != 0)
-        same = false;
-      pos += n;
-    }
-    fclose(f);
-    FZ_ASSERT(same && pos == s->len[i], "%s changed by %s (%zu bytes, was %zu)",
-              s->name[i], after, pos, s->len[i]);
-  }
+  struct snapshot now;
+  snap_take(&now);
+  bool same = snap_same(s, &now);
+  if (!same)
+    for (unsigned i = 0; i < s->n && i < now.n; i++)
+      if (s->len[i] != now.len[i] ||
+          memcmp(s->bytes[i], now.bytes[i], s->kept[i]) != 0)
+        fprintf(stderr, "fuzz: %s: %llu bytes, was %llu\n", s->name[i],
+                (unsigned long long)now.len[i], (unsigned long long)s->len[i]);
+  snap_free(&now);
+  FZ_ASSERT(same, "the files changed by %s", after);
 }
 
 #endif /* VMDKIT_FUZZ_COMMON_H */

@@ -8,7 +8,10 @@
  * each run's first and last byte, FAR_READS reads of up to 64 KiB spread
  * over the disk (each also read in two pieces, which must agree), and
  * vmdk_check.  An image that opened read-only is then opened read-write,
- * written and zeroed at a few places, flushed, closed and checked again.
+ * repaired (vmdk_repair, VMDK_REPAIR_ALL), written and zeroed at a few
+ * places, flushed, closed and read and checked again.  With
+ * $VMDKIT_FUZZ_VERBOSE set it tells what each step did, and whether a
+ * failed write changed a file.
  *
  * Aborts (a finding) on a crash, on a run list that does not tile the disk,
  * on a run said to read as zeros that does not, on reads that disagree, and
@@ -126,6 +129,9 @@ static void on_problem(void *opaque, enum vmdk_problem_kind kind,
   FZ_ASSERT(kind == VMDK_PROBLEM_CORRUPT || kind == VMDK_PROBLEM_LEAK,
             "problem kind %d", (int)kind);
   FZ_ASSERT(message && *message, "empty problem message");
+  if (fz_verbose())
+    fprintf(stderr, "    %s%s\n", opaque ? (const char *)opaque : "",
+            message);
 }
 
 static void check(struct vmdk_disk *d) {
@@ -138,6 +144,19 @@ static void check(struct vmdk_disk *d) {
 }
 
 /* Open read-write, change a few places, close, and look again. */
+/* A write or zero that failed: tell (verbose) whether it changed a file. */
+static void failed_write(const char *what, struct snapshot *s) {
+  if (!fz_verbose())
+    return;
+  struct snapshot now;
+  snap_take(&now);
+  fprintf(stderr, "  %s failed (%s): %s\n", what,
+          snap_same(s, &now) ? "files unchanged" : "FILES CHANGED",
+          vmdk_get_error());
+  snap_free(&now);
+}
+
+/* Open read-write, repair, change a few places, close, and look again. */
 static void write_some(const char *path, int format) {
   struct snapshot s;
   snap_take(&s);
@@ -150,6 +169,15 @@ static void write_some(const char *path, int format) {
     return;
   }
   snap_free(&s);
+  struct vmdk_check_result after;
+  if (vmdk_repair(d, VMDK_REPAIR_ALL, &after, on_problem, "repaired: ") == 0 &&
+      fz_verbose()) {
+    fprintf(stderr, "  repair: %llu corruptions, %llu leaks left\n",
+            (unsigned long long)after.corruptions,
+            (unsigned long long)after.leaks);
+    if (after.corruptions)
+      (void)vmdk_check(d, &after, on_problem, "left: ");
+  }
   uint64_t size = vmdk_get_size(d);
   if (size > 0) {
     memset(buf_a, 0xc3, CHUNK);
@@ -157,11 +185,22 @@ static void write_some(const char *path, int format) {
     uint64_t mid = size / 2 - size / 2 % 512;
     if (mid > size - len)
       mid = size - len;
-    (void)vmdk_pwrite(d, buf_a, len, mid);
-    (void)vmdk_pwrite(d, buf_a, 1, size - 1);
-    (void)vmdk_zero(d, size < 1000 ? size : 1000, 0);
-    (void)vmdk_flush(d);
-    (void)vmdk_pwrite(d, buf_a, len, 0);
+    for (int op = 0; op < 5; op++) {
+      if (op == 3) {
+        (void)vmdk_flush(d);
+        continue;
+      }
+      if (fz_verbose())
+        snap_take(&s);
+      int r = op == 0   ? vmdk_pwrite(d, buf_a, len, mid)
+              : op == 1 ? vmdk_pwrite(d, buf_a, 1, size - 1)
+              : op == 2 ? vmdk_zero(d, size < 1000 ? size : 1000, 0)
+                        : vmdk_pwrite(d, buf_a, len, 0);
+      if (r != 0)
+        failed_write(op == 2 ? "zero" : "write", &s);
+      if (fz_verbose())
+        snap_free(&s);
+    }
   }
   (void)vmdk_close(d);
   d = vmdk_open_format(path, format, VMDK_OPEN_CONFINE);

@@ -59,7 +59,9 @@ static char *dir_of(const char *path) {
  * folder a server was pointed at holds everything it may read.  The check
  * comes before the open, so a refused file is never opened (opening a FIFO
  * or a device can have effects of its own).  A symlinked image folder is
- * fine: the root is the folder's real path. */
+ * fine: the root is the folder's real path.  What is guarded against is
+ * what the image's files say; someone swapping files in the folder
+ * between the check and the open is not. */
 
 /* Whether the real path REAL lies in the real folder ROOT (or is ROOT). */
 static bool path_inside(const char *root, const char *real) {

@@ -715,7 +715,8 @@ static const char *region_name(const struct region *r, char *buf, size_t n) {
  *   that holds anything but zeros is zeroed (punched where the file system
  *   can); such space at the end of the file is cut off and freeSector
  *   lowered to the end of what is used.
- * Order: grain copies, sync; tables, sync; GD, sync; leaks; header, sync.
+ * Order: grain copies and freeSector past them, sync; tables, sync; GD,
+ * sync; leaks (a cut at the end lowers freeSector after it), sync.
  */
 
 /* A table or grain on file during a repair: START, LEN sectors. */
@@ -824,7 +825,8 @@ static int cowd_repair_tables(struct cowd *s, struct check_ctx *c) {
       goto out;
     }
   }
-  qsort(tabs.r, tabs.n, sizeof *tabs.r, cmp_cref);
+  if (tabs.n) /* qsort(NULL, 0) is undefined */
+    qsort(tabs.r, tabs.n, sizeof *tabs.r, cmp_cref);
   size_t kept = 0;
   uint64_t covered = 0;
   for (size_t k = 0; k < tabs.n; k++) {
@@ -880,7 +882,8 @@ static int cowd_repair_tables(struct cowd *s, struct check_ctx *c) {
   }
 
   /* Shared grains: each but the first gets its own copy. */
-  qsort(grains.r, grains.n, sizeof *grains.r, cmp_cref);
+  if (grains.n)
+    qsort(grains.r, grains.n, sizeof *grains.r, cmp_cref);
   const struct cref *owner = NULL;
   covered = 0;
   for (size_t k = 0; k < grains.n; k++) {
@@ -915,6 +918,9 @@ static int cowd_repair_tables(struct cowd *s, struct check_ctx *c) {
 
   /* Copies, sync, tables, sync, GD, sync. */
   if (tables_changed || gd_changed) {
+    /* freeSector past the copies first (rule 2), with them in one sync. */
+    if (s->header_dirty && write_header(s) != 0)
+      goto out;
     if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
       goto out;
     if (vf_sync(s->f) != 0)
@@ -975,7 +981,8 @@ static int cowd_reclaim_leaks(struct cowd *s, struct check_ctx *c,
       if (t[i] && t[i] < fs && crefs_add(&u, t[i], s->h.grain, 0, 0))
         goto out;
   }
-  qsort(u.r, u.n, sizeof *u.r, cmp_cref);
+  if (u.n)
+    qsort(u.r, u.n, sizeof *u.r, cmp_cref);
   uint64_t covered = 0;
   for (size_t k = 0; k <= u.n; k++) {
     bool last = k == u.n;

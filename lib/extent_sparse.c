@@ -1232,7 +1232,8 @@ static int find_usable_tables(struct repair *r) {
         return -1;
       }
     }
-  qsort(cand.r, cand.n, sizeof *cand.r, cmp_rref);
+  if (cand.n) /* qsort(NULL, 0) is undefined */
+    qsort(cand.r, cand.n, sizeof *cand.r, cmp_rref);
   uint64_t covered = 0;
   for (size_t k = 0; k < cand.n; k++) {
     const struct rref *x = &cand.r[k];
@@ -1450,7 +1451,8 @@ static int unshare_grains(struct repair *r) {
       if (r->t[gdi].ent[i] > 1 &&
           rrefs_add(&g, r->t[gdi].ent[i], gdi, i, false) != 0)
         goto out;
-  qsort(g.r, g.n, sizeof *g.r, cmp_rref);
+  if (g.n)
+    qsort(g.r, g.n, sizeof *g.r, cmp_rref);
   uint64_t covered = 0;
   const struct rref *owner = NULL;
   for (size_t k = 0; k < g.n; k++) {
@@ -1521,7 +1523,8 @@ static int reclaim_leaks(struct repair *r) {
       t = NULL;
     }
   /* For these refs, idx holds the length in sectors. */
-  qsort(u.r, u.n, sizeof *u.r, cmp_rref);
+  if (u.n)
+    qsort(u.r, u.n, sizeof *u.r, cmp_rref);
   uint64_t covered = s->h.overhead;
   for (size_t k = 0; k <= u.n; k++) {
     uint64_t start = k < u.n ? u.r[k].start : fs;

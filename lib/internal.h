@@ -352,8 +352,9 @@ struct vmdk_disk {
  * file", "backing file" -- PATH and where it resolves) a PATH that
  * resolves, after "..", symbolic links and absolute names, outside ROOT (a
  * real path).  Called before PATH is opened.  A PATH that does not exist
- * passes when the part of it that exists resolves inside ROOT, so that the
- * open then reports it missing.  ROOT NULL: no confinement, returns 0. */
+ * passes when its folder resolves inside ROOT (or does not exist either),
+ * so that the open then reports it missing as usual; a dangling symbolic
+ * link is refused (ENOENT).  ROOT NULL: no confinement, returns 0. */
 int disk_confine(const char *root, const char *image, const char *what,
                  const char *path);
 /* vmdk_open_format, confined to ROOT (as disk_confine; NULL: the folder of

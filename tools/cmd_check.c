@@ -1,31 +1,45 @@
-/* vmdkit check: check an image's metadata, reporting like `qemu-img check`.
+/* vmdkit check: check an image's metadata, reporting like `qemu-img check`;
+ * with -r, repair it (vmdk_repair) and check it again.
  *
  * Exit status: 0 no problems, 2 corruption found, 3 only leaks found, 1 the
- * check could not run (open failed, I/O error). */
+ * check could not run (open failed, I/O error).  After -r: the same for
+ * what the second check finds. */
 #include "cli.h"
 
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char usage[] =
-    "Usage: vmdkit check [-f vmdk|raw] [--output=human|json] [-q] FILE\n"
+    "Usage: vmdkit check [-f vmdk|raw] [--output=human|json] [-q]\n"
+    "                    [-r leaks|all] FILE\n"
     "\n"
     "Check the metadata of the image FILE: grain directories against their\n"
     "redundant copies, grain table entries past the end of the file, grains\n"
     "overlapping each other or the metadata, and leaked space.  Every problem\n"
-    "is printed on stderr.  The image is opened read-only (nothing is "
+    "is printed on stderr.  Without -r the image is opened read-only "
+    "(nothing is\n"
     "repaired).\n"
     "\n"
     "  -f FMT              image format: vmdk or raw (default: probe)\n"
     "  --output=FORMAT     human (default) or json\n"
     "  -q                  quiet: no summary (problems are still printed)\n"
+    "  -r leaks|all        open the image read-write and repair: leaks\n"
+    "                      reclaims leaked space (and brings redundant tables\n"
+    "                      an interrupted update left behind in line); all\n"
+    "                      also repairs corruption (directory and redundant\n"
+    "                      copies that disagree, grain table entries past the\n"
+    "                      end of the file or into the metadata are cleared,\n"
+    "                      grains shared by two entries each get a copy).\n"
+    "                      Each repair is printed on stderr, then the image\n"
+    "                      is checked again.\n"
     CLI_CONFINE_HELP22
     "  -h, --help          show this help\n"
     "\n"
     "Exit status: 0 no problems, 2 corruption, 3 leaked space only, 1 the "
     "check\n"
-    "could not be done.\n";
+    "could not be done; with -r, of what remains after the repair.\n";
 
 /* Each problem goes to stderr at once, so it is seen even if a later step
  * fails; the message names the file. */
@@ -36,6 +50,21 @@ static void print_problem(void *opaque, enum vmdk_problem_kind kind,
     fprintf(stderr, "Leaked cluster: %s\n", message);
   else
     fprintf(stderr, "ERROR %s\n", message);
+}
+
+/* Counts of the repairs done, by the kind of problem each fixed. */
+struct repairs {
+  uint64_t corruptions, leaks;
+};
+
+static void print_repair(void *opaque, enum vmdk_problem_kind kind,
+                         const char *message) {
+  struct repairs *r = opaque;
+  if (kind == VMDK_PROBLEM_LEAK)
+    r->leaks++;
+  else
+    r->corruptions++;
+  fprintf(stderr, "Repaired: %s\n", message);
 }
 
 static void human_summary(struct strbuf *sb,
@@ -63,11 +92,16 @@ static void human_summary(struct strbuf *sb,
 
 static void json_summary(struct strbuf *sb, const char *file,
                          const char *format,
-                         const struct vmdk_check_result *r) {
+                         const struct vmdk_check_result *r,
+                         const struct repairs *fixed) {
   struct json j;
   json_init(&j, sb);
   json_open_object(&j, NULL);
   json_uint(&j, "check-errors", 0);
+  if (fixed) {
+    json_uint(&j, "leaks-fixed", fixed->leaks);
+    json_uint(&j, "corruptions-fixed", fixed->corruptions);
+  }
   json_uint(&j, "corruptions", r->corruptions);
   json_uint(&j, "leaks", r->leaks);
   json_uint(&j, "leaked-bytes", r->leaked_bytes);
@@ -89,11 +123,12 @@ int cmd_check(int argc, char **argv) {
   int format = VMDK_FORMAT_AUTO;
   enum cli_output output = CLI_OUTPUT_HUMAN;
   bool quiet = false;
+  unsigned repair = 0; /* VMDK_REPAIR_*, 0: check only */
   int c;
 
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:qh", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":f:qr:h", long_options, NULL)) != -1) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
@@ -105,6 +140,17 @@ int cmd_check(int argc, char **argv) {
       break;
     case 'q':
       quiet = true;
+      break;
+    case 'r':
+      if (strcmp(optarg, "leaks") == 0) {
+        repair = VMDK_REPAIR_LEAKS;
+      } else if (strcmp(optarg, "all") == 0) {
+        repair = VMDK_REPAIR_ALL;
+      } else {
+        cli_usage_error(argv[0], "unknown repair mode '%s' (leaks or all)",
+                        optarg);
+        return 1;
+      }
       break;
     case CLI_OPT_CONFINE:
       cli_open_flags |= VMDK_OPEN_CONFINE;
@@ -122,7 +168,8 @@ int cmd_check(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, cli_open_flags);
+  struct vmdk_disk *disk = vmdk_open_format(
+      file, format, cli_open_flags | (repair ? VMDK_OPEN_RDWR : 0));
   if (!disk) {
     cli_lib_error(file);
     return 1;
@@ -134,6 +181,29 @@ int cmd_check(int argc, char **argv) {
     return 1;
   }
 
+  /* -r: repair what was found, then check again (qemu-img's order).  Also
+   * when nothing was found: the repair clears an uncleanShutdown byte a
+   * crash left (it changes nothing else then). */
+  struct repairs fixed = {0, 0};
+  bool repaired = false;
+  if (repair) {
+    struct vmdk_check_result after;
+    if (vmdk_repair(disk, repair, &after, print_repair, &fixed) < 0) {
+      cli_lib_error(file);
+      vmdk_close(disk);
+      return 1;
+    }
+    repaired = fixed.corruptions || fixed.leaks;
+    /* What is left is listed like the first time. */
+    if ((after.corruptions || after.leaks) &&
+        vmdk_check(disk, &after, print_problem, NULL) < 0) {
+      cli_lib_error(file);
+      vmdk_close(disk);
+      return 1;
+    }
+    result = after;
+  }
+
   struct strbuf sb = STRBUF_INIT;
   int ret = 1;
   if (output == CLI_OUTPUT_JSON) {
@@ -142,8 +212,15 @@ int cmd_check(int argc, char **argv) {
       cli_lib_error(file);
       goto out;
     }
-    json_summary(&sb, file, info.format, &result);
+    json_summary(&sb, file, info.format, &result, repair ? &fixed : NULL);
   } else if (!quiet) {
+    if (repaired)
+      sb_printf(&sb,
+                "The following inconsistencies were found and repaired:\n\n"
+                "    %" PRIu64 " leaked clusters\n"
+                "    %" PRIu64 " corruptions\n\n"
+                "Double checking the fixed image now...\n",
+                fixed.leaks, fixed.corruptions);
     human_summary(&sb, &result);
   }
   if (vmdk_close(disk) < 0) {

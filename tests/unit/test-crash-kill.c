@@ -514,6 +514,10 @@ static double now(void) {
 static int run_writer(double delay, uint64_t kill_at) {
   fflush(stdout);
   fflush(stderr);
+  /* No records of an earlier run (the writer may die before it opens the
+   * file). */
+  if (unlink(sidefile) != 0 && errno != ENOENT)
+    return -1;
   pid_t pid = fork();
   if (pid < 0)
     return -1;
