@@ -10,12 +10,15 @@
  * vmdk_check.  An image that opened read-only is then opened read-write,
  * repaired (vmdk_repair, VMDK_REPAIR_ALL), written and zeroed at a few
  * places, flushed, closed and read and checked again.  With
- * $VMDKIT_FUZZ_VERBOSE set it tells what each step did, and whether a
- * failed write changed a file.
+ * $VMDKIT_FUZZ_VERBOSE set it tells what each step did, what check and
+ * repair reported, and whether a failed write changed a file.
  *
  * Aborts (a finding) on a crash, on a run list that does not tile the disk,
- * on a run said to read as zeros that does not, on reads that disagree, and
- * on any file changed by a read-only open or by a refused read-write open.
+ * on a run said to read as zeros that does not, on reads that disagree, on
+ * any file changed by a read-only open or by a refused read-write open, and
+ * -- for disks up to MIRROR_MAX whose files each hold one extent -- when
+ * what the disk read after the repair, with the writes applied, is not
+ * what it reads after the reopen (or it no longer opens or reads).
  * Errors are expected and fine: hostile images must be refused, cleanly.
  */
 #include "fuzz_common.h"
@@ -156,7 +159,65 @@ static void failed_write(const char *what, struct snapshot *s) {
   snap_free(&now);
 }
 
-/* Open read-write, repair, change a few places, close, and look again. */
+#define MIRROR_MAX (4u << 20) /* disks up to this size are compared whole */
+static uint8_t mirror[MIRROR_MAX], whole[MIRROR_MAX];
+
+struct file_id {
+  dev_t dev;
+  ino_t ino;
+};
+
+/* Add PATH's identity to IDS (N of them, at most CAP); false when it is
+ * there already.  A path that does not exist is ignored. */
+static bool add_id(struct file_id *ids, unsigned *n, unsigned cap,
+                   const char *path) {
+  struct stat st;
+  if (!path || stat(path, &st) != 0)
+    return true;
+  for (unsigned i = 0; i < *n; i++)
+    if (ids[i].dev == st.st_dev && ids[i].ino == st.st_ino)
+      return false;
+  if (*n < cap)
+    ids[(*n)++] = (struct file_id){st.st_dev, st.st_ino};
+  return true;
+}
+
+/* Whether a write to D can change only what it writes: no file holds two
+ * extents of D's chain (a descriptor may map one region twice, or map its
+ * own text as a FLAT extent, and a write through one then rightly changes
+ * the other).  PATH is D's own file. */
+static bool files_distinct(struct vmdk_disk *d, const char *path) {
+  struct file_id ext[64], desc[64];
+  unsigned n_ext = 0, n_desc = 0;
+  (void)add_id(desc, &n_desc, 64, path);
+  for (int depth = 0; d && depth < 64; depth++, d = vmdk_get_backing(d)) {
+    struct vmdk_info info;
+    if (vmdk_get_info(d, &info) != 0)
+      return false;
+    if (info.parent_hint) {
+      char p[1024];
+      snprintf(p, sizeof p, "%s/%s", fz_tmpdir(), info.parent_hint);
+      (void)add_id(desc, &n_desc, 64, p);
+    }
+    for (size_t i = 0; i < info.n_extents; i++) {
+      const struct vmdk_extent_info *x = &info.extents[i];
+      if (!add_id(ext, &n_ext, 64, x->filename))
+        return false;
+      if (strcmp(x->type, "SPARSE") != 0 &&
+          strcmp(x->type, "VMFSSPARSE") != 0 &&
+          strcmp(x->type, "SESPARSE") != 0) {
+        unsigned k = n_desc;
+        if (!add_id(desc, &k, 64, x->filename))
+          return false; /* a FLAT extent over a descriptor's text */
+      }
+    }
+  }
+  return true;
+}
+
+/* Open read-write, repair, change a few places, close, and look again.
+ * When the disk is small and no file is mapped twice, what it reads after
+ * the repair, plus what was written, must be what it reads when reopened. */
 static void write_some(const char *path, int format) {
   struct snapshot s;
   snap_take(&s);
@@ -179,6 +240,8 @@ static void write_some(const char *path, int format) {
       (void)vmdk_check(d, &after, on_problem, "left: ");
   }
   uint64_t size = vmdk_get_size(d);
+  bool compare = size > 0 && size <= MIRROR_MAX && files_distinct(d, path) &&
+                 vmdk_pread(d, mirror, size, 0) == 0;
   if (size > 0) {
     memset(buf_a, 0xc3, CHUNK);
     size_t len = size < 4096 ? (size_t)size : 4096;
@@ -187,24 +250,46 @@ static void write_some(const char *path, int format) {
       mid = size - len;
     for (int op = 0; op < 5; op++) {
       if (op == 3) {
-        (void)vmdk_flush(d);
+        compare &= vmdk_flush(d) == 0;
         continue;
       }
       if (fz_verbose())
         snap_take(&s);
-      int r = op == 0   ? vmdk_pwrite(d, buf_a, len, mid)
-              : op == 1 ? vmdk_pwrite(d, buf_a, 1, size - 1)
-              : op == 2 ? vmdk_zero(d, size < 1000 ? size : 1000, 0)
-                        : vmdk_pwrite(d, buf_a, len, 0);
-      if (r != 0)
+      uint64_t off = op == 0 ? mid : op == 1 ? size - 1 : 0;
+      size_t n = op == 1 ? 1 : op == 2 ? (size < 1000 ? (size_t)size : 1000)
+                                       : len;
+      int r = op == 2 ? vmdk_zero(d, n, off) : vmdk_pwrite(d, buf_a, n, off);
+      if (r == 0 && compare) {
+        if (op == 2)
+          memset(mirror + off, 0, n);
+        else
+          memcpy(mirror + off, buf_a, n);
+      } else if (r != 0) {
         failed_write(op == 2 ? "zero" : "write", &s);
+        /* a refusal changed nothing; after any other failure what the
+         * range holds is not known */
+        if (vmdk_get_errno() != EROFS && vmdk_get_errno() != EACCES)
+          compare = false;
+      }
       if (fz_verbose())
         snap_free(&s);
     }
   }
-  (void)vmdk_close(d);
+  compare &= vmdk_close(d) == 0;
   d = vmdk_open_format(path, format, VMDK_OPEN_CONFINE);
+  FZ_ASSERT(d || !compare, "the image no longer opens after clean writes: %s",
+            vmdk_get_error());
   if (d) {
+    if (compare) {
+      FZ_ASSERT(vmdk_pread(d, whole, size, 0) == 0,
+                "the image no longer reads after clean writes: %s",
+                vmdk_get_error());
+      for (size_t i = 0; i < size; i++)
+        FZ_ASSERT(whole[i] == mirror[i],
+                  "after writing and reopening, byte %zu reads 0x%02x, "
+                  "expected 0x%02x",
+                  i, whole[i], mirror[i]);
+    }
     read_around(d);
     check(d);
     vmdk_close(d);

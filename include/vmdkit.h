@@ -293,8 +293,13 @@ struct vmdk_check_result {
 /* Check every extent's metadata (grain directories against their redundant
  * copies, grain table entries past the end of file, grains overlapping
  * each other or the metadata, leaked space).  Reports every problem, not
- * just the first, through CB (may be NULL).  Returns 0 when the check ran
- * (look at *RESULT), -1 when it could not. */
+ * just the first, through CB (may be NULL).  Leaked space that holds only
+ * zeros (a hole) is not reported.  In an image whose uncleanShutdown byte
+ * is set, what a flush cut short leaves -- a redundant grain table behind
+ * its grain table, a redundant directory entry without its grain
+ * directory entry -- is reported as kind LEAK (harmless: the primary is
+ * what is read; VMDK_REPAIR_LEAKS brings the copies in line).  Returns 0
+ * when the check ran (look at *RESULT), -1 when it could not. */
 VMDK_API int vmdk_check(struct vmdk_disk *disk, struct vmdk_check_result *result,
                         vmdk_problem_cb cb, void *opaque);
 
@@ -304,16 +309,23 @@ VMDK_API int vmdk_check(struct vmdk_disk *disk, struct vmdk_check_result *result
                                 stale redundant copies left by an
                                 interrupted update */
 #define VMDK_REPAIR_ALL 3u   /* and corruption: directory/redundant
-                                disagreement, bad grain table entries
+                                disagreement (the primary wins when its
+                                table is usable), bad grain table entries
                                 (past the end of file or the capacity, into
-                                the metadata: cleared), grains shared by two
-                                entries (each gets its own copy) */
+                                the metadata: the other copy's entry, else
+                                cleared), grains shared by two entries
+                                (each gets its own copy), a file cut inside
+                                a grain (extended over it) */
 
 /* Repair DISK (opened read-write) in every extent that can be repaired
  * (hosted sparse and COWD): WHAT is VMDK_REPAIR_LEAKS or VMDK_REPAIR_ALL.
- * Grain data is never moved or changed (an entry that cannot be trusted is
- * cleared: what it pointed at is lost anyway); new tables and copies are
- * synced before anything points at them.  Each repair done is reported
+ * Grain data is never moved or changed, and what the disk reads changes
+ * only where an entry could not be read before (it is cleared: what it
+ * pointed at is lost anyway, or taken from the redundant copy) or where a
+ * grain directory entry lost in a cleanly closed image is taken back from
+ * the redundant directory; new tables and copies are synced before
+ * anything points at them.  A consistent image is left as it was but for
+ * its uncleanShutdown byte, which is cleared.  Each repair done is reported
  * through CB (may be NULL) with the kind of problem it fixed and a message
  * saying what was done.  Then a fresh vmdk_check() fills *AFTER (its
  * problems are not passed to CB: call vmdk_check() to list them).  Returns

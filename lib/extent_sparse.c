@@ -317,6 +317,10 @@ static int flush_metadata(struct sparse *s) {
 /* Reserve BYTES at the end of the file (rule 1). Returns the sector. */
 static int alloc_at_end(struct sparse *s, uint64_t bytes, uint32_t *sector) {
   uint64_t start = s->end / SECTOR;
+  /* Never below overHead, even in a file cut shorter than it: a grain
+   * there would then read as "points into the metadata". */
+  if (start < s->h.overhead)
+    start = s->h.overhead;
   uint64_t sectors = div_round_up(bytes, SECTOR);
   if (start + sectors > MAX_FILE_SECTORS)
     return set_error(ENOSPC, "%s: the extent file is full: a hosted sparse "
@@ -420,7 +424,16 @@ static int get_table(struct sparse *s, uint32_t gdi, bool allocate,
   return 0;
 }
 
-/* Validate an allocated grain table entry before using it. */
+/* Sectors of grain GNO the disk reads (the last grain may stick out past
+ * the capacity: that part need not be in the file). */
+static uint64_t grain_sectors_read(const struct sparse *s, uint64_t gno) {
+  uint64_t left = s->h.capacity - gno * s->h.grain;
+  return left < s->h.grain ? left : s->h.grain;
+}
+
+/* Validate an allocated grain table entry before using it.  A grain must
+ * lie in the file: space past its end is where new grains and tables go,
+ * so a grain running past it would be overwritten by them. */
 static int check_grain(struct sparse *s, uint32_t gdi, uint32_t i,
                        uint32_t gte) {
   if (gte == 1 && !(s->h.flags & FLAG_ZEROED_GRAIN))
@@ -433,6 +446,15 @@ static int check_grain(struct sparse *s, uint32_t gdi, uint32_t i,
                              " points past the end of the file (sector %" PRIu32
                              ", file %s)",
                      s->f->path, i, gdi, gte, human_size(s->f->size));
+  uint64_t gno = (uint64_t)gdi * s->h.gtes_per_gt + i;
+  if (gte > 1 && gno * s->h.grain < s->h.capacity &&
+      (gte + grain_sectors_read(s, gno)) * SECTOR > s->end)
+    return set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                             " points at a grain that runs past the end of "
+                             "the file (sector %" PRIu32 ", %" PRIu64
+                             " sectors, file %s)",
+                     s->f->path, i, gdi, gte, grain_sectors_read(s, gno),
+                     human_size(s->f->size));
   if (gte > 1 && gte < s->h.overhead)
     return set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
                              " points into the metadata (sector %" PRIu32
@@ -749,6 +771,8 @@ static const char *entry_problem(const struct sparse *s, uint32_t gdi,
                : "is 1 (zeroed grain) but the header has no zeroed-grain flag";
   if (v >= file_sectors)
     return "points past the end of the file";
+  if (v + grain_sectors_read(s, gno) > file_sectors)
+    return "runs past the end of the file";
   if (v < s->h.overhead)
     return "points into the metadata";
   return NULL;
@@ -997,6 +1021,15 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
                      path, i, gdi, v, file_sectors);
         continue;
       }
+      if (v + grain_sectors_read(s, gno) > file_sectors) { /* see check_grain */
+        check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                     "%s: grain table entry %" PRIu32 " of table %" PRIu32
+                     " points at a grain that runs past the end of the file "
+                     "(sector %" PRIu32 ", %" PRIu64 " sectors, file %" PRIu64
+                     " sectors)",
+                     path, i, gdi, v, grain_sectors_read(s, gno),
+                     file_sectors); /* still counted: its space is used */
+      }
       if (v < s->h.overhead) { /* unreadable: see check_grain */
         check_report(c, VMDK_PROBLEM_CORRUPT, 0,
                      "%s: grain table entry %" PRIu32 " of table %" PRIu32
@@ -1062,10 +1095,11 @@ out:
  *    table's entry when that one is right, else 0; the redundant table is
  *    rewritten from it (a new one at the end of the file when there was no
  *    usable one);
- *  - primary 0, redundant usable: in an image left unclean, a table
+ *  - primary 0, redundant set: in an image left unclean, a table
  *    allocation a crash interrupted (rule 2 writes the RGD first): the RGD
  *    entry is cleared; in a cleanly closed image the GD entry was lost: a
- *    copy of the redundant table becomes the grain table;
+ *    copy of the redundant table, if usable, becomes the grain table (else
+ *    the RGD entry is cleared);
  *  - primary unusable: a copy of the redundant table, if usable, becomes
  *    the grain table; else both entries are cleared (those grains are lost).
  * Grains that share sectors: the first in file order keeps its place, each
@@ -1172,13 +1206,50 @@ static const char *table_problem(const struct repair *r, uint32_t v) {
   return "overlaps another grain table";
 }
 
-/* Why entry I of table GDI (V) cannot be right, or NULL. */
+/* Why entry I of table GDI (V) cannot be right, or NULL.  A grain that
+ * starts in the file but runs past its end is kept (VMDK_REPAIR_ALL
+ * extends the file over it: see extend_over_grains). */
 static const char *repair_entry_problem(const struct repair *r, uint32_t gdi,
                                         uint32_t i, uint32_t v) {
   const char *why = entry_problem(r->s, gdi, i, v, r->file_sectors);
+  if (why && r->all && v > 1 && v < r->file_sectors &&
+      !entry_problem(r->s, gdi, i, v, UINT64_MAX))
+    why = NULL;
   if (!why && v > 1 && on_metadata(r, v, r->s->h.grain, true))
     why = "points into the metadata";
   return why;
+}
+
+/* The file must hold every grain the tables keep (check_grain): extend it
+ * over the ones that run past its end (what was never written there reads
+ * as zeros, as it did in the session that allocated them). */
+static int extend_over_grains(struct repair *r) {
+  struct sparse *s = r->s;
+  uint64_t need = 0;
+  uint32_t gdi_at = 0, idx_at = 0;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    for (uint32_t i = 0; r->t[gdi].ent && i < s->h.gtes_per_gt; i++) {
+      uint32_t v = r->t[gdi].ent[i];
+      uint64_t gno = (uint64_t)gdi * s->h.gtes_per_gt + i;
+      if (v > 1 && gno * s->h.grain < s->h.capacity &&
+          v + grain_sectors_read(s, gno) > need) {
+        need = v + grain_sectors_read(s, gno);
+        gdi_at = gdi;
+        idx_at = i;
+      }
+    }
+  if (need * SECTOR <= s->f->size)
+    return 0;
+  check_report(r->c, VMDK_PROBLEM_CORRUPT, 0,
+               "%s: the grain of entry %" PRIu32 " of table %" PRIu32
+               " (and maybe others) ran past the end of the file: extended "
+               "the file by %" PRIu64 " bytes (they read as zeros)",
+               s->f->path, idx_at, gdi_at, need * SECTOR - s->f->size);
+  if (mark_unclean(s) != 0 || vf_truncate(s->f, need * SECTOR) != 0)
+    return -1;
+  if (s->end < need * SECTOR)
+    s->end = need * SECTOR;
+  return 0;
 }
 
 static int read_table(struct sparse *s, uint32_t sector, uint32_t **out) {
@@ -1248,6 +1319,29 @@ static int find_usable_tables(struct repair *r) {
   }
   r->tables.r = cand.r;
   r->tables.cap = cand.cap;
+  return 0;
+}
+
+/* New tables and grain copies go at s->end.  Before any is placed, move it
+ * past the end of every grain a usable table points at that starts in the
+ * file but runs past its end (VMDK_REPAIR_ALL keeps those and extends the
+ * file over them: see extend_over_grains), so nothing new lands on one. */
+static int reserve_past_grains(struct repair *r) {
+  struct sparse *s = r->s;
+  for (size_t k = 0; k < r->tables.n; k++) {
+    const struct rref *x = &r->tables.r[k];
+    uint32_t *t;
+    if (read_table(s, (uint32_t)x->start, &t) != 0)
+      return -1;
+    for (uint32_t i = 0; i < s->h.gtes_per_gt; i++) {
+      uint64_t gno = (uint64_t)x->gdi * s->h.gtes_per_gt + i;
+      if (t[i] > 1 && t[i] < r->file_sectors &&
+          gno * s->h.grain < s->h.capacity &&
+          (t[i] + grain_sectors_read(s, gno)) * SECTOR > s->end)
+        s->end = (t[i] + grain_sectors_read(s, gno)) * SECTOR;
+    }
+    free(t);
+  }
   return 0;
 }
 
@@ -1328,7 +1422,10 @@ static int plan_table(struct repair *r, uint32_t gdi) {
        * (LEAK kind when the image was left unclean: rule 3). */
       uint32_t stale = 0, first = 0;
       for (uint32_t i = 0; i < s->h.gtes_per_gt; i++) {
-        bool right = !repair_entry_problem(r, gdi, i, orig[i]);
+        /* (what check counts as stale, for the LEAK-kind repair) */
+        bool right = r->all ? !repair_entry_problem(r, gdi, i, orig[i])
+                            : !entry_problem(s, gdi, i, orig[i],
+                                             r->file_sectors);
         uint32_t want = r->all ? p[i] : right ? orig[i] : q[i];
         if (q[i] != want) {
           if (right && orig[i] == p[i] && !stale++)
@@ -1367,7 +1464,7 @@ static int plan_table(struct repair *r, uint32_t gdi) {
   }
 
   if (g == 0 && rg) {
-    if (t->rgt_ok && unclean) {
+    if (unclean) { /* what check reports as kind LEAK (rule 3) */
       check_report(r->c, VMDK_PROBLEM_LEAK, 0,
                    "%s: redundant grain directory entry %" PRIu32 " was %"
                    PRIu32 " without a grain directory entry (a table "
@@ -1596,12 +1693,12 @@ static int sparse_repair(struct extent *e, unsigned what, struct check_ctx *c) {
     set_error(ENOMEM, "%s: out of memory", s->f->path);
     goto out;
   }
-  if (find_usable_tables(&r) != 0)
+  if (find_usable_tables(&r) != 0 || reserve_past_grains(&r) != 0)
     goto out;
   for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
     if (plan_table(&r, gdi) != 0)
       goto out;
-  if (r.all && unshare_grains(&r) != 0)
+  if (r.all && (unshare_grains(&r) != 0 || extend_over_grains(&r) != 0))
     goto out;
 
   /* Grain copies are written: sync before tables point at them. */

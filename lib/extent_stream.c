@@ -14,8 +14,12 @@
  * Writing (append only, the rules in one place):
  *  1. A grain is written once, whole: compressed behind its marker at
  *     `data_end`, which starts at the end of the last grain already in the
- *     file (the old trailing metadata is overwritten).  A grain already in
- *     the file is never rewritten (refused).
+ *     file (the old trailing metadata is overwritten: the file is first
+ *     cut at `data_end`, so that no old footer outlives the tables the new
+ *     grains overwrite -- a batch shorter than the old metadata left it in
+ *     place, and after a crash it pointed at grain data as its tables;
+ *     tests/unit/test-crash-kill.c found it).  A grain already in the
+ *     file is never rewritten (refused).
  *  2. Writes land in pending grains in memory (prefilled from the backing,
  *     zeros without one), so a grain may be written many times, in any
  *     pieces, until it goes out.  Pending grains go out together, in
@@ -435,6 +439,8 @@ static int emit_pending(struct extent *e, struct stream *s) {
     r = set_error(ENOSPC, "%s: the stream is full: grain markers past "
                           "2 TiB cannot be addressed (32-bit sectors)",
                   s->f->path);
+  if (r == 0 && pos && s->f->size > s->data_end) /* rule 1 */
+    r = vf_truncate(s->f, s->data_end);
   if (r == 0 && pos)
     r = vf_pwrite(s->f, s->batch, pos, s->data_end);
   if (r == 0) {

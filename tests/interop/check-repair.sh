@@ -206,6 +206,25 @@ expect_rc 0 "$VMDKIT" check -r leaks "$tmpdir/crash.vmdk"
   die "crash traces: the redundant entry was not brought in line"
 expect_clean_everywhere "crash traces" "$tmpdir/crash.vmdk"
 
+# ---- the file cut inside its last grain: -r all extends it over the grain,
+#      which reads its bytes that are left, then zeros ----------------------
+qemu-img create -q -f vmdk "$tmpdir/cut.vmdk" 64M
+qemu-io -f vmdk -c "write -P 0x41 0 64k" -c "write -P 0x42 1M 64k" "$tmpdir/cut.vmdk" >/dev/null
+truncate -s $(($(stat -c %s "$tmpdir/cut.vmdk") - 10000)) "$tmpdir/cut.vmdk"
+run "$VMDKIT" check -r all "$tmpdir/cut.vmdk"
+[[ $rc -eq 0 ]] || { cat "$tmpdir/out" "$tmpdir/err" >&2; die "cut: check -r all exited $rc"; }
+grep -q "^Repaired: .*ran past the end of the file: extended" "$tmpdir/err" ||
+  { cat "$tmpdir/err" >&2; die "cut: the file was not extended over the grain"; }
+raw_of $((64 * M)) "$tmpdir/cut.raw" 0:0x41 16:0x42
+python3 - "$tmpdir/cut.raw" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(17 * 65536 - 10000)
+    f.write(bytes(10000))
+EOF
+"$VMDKIT" read "$tmpdir/cut.vmdk" 0 64M | cmp - "$tmpdir/cut.raw" || die "cut: the disk does not read as expected"
+expect_clean_everywhere "cut" "$tmpdir/cut.vmdk"
+
 # ---- COWD (vmfsSparse): bad entries cleared, the rest reads the same ------
 for kind in gte-past-eof gte-header; do
   d="$tmpdir/cowd-$kind"
