@@ -191,19 +191,29 @@ EOF
 expect_rc 0 "$VMDKIT" check -r all "$tmpdir/leaks.vmdk"
 expect_clean_everywhere "-r leaks then -r all" "$tmpdir/leaks.vmdk"
 
-# ---- traces of an interrupted update (uncleanShutdown set, a redundant
-#      table behind its primary): harmless, -r leaks brings them in line ----
+# ---- traces of an interrupted update (uncleanShutdown set; a redundant
+#      table behind its primary, a redundant directory entry without its
+#      grain directory entry): harmless, -r leaks brings them in line and
+#      the disk reads as before ------------------------------------------------
 cp "$tmpdir/pristine.vmdk" "$tmpdir/crash.vmdk"
 truncate -s $(($(stat -c %s "$tmpdir/crash.vmdk") - G)) "$tmpdir/crash.vmdk" # no end leak
-kdmv "$tmpdir/crash.vmdk" rgt 1 16 0
+kdmv "$tmpdir/crash.vmdk" rgt 0 3 0
+kdmv "$tmpdir/crash.vmdk" gd 1 0
 printf '\001' | dd of="$tmpdir/crash.vmdk" bs=1 seek=72 conv=notrunc status=none
+"$VMDKIT" read "$tmpdir/crash.vmdk" 0 64M >"$tmpdir/crash.before"
 expect_rc 3 "$VMDKIT" check "$tmpdir/crash.vmdk"
-grep -q "out of date.*crash" "$tmpdir/err" || { cat "$tmpdir/err" >&2; die "crash traces: not reported as an interrupted update"; }
+grep -q "^Leaked cluster: .*redundant grain table 0 is out of date.*crash" "$tmpdir/err" &&
+  grep -q "^Leaked cluster: .*grain directory entry 1 is 0 .*crash" "$tmpdir/err" ||
+  { cat "$tmpdir/err" >&2; die "crash traces: not reported as an interrupted update"; }
+grep -q '^ERROR' "$tmpdir/err" && { cat "$tmpdir/err" >&2; die "crash traces: reported as corruption"; }
 expect_rc 0 "$VMDKIT" check -r leaks "$tmpdir/crash.vmdk"
 [[ $(od -An -tu1 -j72 -N1 "$tmpdir/crash.vmdk" | tr -d ' ') -eq 0 ]] ||
   die "crash traces: uncleanShutdown still set after the repair"
-[[ $(kdmv "$tmpdir/crash.vmdk" rgt 1 16) -eq $(kdmv "$tmpdir/crash.vmdk" gt 1 16) ]] ||
+[[ $(kdmv "$tmpdir/crash.vmdk" rgt 0 3) -eq $(kdmv "$tmpdir/crash.vmdk" gt 0 3) ]] ||
   die "crash traces: the redundant entry was not brought in line"
+[[ $(kdmv "$tmpdir/crash.vmdk" rgd 1) -eq 0 ]] || die "crash traces: the lone redundant directory entry is still set"
+"$VMDKIT" read "$tmpdir/crash.vmdk" 0 64M | cmp - "$tmpdir/crash.before" ||
+  die "crash traces: the disk reads differently after the repair"
 expect_clean_everywhere "crash traces" "$tmpdir/crash.vmdk"
 
 # ---- the file cut inside its last grain: -r all extends it over the grain,
