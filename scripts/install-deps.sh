@@ -19,7 +19,7 @@ packages=(
   libdeflate-dev zlib1g-dev        # deflate for streamOptimized grains
   qemu-utils libvmdk-utils         # peers: qemu-img/qemu-io, vmdkinfo
   e2fsprogs                        # mkfs.ext4 -d for the demo and tests
-  strace time python3              # tests and bench helpers
+  strace time python3 valgrind     # tests and bench helpers
   clang                            # libFuzzer builds
   libfuse3-dev fuse3               # the FUSE mount
   nbdkit nbdkit-plugin-dev         # the nbdkit plugin
