@@ -53,7 +53,7 @@ reads_as base.vmdk child.raw
 reads_as child.vmdk child.raw
 checks_clean base.vmdk
 checks_clean child.vmdk
-[[ $(desc_value child.vmdk parentCID) == "$(desc_value base.vmdk CID)" ]] ||
+[[ $((16#$(desc_value child.vmdk parentCID))) -eq $((16#$(desc_value base.vmdk CID))) ]] ||
   die "after commit the child's parentCID $(desc_value child.vmdk parentCID) is not base's CID $(desc_value base.vmdk CID)"
 [[ $(desc_value child.vmdk parentFileNameHint) == base.vmdk ]] || die "commit changed the child's link"
 ! cmp -s child.raw base-before.raw || die "test bug: the child changed nothing"

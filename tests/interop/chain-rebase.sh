@@ -70,7 +70,7 @@ expect_rc 0 "$VMDKIT" rebase -b base2.vmdk safe.vmdk
 [[ ! -s out ]] || die "rebase printed: $(cat out)"
 reads_as safe.vmdk safe.before.raw
 [[ $(desc_value safe.vmdk parentFileNameHint) == base2.vmdk ]] || die "safe rebase: link not changed"
-[[ $(desc_value safe.vmdk parentCID) == "$(desc_value base2.vmdk CID)" ]] || die "safe rebase: parentCID"
+[[ $((16#$(desc_value safe.vmdk parentCID))) -eq $((16#$(desc_value base2.vmdk CID))) ]] || die "safe rebase: parentCID"
 checks_clean safe.vmdk
 qemu-img info --output=json safe.vmdk >info.json
 [[ $(json_get info.json backing-filename) == base2.vmdk ]] || die "qemu-img sees backing $(json_get info.json backing-filename)"
@@ -114,7 +114,7 @@ while read -r g; do
 done <own.txt
 expect_rc 0 "$VMDKIT" rebase -u -b base2.vmdk unsafe.vmdk
 [[ $(desc_value unsafe.vmdk parentFileNameHint) == base2.vmdk ]] || die "rebase -u: link not changed"
-[[ $(desc_value unsafe.vmdk parentCID) == "$(desc_value base2.vmdk CID)" ]] || die "rebase -u: parentCID"
+[[ $((16#$(desc_value unsafe.vmdk parentCID))) -eq $((16#$(desc_value base2.vmdk CID))) ]] || die "rebase -u: parentCID"
 reads_as unsafe.vmdk unsafe.want.raw
 ! cmp -s unsafe.want.raw unsafe.before.raw || die "test bug: -u changed nothing visible"
 "$VMDKIT" map --output=json unsafe.vmdk >map-after.json

@@ -122,7 +122,7 @@ grep -q "^Formatting 'vmid.vmdk', fmt=vmdk size=$size backing_file=vbase.vmdk ba
   die "create -b output: $(cat create.txt)"
 [[ $(desc_value vmid.vmdk parentFileNameHint) == vbase.vmdk ]] ||
   die "parentFileNameHint is '$(desc_value vmid.vmdk parentFileNameHint)', expected the relative vbase.vmdk"
-[[ $(desc_value vmid.vmdk parentCID) == "$(desc_value vbase.vmdk CID)" ]] ||
+[[ $((16#$(desc_value vmid.vmdk parentCID))) -eq $((16#$(desc_value vbase.vmdk CID))) ]] ||
   die "the child's parentCID $(desc_value vmid.vmdk parentCID) is not the parent's CID $(desc_value vbase.vmdk CID)"
 qemu-img info --output=json vmid.vmdk >qinfo.json
 [[ $(json_get qinfo.json backing-filename) == vbase.vmdk ]] || die "qemu-img sees backing $(json_get qinfo.json backing-filename)"

@@ -58,7 +58,9 @@ cp base.vmdk dst/base.vmdk
   die "convert -B failed"
 [[ $(desc_value dst/diff.vmdk parentFileNameHint) == base.vmdk ]] ||
   die "convert -B link '$(desc_value dst/diff.vmdk parentFileNameHint)', expected base.vmdk"
-[[ $(desc_value dst/diff.vmdk parentCID) == "$(desc_value dst/base.vmdk CID)" ]] || die "convert -B parentCID"
+# (compared as numbers: qemu-img writes CIDs without leading zeros)
+[[ $((16#$(desc_value dst/diff.vmdk parentCID))) -eq $((16#$(desc_value dst/base.vmdk CID))) ]] ||
+  die "convert -B parentCID: child has $(desc_value dst/diff.vmdk parentCID), base has $(desc_value dst/base.vmdk CID)"
 run qemu-img compare -f raw -F vmdk src.raw dst/diff.vmdk
 [[ $rc -eq 0 ]] || die "convert -B output reads differently from the source: $(cat out err)"
 run qemu-img check dst/diff.vmdk
