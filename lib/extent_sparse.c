@@ -1981,21 +1981,26 @@ int sparse_read_embedded_descriptor(struct vfile *f, char **text,
   return 0;
 }
 
-static int sparse_write_descriptor(struct extent *e, const char *text,
-                                   size_t len) {
-  struct sparse *s = e->priv;
-  uint64_t room = s->h.desc_size * SECTOR;
-  if (s->h.desc_offset == 0 || len > room)
+int kdmv_write_descriptor(struct vfile *f, const struct kdmv_header *h,
+                          const char *text, size_t len) {
+  uint64_t room = h->desc_size * SECTOR;
+  if (h->desc_offset == 0 || len > room)
     return set_error(ENOSPC, "%s: the descriptor (%zu bytes) does not fit "
                              "in the space embedded for it (%" PRIu64 " bytes)",
-                     s->f->path, len, room);
+                     f->path, len, room);
   uint8_t *buf = calloc(1, room);
   if (!buf)
     return set_error(ENOMEM, "out of memory");
   memcpy(buf, text, len);
-  int r = vf_pwrite(s->f, buf, room, s->h.desc_offset * SECTOR);
+  int r = vf_pwrite(f, buf, room, h->desc_offset * SECTOR);
   free(buf);
   return r;
+}
+
+static int sparse_write_descriptor(struct extent *e, const char *text,
+                                   size_t len) {
+  struct sparse *s = e->priv;
+  return kdmv_write_descriptor(s->f, &s->h, text, len);
 }
 
 /* Layout of a new extent: header, descriptor, RGD, RGTs, GD, GTs, then

@@ -955,18 +955,7 @@ static int stream_check(struct extent *e, struct check_ctx *c) {
 static int stream_write_descriptor(struct extent *e, const char *text,
                                    size_t len) {
   struct stream *s = e->priv;
-  uint64_t room = s->h.desc_size * SECTOR;
-  if (s->h.desc_offset == 0 || len > room)
-    return set_error(ENOSPC, "%s: the descriptor (%zu bytes) does not fit "
-                             "in the space embedded for it (%" PRIu64 " bytes)",
-                     s->f->path, len, room);
-  uint8_t *buf = calloc(1, room);
-  if (!buf)
-    return set_error(ENOMEM, "out of memory");
-  memcpy(buf, text, len);
-  int r = vf_pwrite(s->f, buf, room, s->h.desc_offset * SECTOR);
-  free(buf);
-  return r;
+  return kdmv_write_descriptor(s->f, &s->h, text, len);
 }
 
 static const struct extent_ops stream_ops = {

@@ -298,6 +298,10 @@ void kdmv_encode_header(const struct kdmv_header *h, uint8_t b[SECTOR]);
  * directory's fit is checked unless gd_offset is KDMV_GD_AT_END. */
 int kdmv_decode_header(const uint8_t b[SECTOR], const char *path,
                        uint64_t file_size, struct kdmv_header *h);
+/* Replace the descriptor embedded in F (at h->desc_offset, NUL-padded to
+ * h->desc_size sectors); refused when it does not fit. */
+int kdmv_write_descriptor(struct vfile *f, const struct kdmv_header *h,
+                          const char *text, size_t len);
 
 /* extent_nbd.c: an NBD export (URI) as a read-only extent; *SIZE gets the
  * export's size. */
