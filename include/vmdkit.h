@@ -95,6 +95,13 @@ VMDK_API struct vmdk_disk *vmdk_get_backing(struct vmdk_disk *disk);
  * if the final flush failed; the handle is released either way. */
 VMDK_API int vmdk_close(struct vmdk_disk *disk);
 
+/* Release the handle WITHOUT writing what is pending: writes not yet
+ * flushed are lost, or partly in the files, which may then not be valid
+ * images.  Only for a handle whose files are about to be removed (a failed
+ * or interrupted convert: no time is spent finishing them); anything else
+ * wants vmdk_close().  Returns -1 if a close(2) failed. */
+VMDK_API int vmdk_close_discard(struct vmdk_disk *disk);
+
 /* ---- Creating --------------------------------------------------------- */
 
 /* Subformats vmdk_create() makes. */

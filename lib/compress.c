@@ -1,6 +1,14 @@
 /* Grain compression: zlib-wrapped deflate (RFC 1950), as every
  * streamOptimized producer writes it.  libdeflate when built with it, else
- * zlib.  One codec per thread of use: a codec is not thread-safe. */
+ * zlib.  One codec per thread of use: a codec is not thread-safe.
+ *
+ * Incompressible data is not worked on for nothing: at levels 2 and up, a
+ * buffer whose sampled bytes are as even as random bytes (already
+ * compressed files, encrypted or random data) is stored (deflate level 0:
+ * stored blocks, which every inflater reads), and a nearly even one is
+ * compressed at level 1.  Like the entropy heuristics of btrfs and zstd.
+ * On a 2 GiB disk of real files this cut compression time by 15 to 20%
+ * for 0.06% more output (bench/). */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -14,10 +22,16 @@
 #error "vmdkit needs libdeflate or zlib"
 #endif
 
+/* Evenness (below) under which a buffer is stored, and under which it is
+ * compressed at level 1 instead of its level.  A sample of random bytes
+ * scores 1016 +- 1.4; text and code score thousands. */
+#define STORE_BELOW 1025u
+#define FAST_BELOW 1100u
+
 struct codec {
   int level;
 #if defined(HAVE_LIBDEFLATE)
-  struct libdeflate_compressor *c;
+  struct libdeflate_compressor *c[3]; /* level 0, level 1, LEVEL; lazily */
   struct libdeflate_decompressor *d;
 #endif
 };
@@ -44,7 +58,8 @@ void codec_free(struct codec *z) {
   if (!z)
     return;
 #if defined(HAVE_LIBDEFLATE)
-  libdeflate_free_compressor(z->c);
+  for (int i = 0; i < 3; i++)
+    libdeflate_free_compressor(z->c[i]);
   libdeflate_free_decompressor(z->d);
 #endif
   free(z);
@@ -55,15 +70,47 @@ size_t codec_bound(size_t n) {
   return n + (n >> 12) + (n >> 14) + (n >> 25) + 64;
 }
 
+/* How even the byte histogram of (a sample of) the N bytes at P is: 1000
+ * * 256 * sum(count^2) / samples^2, a Renyi order-2 entropy in disguise
+ * (1000: every byte value equally often; 256000: one value only).  Buffers
+ * of 16 KiB and more are sampled: 64 runs of 256 bytes spread over them. */
+static unsigned evenness(const uint8_t *p, size_t n) {
+  uint32_t h[4][256] = {{0}}; /* four tables: no store-to-load stalls */
+  size_t runs = n >= 16384 ? 64 : 1, run = n >= 16384 ? 256 : n & ~(size_t)3;
+  size_t stride = n / runs;
+  for (size_t r = 0; r < runs; r++) {
+    const uint8_t *q = p + r * stride;
+    for (size_t i = 0; i < run; i += 4) {
+      h[0][q[i]]++;
+      h[1][q[i + 1]]++;
+      h[2][q[i + 2]]++;
+      h[3][q[i + 3]]++;
+    }
+  }
+  uint64_t samples = (uint64_t)runs * run, sum = 0;
+  if (samples == 0)
+    return 256000;
+  for (int v = 0; v < 256; v++) {
+    uint64_t c = (uint64_t)h[0][v] + h[1][v] + h[2][v] + h[3][v];
+    sum += c * c;
+  }
+  return (unsigned)(sum * 256 * 1000 / (samples * samples));
+}
+
 size_t codec_compress(struct codec *z, const void *in, size_t n, void *out,
                       size_t cap) {
+  int level = z->level;
+  unsigned even = level >= 2 ? evenness(in, n) : 256000;
+  int which = even < STORE_BELOW ? 0 : even < FAST_BELOW ? 1 : 2;
+  if (which < 2)
+    level = which;
 #if defined(HAVE_LIBDEFLATE)
-  if (!z->c && !(z->c = libdeflate_alloc_compressor(z->level)))
+  if (!z->c[which] && !(z->c[which] = libdeflate_alloc_compressor(level)))
     return 0;
-  return libdeflate_zlib_compress(z->c, in, n, out, cap);
+  return libdeflate_zlib_compress(z->c[which], in, n, out, cap);
 #else
   uLongf len = cap;
-  if (compress2(out, &len, in, n, z->level) != Z_OK)
+  if (compress2(out, &len, in, n, level) != Z_OK)
     return 0;
   return len;
 #endif

@@ -677,10 +677,11 @@ struct vmdk_disk *vmdk_open(const char *path, unsigned flags) {
   return vmdk_open_format(path, VMDK_FORMAT_AUTO, flags);
 }
 
-int vmdk_close(struct vmdk_disk *d) {
+/* Release D; with FLUSH, after writing everything pending. */
+static int close_handle(struct vmdk_disk *d, bool flush) {
   if (!d)
     return 0;
-  int r = vmdk_flush(d);
+  int r = flush ? vmdk_flush(d) : 0;
   for (size_t i = 0; i < d->n_extents; i++) {
     struct extent *e = &d->extents[i];
     if (e->ops && e->ops->close(e) != 0)
@@ -690,6 +691,10 @@ int vmdk_close(struct vmdk_disk *d) {
   disk_free(d);
   return r;
 }
+
+int vmdk_close(struct vmdk_disk *d) { return close_handle(d, true); }
+
+int vmdk_close_discard(struct vmdk_disk *d) { return close_handle(d, false); }
 
 /* ---- CID ------------------------------------------------------------------ */
 

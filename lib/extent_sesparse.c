@@ -343,8 +343,8 @@ static int sesparse_pread(struct extent *e, void *buf, size_t len,
   while (len > 0) {
     uint64_t in = off % SE_GRAIN_BYTES;
     size_t n = SE_GRAIN_BYTES - in < len ? (size_t)(SE_GRAIN_BYTES - in) : len;
-    enum gte_type type;
-    uint64_t fo;
+    enum gte_type type = GTE_UNALLOCATED;
+    uint64_t fo = 0;
     if (lookup(s, off, &type, &fo) != 0)
       return -1;
     if (type == GTE_ALLOCATED) {
@@ -417,8 +417,8 @@ static int sesparse_status(struct extent *e, uint64_t off, uint64_t len,
       uint64_t table_end = ((uint64_t)gdi + 1) * SE_TABLE_BYTES;
       n = table_end - off < len ? table_end - off : len;
     } else {
-      enum gte_type type;
-      uint64_t grain_off;
+      enum gte_type type = GTE_UNALLOCATED;
+      uint64_t grain_off = 0;
       uint32_t i = (uint32_t)(off / SE_GRAIN_BYTES % SE_GTES);
       if (decode_gte(s, gdi, i, gt[i], &type, &grain_off) != 0)
         return -1;
@@ -570,8 +570,8 @@ static int sesparse_check(struct extent *e, struct check_ctx *c) {
     for (uint32_t i = 0; i < SE_GTES; i++) {
       uint64_t v = le64(raw + 8 * i);
       uint64_t gno = (uint64_t)gdi * SE_GTES + i;
-      enum gte_type type;
-      uint64_t fo;
+      enum gte_type type = GTE_UNALLOCATED;
+      uint64_t fo = 0;
       if (v == 0)
         continue;
       if (gno * SE_GRAIN_SECTORS >= s->h.capacity) {

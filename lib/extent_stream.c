@@ -660,7 +660,7 @@ static int stream_pwrite(struct extent *e, const void *buf, size_t len,
     size_t n = glen - in < len ? (size_t)(glen - in) : len;
     if (grain_sector(s, g))
       return already_written(s, g);
-    struct pending *pg;
+    struct pending *pg = NULL;
     if (pending_grain(e, s, g, &pg) != 0)
       return -1;
     memcpy(pg->buf + in, p, n);

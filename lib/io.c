@@ -217,12 +217,21 @@ int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
   return 0;
 }
 
+#define WRITE_PIECE ((size_t)256 * 1024)
+
 int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
   if (f->direct && len && !aligned(buf, len, off))
     return bounce(f, (void *)buf, len, off, true);
   const uint8_t *p = buf;
+  /* Buffered writes go to the kernel in pieces of at most WRITE_PIECE: in
+   * a Linux 6.18 VM (ext4), writes of 1 MiB and more into the page cache
+   * were 3 to 6 times slower in 6 runs of 9 than the same bytes written
+   * 256 KiB at a time (9 of 9 fast): large writes get large folios, whose
+   * memory the hypervisor may have to fault in first.  O_DIRECT writes go
+   * whole. */
+  size_t max = f->direct ? (1u << 30) : WRITE_PIECE;
   while (len > 0) {
-    size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+    size_t chunk = len > max ? max : len;
     ssize_t n = pwrite(f->fd, p, chunk, (off_t)off);
     if (n < 0) {
       if (errno == EINTR)

@@ -93,17 +93,21 @@ int vmdk_commit(struct vmdk_disk *d, vmdk_progress_cb cb, void *opaque) {
     off = end;
   }
   free(buf);
+  /* The parent's CID changed with its first write: the child follows it,
+   * also after a cancel or an error part of the way -- what was copied is
+   * data the child itself holds, so the chain still reads the same, and a
+   * child left with the old parentCID would no longer open. */
+  char msg[1024];
+  int err = r != 0 ? vmdk_get_errno() : 0;
   if (r != 0)
-    return keep_error(w);
+    snprintf(msg, sizeof msg, "%s", vmdk_get_error());
   if (vmdk_close(w) != 0)
-    return -1;
-  /* The parent's CID changed with the first write: follow it. */
+    return err ? set_error(err, "%s", msg) : -1;
   char *hint = strdup(d->desc->parent_hint);
-  if (!hint)
-    return set_error(ENOMEM, "out of memory");
-  r = vmdk_set_backing(d, hint, pformat);
+  int linked = hint ? vmdk_set_backing(d, hint, pformat)
+                    : set_error(ENOMEM, "out of memory");
   free(hint);
-  return r;
+  return err ? set_error(err, "%s", msg) : linked;
 }
 
 int vmdk_rebase(struct vmdk_disk *d, const char *backing, int format,

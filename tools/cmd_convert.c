@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,7 +128,7 @@ struct copy {
   uint64_t block;     /* zero-detection block, a power of two: the target
                          cluster size, at most CHUNK */
   size_t chunk;       /* read size: CONVERT_CHUNK, a multiple of BLOCK */
-  unsigned char *buf; /* CHUNK bytes */
+  unsigned char *buf; /* -B: CHUNK bytes, what the source reads */
   unsigned char *old; /* -B: CHUNK bytes, what DST reads before the write */
   bool writethrough;  /* -t writethrough|directsync: flush after each write */
   struct cli_progress progress;
@@ -146,7 +147,8 @@ static int put_data(struct copy *cp, const void *buf, size_t n, uint64_t off) {
 
 /* Write the non-zero BLOCK-aligned pieces of the N bytes in BUF that
  * belong at virtual offset OFF. */
-static int write_nonzero(struct copy *cp, uint64_t off, size_t n) {
+static int write_nonzero(struct copy *cp, const unsigned char *buf,
+                         uint64_t off, size_t n) {
   size_t pos = 0, data_start = 0;
   bool in_data = false;
   while (pos < n) {
@@ -154,66 +156,177 @@ static int write_nonzero(struct copy *cp, uint64_t off, size_t n) {
     size_t piece = (size_t)((abs / cp->block + 1) * cp->block - abs);
     if (piece > n - pos)
       piece = n - pos;
-    bool zero = buffer_is_zero(cp->buf + pos, piece);
+    bool zero = buffer_is_zero(buf + pos, piece);
     if (!zero && !in_data) {
       data_start = pos;
       in_data = true;
     } else if (zero && in_data) {
-      if (put_data(cp, cp->buf + data_start, pos - data_start,
-                   off + data_start) < 0)
+      if (put_data(cp, buf + data_start, pos - data_start, off + data_start) <
+          0)
         return -1;
       in_data = false;
     }
     pos += piece;
   }
-  if (in_data && put_data(cp, cp->buf + data_start, n - data_start,
-                          off + data_start) < 0)
+  if (in_data &&
+      put_data(cp, buf + data_start, n - data_start, off + data_start) < 0)
     return -1;
   return 0;
+}
+
+/* copy_data's read-ahead: a reader thread walks the source's runs and reads
+ * its data into a ring of RING chunk buffers while the main thread writes
+ * the chunks read before, so reading the source (inflating a stream,
+ * copying out of the page cache) overlaps writing the target.  Items are
+ * written in the order they were read: the target is still written front
+ * to back, each cluster once.  The two threads use different handles
+ * (SRC only in the reader, DST only in the main thread); errors are
+ * per-thread in the library, so each thread prints its own. */
+#define RING 4
+
+struct item {
+  uint64_t off, end; /* the virtual range [off, end) it covers */
+  bool data;         /* BUF holds end - off bytes read at OFF; else the
+                        range is a zero run the target already reads */
+  unsigned char *buf;
+};
+
+struct reader {
+  struct copy *cp;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct item items[RING];
+  unsigned char *bufs[RING]; /* CHUNK bytes each */
+  uint64_t produced, consumed; /* items; produced - consumed <= RING */
+  bool done;                   /* the reader stopped (see FAILED) */
+  bool failed;                 /* it stopped on an error it printed */
+  bool stop;                   /* the writer asks it to stop */
+};
+
+/* The reader thread (see above): the copy plan of copy_data. */
+static void *read_ahead(void *arg) {
+  struct reader *rd = arg;
+  struct copy *cp = rd->cp;
+  struct run_cursor cur;
+  run_cursor_init(&cur, cp->src, cp->src_name);
+  uint64_t off = 0; /* always a multiple of cp->block (or the size) */
+  bool failed = false;
+  while (off < cp->size && !interrupted) {
+    pthread_mutex_lock(&rd->mu);
+    while (rd->produced - rd->consumed == RING && !rd->stop)
+      pthread_cond_wait(&rd->cv, &rd->mu);
+    bool stop = rd->stop;
+    pthread_mutex_unlock(&rd->mu);
+    if (stop)
+      break;
+    struct item *it = &rd->items[rd->produced % RING];
+    const struct vmdk_run *r;
+    if (run_cursor_at(&cur, off, &r) < 0) {
+      failed = true;
+      break;
+    }
+    uint64_t run_end = r->offset + r->length;
+    uint64_t zero_end = run_end == cp->size ? run_end
+                                            : run_end / cp->block * cp->block;
+    if ((r->flags & VMDK_RUN_ZERO) && zero_end > off) {
+      /* whole clusters the target already reads as zeros */
+      *it = (struct item){off, zero_end, false, NULL};
+    } else {
+      uint64_t stop_at = (off / cp->chunk + 1) * cp->chunk;
+      uint64_t data_end = (run_end + cp->block - 1) / cp->block * cp->block;
+      if (!(r->flags & VMDK_RUN_ZERO) && stop_at > data_end)
+        stop_at = data_end;
+      if (stop_at <= off)
+        stop_at = off + cp->block;
+      if (stop_at > cp->size)
+        stop_at = cp->size;
+      *it = (struct item){off, stop_at, true, rd->bufs[rd->produced % RING]};
+      if (vmdk_pread(cp->src, it->buf, (size_t)(stop_at - off), off) < 0) {
+        cli_lib_error(cp->src_name);
+        failed = true;
+        break;
+      }
+    }
+    off = it->end;
+    pthread_mutex_lock(&rd->mu);
+    rd->produced++;
+    pthread_cond_signal(&rd->cv);
+    pthread_mutex_unlock(&rd->mu);
+  }
+  pthread_mutex_lock(&rd->mu);
+  rd->done = true;
+  rd->failed = failed;
+  pthread_cond_signal(&rd->cv);
+  pthread_mutex_unlock(&rd->mu);
+  return NULL;
 }
 
 /* Copy in windows aligned to the target's cluster (BLOCK), so every write
  * covers whole clusters: each target cluster is written once, in
  * ascending order (what a streamOptimized target needs), and a cluster
- * that the source's runs split is read and written whole. */
+ * that the source's runs split is read and written whole.  The source is
+ * read ahead by a second thread (struct reader). */
 static int copy_data(struct copy *cp) {
-  struct run_cursor cur;
-  run_cursor_init(&cur, cp->src, cp->src_name);
-  uint64_t off = 0; /* always a multiple of cp->block (or the size) */
-  while (off < cp->size) {
+  struct reader rd = {.cp = cp};
+  int r = 0;
+  for (unsigned i = 0; i < RING; i++)
+    if (!(rd.bufs[i] = malloc(cp->chunk))) {
+      cli_error(NULL, "out of memory");
+      r = -1;
+    }
+  pthread_t tid;
+  bool started = false;
+  pthread_mutex_init(&rd.mu, NULL);
+  pthread_cond_init(&rd.cv, NULL);
+  if (r == 0) {
+    int e = pthread_create(&tid, NULL, read_ahead, &rd);
+    if (e != 0) {
+      cli_error(NULL, "cannot start the reader thread: %s", strerror(e));
+      r = -1;
+    }
+    started = e == 0;
+  }
+  while (r == 0) {
+    pthread_mutex_lock(&rd.mu);
+    while (rd.produced == rd.consumed && !rd.done)
+      pthread_cond_wait(&rd.cv, &rd.mu);
+    bool have = rd.produced != rd.consumed, failed = rd.failed;
+    pthread_mutex_unlock(&rd.mu);
+    if (failed) { /* the reader printed why */
+      r = -1;
+      break;
+    }
     if (interrupted) {
       cli_error(cp->dst_name, "interrupted");
-      return -1;
+      r = -1;
+      break;
     }
-    const struct vmdk_run *r;
-    if (run_cursor_at(&cur, off, &r) < 0)
-      return -1;
-    uint64_t run_end = r->offset + r->length;
-    uint64_t zero_end = run_end == cp->size ? run_end
-                                            : run_end / cp->block * cp->block;
-    if ((r->flags & VMDK_RUN_ZERO) && zero_end > off) {
-      off = zero_end; /* whole clusters the target already reads as zeros */
-    } else {
-      uint64_t stop = (off / cp->chunk + 1) * cp->chunk;
-      uint64_t data_end = (run_end + cp->block - 1) / cp->block * cp->block;
-      if (!(r->flags & VMDK_RUN_ZERO) && stop > data_end)
-        stop = data_end;
-      if (stop <= off)
-        stop = off + cp->block;
-      if (stop > cp->size)
-        stop = cp->size;
-      size_t n = (size_t)(stop - off);
-      if (vmdk_pread(cp->src, cp->buf, n, off) < 0) {
-        cli_lib_error(cp->src_name);
-        return -1;
-      }
-      if (write_nonzero(cp, off, n) < 0)
-        return -1;
-      off = stop;
+    if (!have)
+      break; /* the reader is done and everything is written */
+    const struct item *it = &rd.items[rd.consumed % RING];
+    if (it->data &&
+        write_nonzero(cp, it->buf, it->off, (size_t)(it->end - it->off)) < 0) {
+      r = -1;
+      break;
     }
-    progress_update(&cp->progress, off, cp->size);
+    progress_update(&cp->progress, it->end, cp->size);
+    pthread_mutex_lock(&rd.mu);
+    rd.consumed++;
+    pthread_cond_signal(&rd.cv);
+    pthread_mutex_unlock(&rd.mu);
   }
-  return 0;
+  if (started) {
+    pthread_mutex_lock(&rd.mu);
+    rd.stop = true;
+    pthread_cond_signal(&rd.cv);
+    pthread_mutex_unlock(&rd.mu);
+    pthread_join(tid, NULL);
+  }
+  pthread_cond_destroy(&rd.cv);
+  pthread_mutex_destroy(&rd.mu);
+  for (unsigned i = 0; i < RING; i++)
+    free(rd.bufs[i]);
+  return r;
 }
 
 /* Write the N bytes at BUF + POS (virtual offset OFF + POS): zeros with
@@ -470,10 +583,11 @@ int cmd_convert(int argc, char **argv) {
   if (cp.block > CONVERT_CHUNK)
     cp.block = CONVERT_CHUNK;
   cp.chunk = CONVERT_CHUNK;
-  cp.buf = malloc(cp.chunk);
-  if (backing)
+  if (backing) { /* copy_data has buffers of its own */
+    cp.buf = malloc(cp.chunk);
     cp.old = malloc(cp.chunk);
-  if (!cp.buf || (backing && !cp.old)) {
+  }
+  if (backing && (!cp.buf || !cp.old)) {
     cli_error(NULL, "out of memory");
     goto out;
   }
@@ -504,7 +618,11 @@ int cmd_convert(int argc, char **argv) {
   remove_output = false;
 
 out:
-  vmdk_close(cp.dst);
+  /* The output is removed: its pending writes need not be finished. */
+  if (remove_output)
+    vmdk_close_discard(cp.dst);
+  else
+    vmdk_close(cp.dst);
   if (remove_output)
     file_list_remove_files(&created);
   file_list_free(&created);
