@@ -156,4 +156,46 @@ expect_rc 0 "$VMDKIT" compare "$tmpdir/src.raw" "$tmpdir/cut.vmdk"
 run "$VMDKIT" check "$tmpdir/cut.vmdk"
 [[ $rc -eq 2 ]] || die "check of a stream without footer exited $rc, expected 2"
 grep -q "no valid footer" "$tmpdir/out" "$tmpdir/err" || die "check did not name the missing footer"
+# --- incompressible grains are stored, compressible ones compressed ---------------
+# Grain 0: random bytes (stored: deflate level 0); grain 1: text; grain 2:
+# random bytes over a range of 16 values (nearly even: level 1 would not
+# apply, it is not even enough -- it must shrink); grain 3: random again.
+python3 - "$tmpdir/mix.raw" <<'PY'
+import os, random, sys
+random.seed(5)
+g = 65536
+data = os.urandom(g)
+data += b''.join(b'line %d of some text, repeated\n' % i for i in range(3000))[:g]
+data += bytes(random.randrange(16) for _ in range(g))
+data += os.urandom(g)
+open(sys.argv[1], 'wb').write(data + bytes(g * 12))
+PY
+"$VMDKIT" convert -f raw -O vmdk -o subformat=streamOptimized "$tmpdir/mix.raw" "$tmpdir/mix.vmdk"
+expect_rc 0 qemu-img compare -f raw -F vmdk "$tmpdir/mix.raw" "$tmpdir/mix.vmdk"
+expect_rc 0 qemu-img check "$tmpdir/mix.vmdk"
+qemu-img convert -f vmdk -O raw "$tmpdir/mix.vmdk" "$tmpdir/mix.back"
+same "$tmpdir/mix.raw" "$tmpdir/mix.back"
+python3 - "$tmpdir/mix.vmdk" <<'PY' || die "grain sizes in the stream are not as expected"
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+overhead = struct.unpack_from('<Q', b, 64)[0]  # overHead, sectors
+pos, sizes = overhead * 512, {}
+while pos + 12 <= len(b):
+    lba, size, kind = struct.unpack_from('<QII', b, pos)
+    if size == 0:  # a metadata marker: LBA sectors of metadata follow it
+        if kind == 0:
+            break  # end of stream
+        pos += 512 + lba * 512
+        continue
+    sizes[lba // 128] = size
+    # a stored grain: zlib header, 2 stored blocks (5 bytes each), adler32
+    pos += (12 + size + 511) // 512 * 512
+print("grain sizes in the stream:", sizes)
+ok = sizes[0] == 65536 + 16 and sizes[3] == 65536 + 16  # stored
+ok = ok and sizes[1] < 8000 and sizes[2] < 40000        # compressed
+sys.exit(0 if ok and sorted(sizes) == [0, 1, 2, 3] else 1)
+PY
+if command -v vmdkinfo >/dev/null; then
+  vmdkinfo "$tmpdir/mix.vmdk" >/dev/null || die "vmdkinfo refused a stream with stored grains"
+fi
 echo "stream: all checks passed"
