@@ -83,14 +83,6 @@ struct cowd_header {
   uint32_t unclean;     /* uncleanShutdown */
 };
 
-/* A cached grain table, decoded to host order. */
-struct gt_slot {
-  uint32_t *gt;   /* COWD_GTES entries, or NULL when the slot is free */
-  uint32_t gdi;   /* which GD entry it belongs to */
-  bool dirty;     /* changed since last written */
-  uint64_t stamp; /* last use, for LRU eviction */
-};
-
 struct cowd {
   struct vfile *f;
   struct cowd_header h;
@@ -107,11 +99,7 @@ struct cowd {
   uint64_t end;         /* bytes: where the next allocation goes */
   bool header_dirty;    /* freeSector must be written */
 
-  struct gt_slot *slots;
-  uint32_t n_slots;
-  uint32_t *slot_of; /* per GD entry: slot index + 1, 0 = not cached */
-  uint64_t clock;
-  uint32_t n_dirty;
+  struct gtcache gtc; /* the grain tables (lib/gtcache.c) */
 
   /* One pending data write, grown while writes are contiguous on file and
    * in memory; issued before any metadata write (rule 2). */
@@ -225,18 +213,17 @@ static int write_directory(struct cowd *s) {
   return r;
 }
 
-static int write_table(struct cowd *s, struct gt_slot *slot) {
+/* Write the table cached in SLOT to its GT. */
+static int write_table(struct cowd *s, uint32_t slot) {
   uint8_t *buf = malloc(COWD_GT_BYTES);
   if (!buf)
     return set_error(ENOMEM, "%s: out of memory", s->f->path);
-  encode_table(slot->gt, buf, COWD_GTES);
-  int r =
-      vf_pwrite(s->f, buf, COWD_GT_BYTES, (uint64_t)s->gd[slot->gdi] * SECTOR);
+  encode_table(gtc_table(&s->gtc, slot), buf, COWD_GTES);
+  int r = vf_pwrite(s->f, buf, COWD_GT_BYTES,
+                    (uint64_t)s->gd[gtc_gdi(&s->gtc, slot)] * SECTOR);
   free(buf);
-  if (r == 0) {
-    slot->dirty = false;
-    s->n_dirty--;
-  }
+  if (r == 0)
+    gtc_clean(&s->gtc, slot);
   return r;
 }
 
@@ -254,7 +241,7 @@ static int write_header(struct cowd *s) {
 static int flush_metadata(struct cowd *s) {
   if (pend_flush(s) != 0)
     return -1;
-  if (s->n_dirty == 0 && !s->gd_dirty && !s->header_dirty)
+  if (s->gtc.n_dirty == 0 && !s->gd_dirty && !s->header_dirty)
     return vf_sync(s->f);
   if (s->header_dirty && write_header(s) != 0)
     return -1;
@@ -262,8 +249,9 @@ static int flush_metadata(struct cowd *s) {
     return -1;
   if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
     return -1;
-  for (uint32_t i = 0; i < s->n_slots && s->n_dirty; i++)
-    if (s->slots[i].gt && s->slots[i].dirty && write_table(s, &s->slots[i]))
+  for (uint32_t i = gtc_next_dirty(&s->gtc, 0); i != GTC_NONE;
+       i = gtc_next_dirty(&s->gtc, i + 1))
+    if (write_table(s, i) != 0)
       return -1;
   if (s->gd_dirty) {
     if (write_directory(s) != 0)
@@ -304,45 +292,23 @@ static const char *bad_place(const struct cowd *s, uint64_t sector,
   return "past the end of the file";
 }
 
-/* Pick a free slot, evicting the least recently used table. */
-static int take_slot(struct cowd *s, struct gt_slot **out) {
-  struct gt_slot *victim = NULL;
-  for (uint32_t i = 0; i < s->n_slots; i++) {
-    if (!s->slots[i].gt) {
-      victim = &s->slots[i];
-      break;
-    }
-    if (!victim || s->slots[i].stamp < victim->stamp)
-      victim = &s->slots[i];
-  }
-  if (victim->gt) {
-    if (victim->dirty && flush_metadata(s) != 0)
-      return -1;
-    s->slot_of[victim->gdi] = 0;
-  } else if (!(victim->gt = malloc(COWD_GT_BYTES))) {
-    return set_error(ENOMEM, "%s: out of memory for a grain table", s->f->path);
-  }
-  *out = victim;
-  return 0;
+/* The table cache evicts a dirty table only after this (rule 2). */
+static int flush_for_cache(void *opaque) {
+  return flush_metadata(opaque);
 }
 
-/* Get the table for GD entry GDI.  *GT is NULL when it does not exist and
- * ALLOCATE is false; with ALLOCATE a missing table is created at the end
- * of the file, dirty, and the GD entry set (in memory, written at flush
- * after the table). */
+/* Get the table for GD entry GDI: *SLOT is its cache slot, GTC_NONE when
+ * it does not exist and ALLOCATE is false; with ALLOCATE a missing table
+ * is created at the end of the file, dirty, and the GD entry set (in
+ * memory, written at flush after the table). */
 static int get_table(struct cowd *s, uint32_t gdi, bool allocate,
-                     struct gt_slot **gt) {
-  uint32_t idx = s->slot_of[gdi];
-  if (idx) {
-    *gt = &s->slots[idx - 1];
-    (*gt)->stamp = ++s->clock;
+                     uint32_t *slot) {
+  *slot = gtc_lookup(&s->gtc, gdi);
+  if (*slot != GTC_NONE)
     return 0;
-  }
   uint32_t sector = s->gd[gdi];
-  if (sector == 0 && !allocate) {
-    *gt = NULL;
+  if (sector == 0 && !allocate)
     return 0;
-  }
   const char *bad = sector ? bad_place(s, sector, COWD_GT_SECTORS) : NULL;
   if (bad)
     return set_error(EINVAL,
@@ -350,40 +316,22 @@ static int get_table(struct cowd *s, uint32_t gdi, bool allocate,
                      " points %s (grain table of 32 sectors at "
                      "sector %" PRIu32 ", file %s)",
                      s->f->path, gdi, bad, sector, human_size(s->open_bytes));
-  struct gt_slot *slot = NULL;
-  if (take_slot(s, &slot) != 0)
+  uint32_t t;
+  if (gtc_take(&s->gtc, &t) != 0)
     return -1;
   if (sector == 0) {
     uint32_t gt_sec = 0;
     if (alloc_at_end(s, COWD_GT_BYTES, &gt_sec) != 0) {
-      free(slot->gt);
-      slot->gt = NULL;
+      gtc_abandon(&s->gtc, t);
       return -1;
     }
-    memset(slot->gt, 0, COWD_GT_BYTES);
     s->gd[gdi] = gt_sec;
     s->gd_dirty = true;
-    slot->dirty = true;
-    s->n_dirty++;
-  } else {
-    uint8_t *raw = malloc(COWD_GT_BYTES);
-    if (!raw || vf_pread(s->f, raw, COWD_GT_BYTES, (uint64_t)sector * SECTOR)) {
-      if (!raw)
-        set_error(ENOMEM, "%s: out of memory", s->f->path);
-      free(raw);
-      free(slot->gt);
-      slot->gt = NULL;
-      return -1;
-    }
-    for (uint32_t i = 0; i < COWD_GTES; i++)
-      slot->gt[i] = le32(raw + 4 * i);
-    free(raw);
-    slot->dirty = false;
+    gtc_install_new(&s->gtc, t, gdi);
+  } else if (gtc_load(&s->gtc, t, gdi, s->f, sector) != 0) {
+    return -1;
   }
-  slot->gdi = gdi;
-  slot->stamp = ++s->clock;
-  s->slot_of[gdi] = (uint32_t)(slot - s->slots) + 1;
-  *gt = slot;
+  *slot = t;
   return 0;
 }
 
@@ -403,9 +351,9 @@ static int check_grain(struct cowd *s, uint32_t gdi, uint32_t i, uint32_t gte) {
 /* ---- data path ------------------------------------------------------------
  */
 
-/* Where a grain stands: the table (NULL if there is none) and entry. */
+/* Where a grain stands: the table's cache slot and entry. */
 struct grain_ref {
-  struct gt_slot *slot;
+  uint32_t slot; /* cache slot of the table, GTC_NONE when there is none */
   uint32_t gdi, idx;
   uint32_t gte; /* 0 when there is no table */
 };
@@ -416,17 +364,14 @@ static int lookup(struct cowd *s, uint64_t grain_no, bool allocate,
   g->idx = (uint32_t)(grain_no % COWD_GTES);
   if (get_table(s, g->gdi, allocate, &g->slot) != 0)
     return -1;
-  g->gte = g->slot ? g->slot->gt[g->idx] : 0;
+  g->gte = g->slot != GTC_NONE ? gtc_table(&s->gtc, g->slot)[g->idx] : 0;
   return check_grain(s, g->gdi, g->idx, g->gte);
 }
 
 static void set_gte(struct cowd *s, struct grain_ref *g, uint32_t v) {
-  g->slot->gt[g->idx] = v;
+  gtc_table(&s->gtc, g->slot)[g->idx] = v;
   g->gte = v;
-  if (!g->slot->dirty) {
-    g->slot->dirty = true;
-    s->n_dirty++;
-  }
+  gtc_mark_dirty(&s->gtc, g->slot);
 }
 
 static int cowd_pread(struct extent *e, void *buf, size_t len, uint64_t off) {
@@ -586,17 +531,17 @@ static int cowd_status(struct extent *e, uint64_t off, uint64_t len,
     uint32_t gdi = (uint32_t)(gno / COWD_GTES);
     uint64_t in = off % s->grain_bytes;
     uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
-    struct gt_slot *slot;
+    uint32_t slot;
     if (get_table(s, gdi, false, &slot) != 0)
       return -1;
     unsigned flags = 0;
     int64_t fo = -1;
-    if (!slot) { /* the whole table's range is unallocated */
+    if (slot == GTC_NONE) { /* the whole table's range is unallocated */
       uint64_t table_end = ((uint64_t)gdi + 1) * s->table_bytes;
       n = table_end - off < len ? table_end - off : len;
     } else {
       uint32_t idx = (uint32_t)(gno % COWD_GTES);
-      uint32_t gte = slot->gt[idx];
+      uint32_t gte = gtc_table(&s->gtc, slot)[idx];
       if (check_grain(s, gdi, idx, gte) != 0)
         return -1;
       if (gte != 0) {
@@ -628,10 +573,7 @@ static int cowd_flush(struct extent *e) {
 static void cowd_free(struct cowd *s) {
   if (!s)
     return;
-  for (uint32_t i = 0; s->slots && i < s->n_slots; i++)
-    free(s->slots[i].gt);
-  free(s->slots);
-  free(s->slot_of);
+  gtc_free(&s->gtc);
   free(s->gd);
   free(s);
 }
@@ -776,17 +718,7 @@ static bool c_on_metadata(const struct cowd *s, uint64_t start, uint64_t len,
 }
 
 static int c_read_table(struct cowd *s, uint32_t sector, uint32_t *t) {
-  uint8_t *raw = malloc(COWD_GT_BYTES);
-  if (!raw)
-    return set_error(ENOMEM, "%s: out of memory", s->f->path);
-  if (vf_pread(s->f, raw, COWD_GT_BYTES, (uint64_t)sector * SECTOR) != 0) {
-    free(raw);
-    return -1;
-  }
-  for (uint32_t i = 0; i < COWD_GTES; i++)
-    t[i] = le32(raw + 4 * i);
-  free(raw);
-  return 0;
+  return gt_read(s->f, sector, t, COWD_GTES);
 }
 
 /* VMDK_REPAIR_ALL: tables, entries, shared grains. */
@@ -1033,12 +965,7 @@ static int cowd_repair(struct extent *e, unsigned what, struct check_ctx *c) {
   if (flush_metadata(s) != 0)
     return -1;
   /* Drop the table cache (clean after the flush): tables are rewritten. */
-  for (uint32_t i = 0; i < s->n_slots; i++)
-    if (s->slots[i].gt) {
-      s->slot_of[s->slots[i].gdi] = 0;
-      free(s->slots[i].gt);
-      s->slots[i].gt = NULL;
-    }
+  gtc_drop_all(&s->gtc);
   bool all = (what & VMDK_REPAIR_ALL) == VMDK_REPAIR_ALL;
   uint64_t used = 0;
   if (all && cowd_repair_tables(s, c) != 0)
@@ -1303,13 +1230,9 @@ int cowd_open(struct extent *e, struct vfile *f) {
   uint64_t slots = GT_CACHE_BUDGET / COWD_GT_BYTES;
   if (slots > s->n_gdes)
     slots = s->n_gdes;
-  s->n_slots = (uint32_t)slots;
-  s->slots = calloc(s->n_slots, sizeof *s->slots);
-  s->slot_of = calloc(s->n_gdes, sizeof *s->slot_of);
-  if (!s->slots || !s->slot_of) {
-    set_error(ENOMEM, "%s: out of memory for the grain table cache", f->path);
+  if (gtc_init(&s->gtc, s->n_gdes, COWD_GTES, (uint32_t)slots,
+               flush_for_cache, s, f->path) != 0)
     goto fail;
-  }
   e->ops = &cowd_ops;
   e->priv = s;
   return 0;

@@ -63,14 +63,6 @@
 #define MAX_FILE_SECTORS 0xffffffffull /* 32-bit sector numbers */
 #define GT_CACHE_BUDGET (32u << 20)   /* bytes of cached grain tables */
 
-/* A cached grain table, decoded to host order. */
-struct gt_slot {
-  uint32_t *gt;      /* gtes_per_gt entries, or NULL when the slot is free */
-  uint32_t gdi;      /* which GD entry it belongs to */
-  bool dirty;        /* changed since last written */
-  uint64_t stamp;    /* last use, for LRU eviction */
-};
-
 struct sparse {
   struct vfile *f;
   struct kdmv_header h;
@@ -83,11 +75,7 @@ struct sparse {
   bool gd_dirty;             /* a GD/RGD entry changed since last written */
   uint64_t end;              /* bytes: where the next allocation goes */
 
-  struct gt_slot *slots;
-  uint32_t n_slots;
-  uint32_t *slot_of;         /* per GD entry: slot index + 1, 0 = not cached */
-  uint64_t clock;
-  uint32_t n_dirty;
+  struct gtcache gtc;        /* the grain tables (lib/gtcache.c) */
 
   bool unclean_set;          /* we set the uncleanShutdown byte */
 
@@ -275,21 +263,19 @@ static int write_directories(struct sparse *s) {
   return r;
 }
 
-/* Write one cached table to its GT and RGT. */
-static int write_table(struct sparse *s, struct gt_slot *slot) {
+/* Write the table cached in SLOT to its GT and RGT. */
+static int write_table(struct sparse *s, uint32_t slot) {
   uint8_t *buf = malloc(s->gt_bytes);
   if (!buf)
     return set_error(ENOMEM, "%s: out of memory", s->f->path);
-  encode_table(slot->gt, buf, s->h.gtes_per_gt);
-  int r = vf_pwrite(s->f, buf, s->gt_bytes, (uint64_t)s->gd[slot->gdi] * SECTOR);
-  if (r == 0 && s->rgd && s->rgd[slot->gdi])
-    r = vf_pwrite(s->f, buf, s->gt_bytes,
-                  (uint64_t)s->rgd[slot->gdi] * SECTOR);
+  uint32_t gdi = gtc_gdi(&s->gtc, slot);
+  encode_table(gtc_table(&s->gtc, slot), buf, s->h.gtes_per_gt);
+  int r = vf_pwrite(s->f, buf, s->gt_bytes, (uint64_t)s->gd[gdi] * SECTOR);
+  if (r == 0 && s->rgd && s->rgd[gdi])
+    r = vf_pwrite(s->f, buf, s->gt_bytes, (uint64_t)s->rgd[gdi] * SECTOR);
   free(buf);
-  if (r == 0) {
-    slot->dirty = false;
-    s->n_dirty--;
-  }
+  if (r == 0)
+    gtc_clean(&s->gtc, slot);
   return r;
 }
 
@@ -297,14 +283,15 @@ static int write_table(struct sparse *s, struct gt_slot *slot) {
 static int flush_metadata(struct sparse *s) {
   if (pend_flush(s) != 0)
     return -1;
-  if (s->n_dirty == 0 && !s->gd_dirty)
+  if (s->gtc.n_dirty == 0 && !s->gd_dirty)
     return vf_sync(s->f);
   if (vf_sync(s->f) != 0)
     return -1;
   if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
     return -1;
-  for (uint32_t i = 0; i < s->n_slots && s->n_dirty; i++)
-    if (s->slots[i].gt && s->slots[i].dirty && write_table(s, &s->slots[i]))
+  for (uint32_t i = gtc_next_dirty(&s->gtc, 0); i != GTC_NONE;
+       i = gtc_next_dirty(&s->gtc, i + 1))
+    if (write_table(s, i) != 0)
       return -1;
   if (s->gd_dirty) {
     if (write_directories(s) != 0)
@@ -332,27 +319,9 @@ static int alloc_at_end(struct sparse *s, uint64_t bytes, uint32_t *sector) {
   return 0;
 }
 
-/* Pick a free slot, evicting the least recently used table. */
-static int take_slot(struct sparse *s, struct gt_slot **out) {
-  struct gt_slot *victim = NULL;
-  for (uint32_t i = 0; i < s->n_slots; i++) {
-    if (!s->slots[i].gt) {
-      victim = &s->slots[i];
-      break;
-    }
-    if (!victim || s->slots[i].stamp < victim->stamp)
-      victim = &s->slots[i];
-  }
-  if (victim->gt) {
-    if (victim->dirty && flush_metadata(s) != 0)
-      return -1;
-    s->slot_of[victim->gdi] = 0;
-  } else if (!(victim->gt = malloc(s->gt_bytes))) {
-    return set_error(ENOMEM, "%s: out of memory for a grain table",
-                     s->f->path);
-  }
-  *out = victim;
-  return 0;
+/* The table cache evicts a dirty table only after this (rule 2). */
+static int flush_for_cache(void *opaque) {
+  return flush_metadata(opaque);
 }
 
 /* Check that GT GDI at SECTOR lies inside the file. */
@@ -365,62 +334,40 @@ static int check_table_pos(struct sparse *s, uint32_t gdi, uint64_t sector) {
   return 0;
 }
 
-/* Get the table for GD entry GDI.  *GT is NULL when it does not exist and
- * ALLOCATE is false; with ALLOCATE a missing table is created at the end
- * of the file (and its redundant copy), dirty, with the GD entries. */
+/* Get the table for GD entry GDI: *SLOT is its cache slot, GTC_NONE when
+ * it does not exist and ALLOCATE is false; with ALLOCATE a missing table
+ * is created at the end of the file (and its redundant copy), dirty, with
+ * the GD entries. */
 static int get_table(struct sparse *s, uint32_t gdi, bool allocate,
-                     struct gt_slot **gt) {
-  uint32_t idx = s->slot_of[gdi];
-  if (idx) {
-    *gt = &s->slots[idx - 1];
-    (*gt)->stamp = ++s->clock;
+                     uint32_t *slot) {
+  *slot = gtc_lookup(&s->gtc, gdi);
+  if (*slot != GTC_NONE)
     return 0;
-  }
   uint32_t sector = s->gd[gdi];
-  if (sector == 0 && !allocate) {
-    *gt = NULL;
+  if (sector == 0 && !allocate)
     return 0;
-  }
   if (sector != 0 && check_table_pos(s, gdi, sector) != 0)
     return -1;
-  struct gt_slot *slot = NULL;
-  if (take_slot(s, &slot) != 0)
+  uint32_t t;
+  if (gtc_take(&s->gtc, &t) != 0)
     return -1;
   if (sector == 0) {
     /* A new table (VMware leaves GD entries 0 until a table is needed). */
     uint32_t gt_sec = 0, rgt_sec = 0;
     if (alloc_at_end(s, s->gt_sectors * SECTOR, &gt_sec) != 0 ||
         (s->rgd && alloc_at_end(s, s->gt_sectors * SECTOR, &rgt_sec) != 0)) {
-      free(slot->gt);
-      slot->gt = NULL;
+      gtc_abandon(&s->gtc, t);
       return -1;
     }
-    memset(slot->gt, 0, s->gt_bytes);
     s->gd[gdi] = gt_sec;
     if (s->rgd)
       s->rgd[gdi] = rgt_sec;
     s->gd_dirty = true;
-    slot->dirty = true;
-    s->n_dirty++;
-  } else {
-    uint8_t *raw = malloc(s->gt_bytes);
-    if (!raw || vf_pread(s->f, raw, s->gt_bytes, (uint64_t)sector * SECTOR)) {
-      if (!raw)
-        set_error(ENOMEM, "%s: out of memory", s->f->path);
-      free(raw);
-      free(slot->gt);
-      slot->gt = NULL;
-      return -1;
-    }
-    for (uint32_t i = 0; i < s->h.gtes_per_gt; i++)
-      slot->gt[i] = le32(raw + 4 * i);
-    free(raw);
-    slot->dirty = false;
+    gtc_install_new(&s->gtc, t, gdi);
+  } else if (gtc_load(&s->gtc, t, gdi, s->f, sector) != 0) {
+    return -1;
   }
-  slot->gdi = gdi;
-  slot->stamp = ++s->clock;
-  s->slot_of[gdi] = (uint32_t)(slot - s->slots) + 1;
-  *gt = slot;
+  *slot = t;
   return 0;
 }
 
@@ -476,9 +423,9 @@ static int mark_unclean(struct sparse *s) {
 
 /* ---- data path ------------------------------------------------------------ */
 
-/* Where a grain stands: the table (NULL if there is none) and entry. */
+/* Where a grain stands: the table's cache slot and entry. */
 struct grain_ref {
-  struct gt_slot *slot;
+  uint32_t slot; /* cache slot of the table, GTC_NONE when there is none */
   uint32_t gdi, idx;
   uint32_t gte; /* 0 when there is no table */
 };
@@ -489,17 +436,14 @@ static int lookup(struct sparse *s, uint64_t grain_no, bool allocate,
   g->idx = (uint32_t)(grain_no % s->h.gtes_per_gt);
   if (get_table(s, g->gdi, allocate, &g->slot) != 0)
     return -1;
-  g->gte = g->slot ? g->slot->gt[g->idx] : 0;
+  g->gte = g->slot != GTC_NONE ? gtc_table(&s->gtc, g->slot)[g->idx] : 0;
   return check_grain(s, g->gdi, g->idx, g->gte);
 }
 
 static void set_gte(struct sparse *s, struct grain_ref *g, uint32_t v) {
-  g->slot->gt[g->idx] = v;
+  gtc_table(&s->gtc, g->slot)[g->idx] = v;
   g->gte = v;
-  if (!g->slot->dirty) {
-    g->slot->dirty = true;
-    s->n_dirty++;
-  }
+  gtc_mark_dirty(&s->gtc, g->slot);
 }
 
 static int sparse_pread(struct extent *e, void *buf, size_t len,
@@ -639,7 +583,7 @@ static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
     /* Without a backing, a missing table already reads as zeros. */
     if (lookup(s, gno, backing, &g) != 0)
       return -1;
-    if (!g.slot || g.gte == 1 || (g.gte == 0 && !backing)) {
+    if (g.slot == GTC_NONE || g.gte == 1 || (g.gte == 0 && !backing)) {
       /* already zeros */
     } else if (g.gte > 1) {
       if (pend_flush(s) != 0 ||
@@ -669,18 +613,18 @@ static int sparse_status(struct extent *e, uint64_t off, uint64_t len,
     uint32_t gdi = (uint32_t)(gno / s->h.gtes_per_gt);
     uint64_t in = off % s->grain_bytes;
     uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
-    struct gt_slot *slot;
+    uint32_t slot;
     if (get_table(s, gdi, false, &slot) != 0)
       return -1;
     unsigned flags;
     int64_t fo = -1;
-    if (!slot) { /* the whole table's range is unallocated */
+    if (slot == GTC_NONE) { /* the whole table's range is unallocated */
       uint64_t table_end = ((uint64_t)gdi + 1) * s->table_bytes;
       n = table_end - off < len ? table_end - off : len;
       flags = 0;
     } else {
       uint32_t idx = (uint32_t)(gno % s->h.gtes_per_gt);
-      uint32_t gte = slot->gt[idx];
+      uint32_t gte = gtc_table(&s->gtc, slot)[idx];
       if (check_grain(s, gdi, idx, gte) != 0)
         return -1;
       flags = gte == 0   ? 0
@@ -713,10 +657,7 @@ static int sparse_flush(struct extent *e) {
 static void sparse_free(struct sparse *s) {
   if (!s)
     return;
-  for (uint32_t i = 0; i < s->n_slots; i++)
-    free(s->slots[i].gt);
-  free(s->slots);
-  free(s->slot_of);
+  gtc_free(&s->gtc);
   free(s->gd);
   free(s->rgd);
   free(s);
@@ -728,8 +669,8 @@ static int sparse_close(struct extent *e) {
   /* Rule 0: clean only when everything reached the file (the caller's
    * flush succeeded), and the byte was not already set at open (rule 3:
    * then only a repair clears it). */
-  if (s->unclean_set && !s->h.unclean && s->n_dirty == 0 && !s->gd_dirty &&
-      !s->pend_len) {
+  if (s->unclean_set && !s->h.unclean && s->gtc.n_dirty == 0 &&
+      !s->gd_dirty && !s->pend_len) {
     uint8_t zero = 0;
     r = vf_pwrite(s->f, &zero, 1, 72) == 0 && vf_sync(s->f) == 0 ? 0 : -1;
   }
@@ -1253,18 +1194,13 @@ static int extend_over_grains(struct repair *r) {
 }
 
 static int read_table(struct sparse *s, uint32_t sector, uint32_t **out) {
-  uint8_t *raw = malloc(s->gt_bytes);
   uint32_t *t = malloc(s->gt_bytes);
-  if (!raw || !t || vf_pread(s->f, raw, s->gt_bytes, (uint64_t)sector * SECTOR)) {
-    if (!raw || !t)
-      set_error(ENOMEM, "%s: out of memory", s->f->path);
-    free(raw);
+  if (!t)
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  if (gt_read(s->f, sector, t, s->h.gtes_per_gt) != 0) {
     free(t);
     return -1;
   }
-  for (uint32_t i = 0; i < s->h.gtes_per_gt; i++)
-    t[i] = le32(raw + 4 * i);
-  free(raw);
   *out = t;
   return 0;
 }
@@ -1277,16 +1213,6 @@ static int write_table_at(struct sparse *s, const uint32_t *t, uint32_t sector) 
   int ret = vf_pwrite(s->f, raw, s->gt_bytes, (uint64_t)sector * SECTOR);
   free(raw);
   return ret;
-}
-
-/* Empty the table cache (after a flush: nothing in it is dirty). */
-static void drop_cache(struct sparse *s) {
-  for (uint32_t i = 0; i < s->n_slots; i++)
-    if (s->slots[i].gt) {
-      s->slot_of[s->slots[i].gdi] = 0;
-      free(s->slots[i].gt);
-      s->slots[i].gt = NULL;
-    }
 }
 
 /* Which tables on file are usable: fills t[].gt_ok/rgt_ok, r->tables. */
@@ -1330,7 +1256,7 @@ static int reserve_past_grains(struct repair *r) {
   struct sparse *s = r->s;
   for (size_t k = 0; k < r->tables.n; k++) {
     const struct rref *x = &r->tables.r[k];
-    uint32_t *t;
+    uint32_t *t = NULL;
     if (read_table(s, (uint32_t)x->start, &t) != 0)
       return -1;
     for (uint32_t i = 0; i < s->h.gtes_per_gt; i++) {
@@ -1670,7 +1596,7 @@ static int sparse_repair(struct extent *e, unsigned what, struct check_ctx *c) {
   struct sparse *s = e->priv;
   if (flush_metadata(s) != 0)
     return -1;
-  drop_cache(s);
+  gtc_drop_all(&s->gtc); /* after a flush: nothing in it is dirty */
   struct repair r = {.s = s, .c = c,
                      .all = (what & VMDK_REPAIR_ALL) == VMDK_REPAIR_ALL};
   int ret = -1;
@@ -1785,9 +1711,7 @@ static int sparse_resize(struct extent *e, uint64_t size) {
     uint32_t *rgd = s->rgd ? realloc(s->rgd, (size_t)n * 4) : NULL;
     if (rgd)
       s->rgd = rgd;
-    uint32_t *so = realloc(s->slot_of, ((size_t)n + 1) * 4);
-    if (so)
-      s->slot_of = so;
+    bool so = gtc_grow(&s->gtc, n) == 0;
     if (!gd || (s->rgd && !rgd) || !so)
       return set_error(ENOMEM, "%s: out of memory", s->f->path);
     uint64_t dir_bytes = (uint64_t)n * 4;
@@ -1803,7 +1727,6 @@ static int sparse_resize(struct extent *e, uint64_t size) {
       s->gd[i] = t;
       if (s->rgd)
         s->rgd[i] = rt;
-      s->slot_of[i] = 0;
     }
     uint32_t old_n = s->n_gdes;
     uint64_t old_gd = s->h.gd_offset, old_rgd = s->h.rgd_offset;
@@ -1826,7 +1749,7 @@ static int sparse_resize(struct extent *e, uint64_t size) {
     for (uint64_t g = first; g < last; g++) {
       struct grain_ref ref;
       uint32_t gdi = (uint32_t)(g / s->h.gtes_per_gt);
-      if (s->gd[gdi] == 0 && !s->slot_of[gdi]) {
+      if (s->gd[gdi] == 0 && !gtc_cached(&s->gtc, gdi)) {
         g = ((uint64_t)gdi + 1) * s->h.gtes_per_gt - 1;
         continue;
       }
@@ -1936,13 +1859,9 @@ int sparse_open(struct extent *e, struct vfile *f) {
     slots = 4;
   if (slots > s->n_gdes)
     slots = s->n_gdes;
-  s->n_slots = (uint32_t)slots;
-  s->slots = calloc(s->n_slots + 1, sizeof *s->slots);
-  s->slot_of = calloc(s->n_gdes + 1, sizeof *s->slot_of);
-  if (!s->slots || !s->slot_of) {
-    set_error(ENOMEM, "%s: out of memory for the grain table cache", f->path);
+  if (gtc_init(&s->gtc, s->n_gdes, h->gtes_per_gt, (uint32_t)slots,
+               flush_for_cache, s, f->path) != 0)
     goto fail;
-  }
   e->ops = &sparse_ops;
   e->priv = s;
   return 0;

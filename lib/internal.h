@@ -321,6 +321,99 @@ int cowd_open(struct extent *e, struct vfile *f);
 /* extent_sesparse.c: ESXi seSparse extents.  Takes ownership of F. */
 int sesparse_open(struct extent *e, struct vfile *f);
 
+/* ---- gtcache.c: the grain table cache of sparse and COWD extents -------- */
+
+/* Read the grain table of N 32-bit little-endian entries at SECTOR of F
+ * into T (N entries, host order).  0, or -1 (error set by the read). */
+int gt_read(struct vfile *f, uint64_t sector, uint32_t *t, uint32_t n);
+
+#define GTC_NONE UINT32_MAX /* "no slot" / "no GD entry" */
+
+struct gtc_slot {
+  uint32_t *gt;          /* n_entries entries, host order; NULL until the
+                            slot is first taken */
+  uint32_t gdi;          /* GD entry held, GTC_NONE when none */
+  uint32_t newer, older; /* recency list links (slot indexes, GTC_NONE at
+                            the ends); only slots taken since init/drop */
+};
+
+/* At most n_slots tables (n_slots * n_entries * 4 bytes of tables: the
+ * owner sizes n_slots from its memory budget), exact LRU eviction in O(1)
+ * (see gtcache.c).  Single-threaded, as the extent that owns it.  The
+ * owner's flush writes the dirty tables in its own order: gtc_next_dirty
+ * yields them in slot order, gtc_clean marks each written. */
+struct gtcache {
+  uint32_t n_entries;     /* entries per table */
+  uint32_t n_slots;       /* tables it may hold */
+  uint32_t n_gdes;        /* GD entries slot_of covers */
+  struct gtc_slot *slots; /* n_slots */
+  uint32_t *slot_of;      /* per GD entry: slot index + 1, 0 = not cached */
+  uint64_t *dirty;        /* bitmap: slot changed since written */
+  uint32_t n_dirty;       /* bits set in dirty */
+  uint32_t newest, oldest; /* ends of the recency list */
+  uint32_t n_fresh;       /* slots [n_fresh, n_slots) not taken yet */
+  int (*flush)(void *opaque); /* the owner's metadata flush */
+  void *opaque;
+  const char *path;       /* the extent file, for messages */
+};
+
+/* Set up C for N_GDES GD entries and tables of N_ENTRIES entries, holding
+ * at most N_SLOTS.  FLUSH(OPAQUE) is called by gtc_take before a dirty
+ * table is evicted: it must write EVERY dirty table (gtc_clean each) and
+ * return 0, or -1 with the error set.  PATH (kept, not copied) names the
+ * file in messages.  0, or -1 (ENOMEM, error set; C is then freed). */
+int gtc_init(struct gtcache *c, uint32_t n_gdes, uint32_t n_entries,
+             uint32_t n_slots, int (*flush)(void *opaque), void *opaque,
+             const char *path);
+/* Release everything (dirty tables are dropped).  Accepts a zeroed C. */
+void gtc_free(struct gtcache *c);
+/* Cover N_GDES GD entries (a grown directory); new ones are not cached.
+ * 0, or -1 (ENOMEM, error set; C unchanged). */
+int gtc_grow(struct gtcache *c, uint32_t n_gdes);
+/* The slot holding GD entry GDI (< n_gdes), made the most recently used,
+ * or GTC_NONE when it is not cached. */
+uint32_t gtc_lookup(struct gtcache *c, uint32_t gdi);
+/* Whether GD entry GDI is cached, leaving the recency order alone. */
+bool gtc_cached(const struct gtcache *c, uint32_t gdi);
+/* Take a slot for a table about to be installed: a free one (an abandoned
+ * one first, then the lowest never used), else the least recently used
+ * table's, which is dropped -- after the owner's flush when it is dirty.
+ * *SLOT then holds a buffer of n_entries entries (contents undefined) and
+ * must be given to gtc_install, gtc_install_new, gtc_load or gtc_abandon
+ * before the next take.  0, or -1 (error set: the flush failed, or ENOMEM)
+ * with the cache unchanged. */
+int gtc_take(struct gtcache *c, uint32_t *slot);
+/* Make the taken SLOT hold GD entry GDI's table (already in the buffer),
+ * most recently used, dirty when DIRTY. */
+void gtc_install(struct gtcache *c, uint32_t slot, uint32_t gdi, bool dirty);
+/* The same for a new table: all entries 0, dirty. */
+void gtc_install_new(struct gtcache *c, uint32_t slot, uint32_t gdi);
+/* The same for the table at SECTOR of F (gt_read), clean.  On a read
+ * error the slot is abandoned and -1 returned (error set). */
+int gtc_load(struct gtcache *c, uint32_t slot, uint32_t gdi, struct vfile *f,
+             uint64_t sector);
+/* Give a taken SLOT back unused; it is the next one taken. */
+void gtc_abandon(struct gtcache *c, uint32_t slot);
+/* Dirty state of a slot holding a table; gtc_mark_dirty and gtc_clean
+ * keep n_dirty. */
+void gtc_mark_dirty(struct gtcache *c, uint32_t slot);
+void gtc_clean(struct gtcache *c, uint32_t slot);
+static inline bool gtc_is_dirty(const struct gtcache *c, uint32_t slot) {
+  return (c->dirty[slot / 64] >> (slot % 64)) & 1;
+}
+/* The first dirty slot at index FROM or above, or GTC_NONE. */
+uint32_t gtc_next_dirty(const struct gtcache *c, uint32_t from);
+/* The entries of SLOT's table, and its GD entry. */
+static inline uint32_t *gtc_table(const struct gtcache *c, uint32_t slot) {
+  return c->slots[slot].gt;
+}
+static inline uint32_t gtc_gdi(const struct gtcache *c, uint32_t slot) {
+  return c->slots[slot].gdi;
+}
+/* Empty the cache and free the table buffers (after the owner's flush:
+ * dirty tables are dropped unwritten). */
+void gtc_drop_all(struct gtcache *c);
+
 /* ---- disk.c ------------------------------------------------------------- */
 
 /* The handle.  Owned by disk.c; lifecycle.c (commit, rebase, resize) works

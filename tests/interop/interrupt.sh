@@ -34,10 +34,13 @@ interrupted() {
   set +e
   strace -f -qq -o "$log" -e trace=pwrite64 \
     -e inject=pwrite64:delay_exit=20000 "$@" >"$tmpdir/out" 2>"$tmpdir/err" &
-  local tracer=$! child="" i
+  local tracer=$! child="" i name
+  name=$(basename "$1")
+  name=${name:0:15} # the kernel's command name (comm) is cut at 15
 
   for ((i = 0; i < 3000; i++)); do # at most 30 s
-    [[ -z $child ]] && child=$(pgrep -P "$tracer" | head -1)
+    # (strace forks short-lived helpers first: wait for the command itself)
+    [[ -z $child ]] && child=$(pgrep -x -P "$tracer" "$name" | head -1)
     if [[ -n $child && -f $log ]] &&
       (($(data_writes "$log") >= after)); then
       break

@@ -1,0 +1,249 @@
+/* The grain table cache of hosted sparse (extent_sparse.c) and COWD
+ * (extent_cowd.c) extents: a bounded set of slots, each holding one grain
+ * table decoded to host-order uint32 entries, found by GD entry.
+ *
+ * Eviction is exact LRU kept as a doubly linked list of slot indexes
+ * (newest at one end, oldest at the other): a hit moves its slot to the
+ * newest end, a miss with no free slot evicts the oldest.  Every operation
+ * is O(1); only gtc_next_dirty scans, one bit a slot (a bitmap), and only
+ * during a flush.  The choice of victim and of slot index is the same as
+ * the linear scan over last-use stamps this replaced (free slot with the
+ * lowest index first, else the least recently used), so the flush, which
+ * writes dirty tables in slot order, writes them in the same order.
+ *
+ * Free slots: slots [n_fresh, n_slots) have not been taken since the cache
+ * was set up or emptied; a slot given back by gtc_abandon (its table could
+ * not be read or allocated) goes to the oldest end of the list holding no
+ * table and is the next one taken.  Table buffers are allocated the first
+ * time a slot is taken, so an image that touches few tables uses little.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int gt_read(struct vfile *f, uint64_t sector, uint32_t *t, uint32_t n) {
+  if (vf_pread(f, t, (size_t)n * 4, sector * SECTOR) != 0)
+    return -1;
+  /* Decode in place: entry I's bytes are exactly t[I]'s storage, read
+   * (through uint8_t, which may alias anything) before t[I] is stored. */
+  const uint8_t *raw = (const uint8_t *)t;
+  for (uint32_t i = 0; i < n; i++)
+    t[i] = le32(raw + 4 * (size_t)i);
+  return 0;
+}
+
+int gtc_init(struct gtcache *c, uint32_t n_gdes, uint32_t n_entries,
+             uint32_t n_slots, int (*flush)(void *opaque), void *opaque,
+             const char *path) {
+  memset(c, 0, sizeof *c);
+  c->n_entries = n_entries;
+  c->n_slots = n_slots;
+  c->n_gdes = n_gdes;
+  c->newest = c->oldest = GTC_NONE;
+  c->flush = flush;
+  c->opaque = opaque;
+  c->path = path;
+  /* + 1: never calloc(0) */
+  c->slots = calloc((size_t)n_slots + 1, sizeof *c->slots);
+  c->slot_of = calloc((size_t)n_gdes + 1, sizeof *c->slot_of);
+  c->dirty = calloc((size_t)n_slots / 64 + 1, sizeof *c->dirty);
+  if (!c->slots || !c->slot_of || !c->dirty) {
+    gtc_free(c);
+    return set_error(ENOMEM, "%s: out of memory for the grain table cache",
+                     path);
+  }
+  return 0;
+}
+
+void gtc_free(struct gtcache *c) {
+  for (uint32_t i = 0; c->slots && i < c->n_slots; i++)
+    free(c->slots[i].gt);
+  free(c->slots);
+  free(c->slot_of);
+  free(c->dirty);
+  c->slots = NULL;
+  c->slot_of = NULL;
+  c->dirty = NULL;
+  c->n_dirty = 0;
+}
+
+int gtc_grow(struct gtcache *c, uint32_t n_gdes) {
+  if (n_gdes <= c->n_gdes)
+    return 0;
+  uint32_t *so = realloc(c->slot_of, ((size_t)n_gdes + 1) * sizeof *so);
+  if (!so)
+    return set_error(ENOMEM, "%s: out of memory", c->path);
+  memset(so + c->n_gdes, 0, ((size_t)n_gdes + 1 - c->n_gdes) * sizeof *so);
+  c->slot_of = so;
+  c->n_gdes = n_gdes;
+  return 0;
+}
+
+/* ---- the recency list ---------------------------------------------------- */
+
+static void unlink_slot(struct gtcache *c, uint32_t i) {
+  struct gtc_slot *s = &c->slots[i];
+  if (s->newer != GTC_NONE)
+    c->slots[s->newer].older = s->older;
+  else
+    c->newest = s->older;
+  if (s->older != GTC_NONE)
+    c->slots[s->older].newer = s->newer;
+  else
+    c->oldest = s->newer;
+  s->newer = s->older = GTC_NONE;
+}
+
+static void push_newest(struct gtcache *c, uint32_t i) {
+  struct gtc_slot *s = &c->slots[i];
+  s->newer = GTC_NONE;
+  s->older = c->newest;
+  if (c->newest != GTC_NONE)
+    c->slots[c->newest].newer = i;
+  else
+    c->oldest = i;
+  c->newest = i;
+}
+
+static void push_oldest(struct gtcache *c, uint32_t i) {
+  struct gtc_slot *s = &c->slots[i];
+  s->older = GTC_NONE;
+  s->newer = c->oldest;
+  if (c->oldest != GTC_NONE)
+    c->slots[c->oldest].older = i;
+  else
+    c->newest = i;
+  c->oldest = i;
+}
+
+/* ---- lookup, take, install ----------------------------------------------- */
+
+uint32_t gtc_lookup(struct gtcache *c, uint32_t gdi) {
+  uint32_t i = c->slot_of[gdi];
+  if (i == 0)
+    return GTC_NONE;
+  i--;
+  if (c->newest != i) {
+    unlink_slot(c, i);
+    push_newest(c, i);
+  }
+  return i;
+}
+
+bool gtc_cached(const struct gtcache *c, uint32_t gdi) {
+  return gdi < c->n_gdes && c->slot_of[gdi] != 0;
+}
+
+int gtc_take(struct gtcache *c, uint32_t *slot) {
+  *slot = GTC_NONE;
+  if (c->n_slots == 0)
+    return set_error(EINVAL, "%s: the grain table cache has no slots", c->path);
+  uint32_t i = c->oldest;
+  if (i != GTC_NONE && c->slots[i].gdi == GTC_NONE) {
+    unlink_slot(c, i); /* given back by gtc_abandon: holds no table */
+  } else if (c->n_fresh < c->n_slots) {
+    i = c->n_fresh;
+    if (!c->slots[i].gt && !(c->slots[i].gt = malloc((size_t)c->n_entries * 4)))
+      return set_error(ENOMEM, "%s: out of memory for a grain table", c->path);
+    c->slots[i].gdi = GTC_NONE;
+    c->slots[i].newer = c->slots[i].older = GTC_NONE;
+    c->n_fresh++;
+  } else if (i == GTC_NONE) {
+    /* every slot taken and none installed: a caller broke the contract */
+    return set_error(EINVAL, "%s: no grain table slot is free", c->path);
+  } else {
+    /* Evict the least recently used table; a dirty one is written first
+     * by the owner's flush, which writes every dirty table. */
+    if (gtc_is_dirty(c, i)) {
+      if (c->flush(c->opaque) != 0)
+        return -1;
+      if (gtc_is_dirty(c, i))
+        return set_error(EIO,
+                         "%s: grain table %" PRIu32 " is still dirty "
+                         "after a flush (cache contract broken)",
+                         c->path, c->slots[i].gdi);
+    }
+    unlink_slot(c, i);
+    c->slot_of[c->slots[i].gdi] = 0;
+    c->slots[i].gdi = GTC_NONE;
+  }
+  *slot = i;
+  return 0;
+}
+
+void gtc_install(struct gtcache *c, uint32_t slot, uint32_t gdi, bool dirty) {
+  c->slots[slot].gdi = gdi;
+  c->slot_of[gdi] = slot + 1;
+  push_newest(c, slot);
+  if (dirty)
+    gtc_mark_dirty(c, slot);
+}
+
+void gtc_install_new(struct gtcache *c, uint32_t slot, uint32_t gdi) {
+  memset(c->slots[slot].gt, 0, (size_t)c->n_entries * 4);
+  gtc_install(c, slot, gdi, true);
+}
+
+int gtc_load(struct gtcache *c, uint32_t slot, uint32_t gdi, struct vfile *f,
+             uint64_t sector) {
+  if (gt_read(f, sector, c->slots[slot].gt, c->n_entries) != 0) {
+    gtc_abandon(c, slot);
+    return -1;
+  }
+  gtc_install(c, slot, gdi, false);
+  return 0;
+}
+
+void gtc_abandon(struct gtcache *c, uint32_t slot) {
+  c->slots[slot].gdi = GTC_NONE;
+  push_oldest(c, slot);
+}
+
+/* ---- dirty tables ----------------------------------------------------------
+ */
+
+void gtc_mark_dirty(struct gtcache *c, uint32_t slot) {
+  uint64_t bit = 1ull << (slot % 64);
+  if (!(c->dirty[slot / 64] & bit)) {
+    c->dirty[slot / 64] |= bit;
+    c->n_dirty++;
+  }
+}
+
+void gtc_clean(struct gtcache *c, uint32_t slot) {
+  uint64_t bit = 1ull << (slot % 64);
+  if (c->dirty[slot / 64] & bit) {
+    c->dirty[slot / 64] &= ~bit;
+    c->n_dirty--;
+  }
+}
+
+uint32_t gtc_next_dirty(const struct gtcache *c, uint32_t from) {
+  if (c->n_dirty == 0 || from >= c->n_slots)
+    return GTC_NONE;
+  size_t w = from / 64;
+  uint64_t bits = c->dirty[w] & (~0ull << (from % 64));
+  size_t words = (size_t)(c->n_slots + 63) / 64;
+  while (!bits) {
+    if (++w >= words)
+      return GTC_NONE;
+    bits = c->dirty[w];
+  }
+  return (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
+}
+
+void gtc_drop_all(struct gtcache *c) {
+  for (uint32_t i = 0; i < c->n_slots; i++) {
+    free(c->slots[i].gt);
+    c->slots[i].gt = NULL;
+    c->slots[i].gdi = GTC_NONE;
+  }
+  memset(c->slot_of, 0, ((size_t)c->n_gdes + 1) * sizeof *c->slot_of);
+  memset(c->dirty, 0, ((size_t)c->n_slots / 64 + 1) * sizeof *c->dirty);
+  c->n_dirty = 0;
+  c->n_fresh = 0;
+  c->newest = c->oldest = GTC_NONE;
+}
