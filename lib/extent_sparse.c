@@ -600,6 +600,22 @@ static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
   return 0;
 }
 
+/* Extend RUN by N bytes of kind FLAGS at file offset FO (-1: none), the
+ * first piece when RUN is empty.  False when the piece does not continue
+ * RUN (another kind, or data elsewhere in the file): RUN is complete. */
+static bool run_extend(struct vmdk_run *run, unsigned flags, int64_t fo,
+                       uint64_t n) {
+  if (run->length == 0) {
+    run->flags = flags;
+    run->file_offset = fo;
+  } else if (flags != run->flags ||
+             (fo >= 0 && fo != run->file_offset + (int64_t)run->length)) {
+    return false;
+  }
+  run->length += n;
+  return true;
+}
+
 static int sparse_status(struct extent *e, uint64_t off, uint64_t len,
                          struct vmdk_run *run) {
   struct sparse *s = e->priv;
@@ -607,43 +623,45 @@ static int sparse_status(struct extent *e, uint64_t off, uint64_t len,
   run->flags = 0;
   run->file_offset = -1;
   run->file = NULL;
-  bool first = true;
-  while (len > 0) {
-    uint64_t gno = off / s->grain_bytes;
-    uint32_t gdi = (uint32_t)(gno / s->h.gtes_per_gt);
-    uint64_t in = off % s->grain_bytes;
-    uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
+  bool more = true;
+  while (more && len > 0) {
+    uint32_t gdi = (uint32_t)(off / s->table_bytes);
+    uint64_t table_end = ((uint64_t)gdi + 1) * s->table_bytes;
     uint32_t slot;
     if (get_table(s, gdi, false, &slot) != 0)
       return -1;
-    unsigned flags;
-    int64_t fo = -1;
     if (slot == GTC_NONE) { /* the whole table's range is unallocated */
-      uint64_t table_end = ((uint64_t)gdi + 1) * s->table_bytes;
-      n = table_end - off < len ? table_end - off : len;
-      flags = 0;
-    } else {
+      uint64_t n = table_end - off < len ? table_end - off : len;
+      more = run_extend(run, 0, -1, n);
+      off += n;
+      len -= n;
+      continue;
+    }
+    /* Every grain of this table in the range, the table looked up once. */
+    const uint32_t *gt = gtc_table(&s->gtc, slot);
+    while (more && len > 0 && off < table_end) {
+      uint64_t gno = off / s->grain_bytes, in = off % s->grain_bytes;
+      uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
       uint32_t idx = (uint32_t)(gno % s->h.gtes_per_gt);
-      uint32_t gte = gtc_table(&s->gtc, slot)[idx];
+      uint32_t gte = gt[idx];
+      if (gte == 0 && in == 0) { /* unallocated grains: one tight loop */
+        uint32_t j = idx + 1;
+        while (j < s->h.gtes_per_gt && gt[j] == 0)
+          j++;
+        uint64_t span = (uint64_t)(j - idx) * s->grain_bytes;
+        n = span < len ? span : len;
+      }
       if (check_grain(s, gdi, idx, gte) != 0)
         return -1;
-      flags = gte == 0   ? 0
-              : gte == 1 ? VMDK_RUN_PRESENT | VMDK_RUN_ZERO
-                         : VMDK_RUN_PRESENT | VMDK_RUN_DATA;
-      if (gte > 1)
-        fo = (int64_t)((uint64_t)gte * SECTOR + in);
+      unsigned flags = gte == 0   ? 0
+                       : gte == 1 ? VMDK_RUN_PRESENT | VMDK_RUN_ZERO
+                                  : VMDK_RUN_PRESENT | VMDK_RUN_DATA;
+      int64_t fo = gte > 1 ? (int64_t)((uint64_t)gte * SECTOR + in) : -1;
+      if ((more = run_extend(run, flags, fo, n))) {
+        off += n;
+        len -= n;
+      }
     }
-    if (first) {
-      run->flags = flags;
-      run->file_offset = fo;
-      first = false;
-    } else if (flags != run->flags ||
-               (fo >= 0 && fo != run->file_offset + (int64_t)run->length)) {
-      break;
-    }
-    run->length += n;
-    off += n;
-    len -= n;
   }
   if (run->flags & VMDK_RUN_DATA)
     run->file = s->f->path;
