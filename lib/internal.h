@@ -83,6 +83,9 @@ struct vfile {
   bool direct;         /* opened O_DIRECT (VMDK_OPEN_NOCACHE): transfers
                           that are not DIRECT_ALIGN-aligned in offset,
                           length and memory go through a bounce buffer */
+  uint64_t kick_lo, kick_hi; /* bytes: the range written since write-out
+                                was last started (vf_pwrite), */
+  uint64_t kick_bytes;        /* and how many bytes were written there */
 };
 #define DIRECT_ALIGN 4096u
 
