@@ -86,6 +86,7 @@ struct vfile {
   uint64_t kick_lo, kick_hi; /* bytes: the range written since write-out
                                 was last started (vf_pwrite), */
   uint64_t kick_bytes;        /* and how many bytes were written there */
+  size_t write_piece;  /* bytes: largest buffered pwrite (io.c, vf_wrap) */
 };
 #define DIRECT_ALIGN 4096u
 

@@ -20,6 +20,7 @@ packages=(
   qemu-utils libvmdk-utils         # peers: qemu-img/qemu-io, vmdkinfo
   e2fsprogs                        # mkfs.ext4 -d for the demo and tests
   strace time python3 valgrind     # tests and bench helpers
+  bindfs                           # bench case 7: a FUSE mount
   clang                            # libFuzzer builds
   libfuse3-dev fuse3               # the FUSE mount
   nbdkit nbdkit-plugin-dev         # the nbdkit plugin
