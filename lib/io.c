@@ -325,10 +325,11 @@ static void *write_part_main(void *arg) {
  * is one write (the data-before-metadata order of the callers holds); the
  * parts land in no particular order among themselves.  The threads block
  * every signal, which stays the calling thread's to take.
- * Measured on a bindfs mount (2 cores): raw -> monolithicSparse of 1.2 GiB
- * of data, -t writeback: 17.2 s serial, see bench case 7 for the figure
- * now; two dd writers on disjoint halves of a file took 1.33 s against
- * 1.75 s for one. */
+ * Measured on a bindfs mount (2 cores), raw -> monolithicSparse of 1.2 GiB
+ * of data with -t writeback: 17.2 s with one write at a time; in parts,
+ * 9.5-10.0 s with 2 ways, 9.9-10.1 s with 4, 9.1 s with 8; qemu-img, which
+ * keeps several 64 KiB writes in flight, 15.2-15.4 s.  Bench case 7 times
+ * it in every run. */
 #define PARALLEL_WRITE_MIN ((size_t)1 << 20)
 #define PARALLEL_WRITE_WAYS 8
 
