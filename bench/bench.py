@@ -19,6 +19,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -431,8 +432,11 @@ def fuse_mount(work):
 
 
 def fuse_unmount(mnt):
+    """Unmount MNT; lazily when it is busy (after Ctrl-C, a command strace
+    let go of may still be writing there)."""
     for cmd in (["fusermount3", "-u", mnt], ["fusermount", "-u", mnt],
-                ["umount", mnt]):
+                ["umount", mnt], ["fusermount3", "-uz", mnt],
+                ["fusermount", "-uz", mnt], ["umount", "-l", mnt]):
         if shutil.which(cmd[0]) and subprocess.run(
                 cmd, stderr=subprocess.DEVNULL).returncode == 0:
             return
@@ -650,6 +654,9 @@ def render(a, env, rows, syscalls, load_start):
 
 
 def main():
+    # SIGTERM (kill, a CI timeout) unwinds like Ctrl-C: the FUSE mount of
+    # case 7 is unmounted and the outputs removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(prog="bench/run.sh")
     ap.add_argument("--vmdkit", required=True)
     ap.add_argument("--quick", action="store_true")

@@ -86,7 +86,8 @@ struct vfile {
   uint64_t kick_lo, kick_hi; /* bytes: the range written since write-out
                                 was last started (vf_pwrite), */
   uint64_t kick_bytes;        /* and how many bytes were written there */
-  size_t write_piece;  /* bytes: largest buffered pwrite (io.c, vf_wrap) */
+  bool remote;         /* on a network or user-space file system (vf_wrap):
+                          large writes go whole, in concurrent parts */
 };
 #define DIRECT_ALIGN 4096u
 

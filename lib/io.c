@@ -19,21 +19,22 @@
 
 /* Bytes: the largest piece a buffered vf_pwrite hands the kernel at once.
  *
- * On local file systems, 64 KiB.  In a Linux 6.18 VM (ext4, virtio-balloon
- * free page reporting), the page cache takes a write into folios as large
- * as the write, and large folios come from the 2 MiB blocks the guest has
- * reported free to the host, which must fault them back in.  Writing a
- * 1.2 GiB monolithicSparse image out as raw took, four seconds after the
- * previous output was deleted: 0.35-0.37 s in 64 KiB pieces, 0.60-0.71 s
- * in 128 KiB, 1.55-1.59 s in 256 KiB and 1.88-1.91 s in 1 MiB (3 rounds
- * each); back to back, 0.33-0.38 s for all but 1 MiB.  On real hardware
- * the piece size hardly matters; 64 KiB is also qemu-img's.
+ * On local file systems, 64 KiB (what qemu-img writes, too).  In a Linux
+ * 6.18 VM (ext4, virtio-balloon free page reporting), writing a 1.2 GiB
+ * monolithicSparse image out as raw took, four seconds after the previous
+ * output was deleted: 0.35-0.37 s in 64 KiB pieces, 0.60-0.71 s in 128 KiB,
+ * 1.55-1.59 s in 256 KiB and 1.88-1.91 s in 1 MiB (3 rounds each); back to
+ * back, 0.33-0.38 s for all but 1 MiB.  Most likely cause: the page cache
+ * takes a write into folios as large as the write, and large folios come
+ * from the 2 MiB blocks the guest reported free, which the host must fault
+ * back in.
  *
  * On network and user-space file systems (NFS, SMB/CIFS, 9P, Ceph, AFS,
  * Coda, FUSE: sshfs, virtiofs, s3fs...), every call may be a round trip,
- * so the caller's writes go whole (convert writes up to 2 MiB at a time). */
+ * so the caller's writes go whole (convert writes up to 2 MiB at a time),
+ * large ones as concurrent parts (write_parts). */
 #define LOCAL_WRITE_PIECE ((size_t)64 * 1024)
-#define REMOTE_WRITE_PIECE ((size_t)1 << 30)
+#define WHOLE_WRITE ((size_t)1 << 30) /* (Linux stops one at 2 GiB - 4 KiB) */
 
 static bool remote_fs(int fd) {
   struct statfs sf;
@@ -96,8 +97,7 @@ static struct vfile *vf_wrap(int fd, const char *path, bool writable,
     off_t end = lseek(fd, 0, SEEK_END);
     f->size = end > 0 ? (uint64_t)end : 0;
   }
-  f->write_piece = S_ISREG(st.st_mode) && remote_fs(fd) ? REMOTE_WRITE_PIECE
-                                                         : LOCAL_WRITE_PIECE;
+  f->remote = S_ISREG(st.st_mode) && remote_fs(fd);
   return f;
 }
 
@@ -336,12 +336,16 @@ static void *write_part_main(void *arg) {
 static int write_parts(struct vfile *f, const uint8_t *p, size_t len,
                        uint64_t off) {
   struct write_part w[PARALLEL_WRITE_WAYS];
-  /* Parts of whole 64 KiB units, so no two parts share a page. */
+  /* At most PARALLEL_WRITE_WAYS parts of whole 64 KiB units (no two
+   * parts share a page): ceil(len / ways), rounded up to a unit. */
   size_t unit = (size_t)64 * 1024;
-  size_t part = (len / PARALLEL_WRITE_WAYS + unit - 1) / unit * unit;
+  size_t part = (len + PARALLEL_WRITE_WAYS - 1) / PARALLEL_WRITE_WAYS;
+  part = (part + unit - 1) / unit * unit;
   int ways = 0;
   for (size_t done = 0; done < len; ways++) {
-    size_t n = len - done < part ? len - done : part;
+    size_t n = len - done < part || ways == PARALLEL_WRITE_WAYS - 1
+                   ? len - done /* the last part takes the rest */
+                   : part;
     w[ways] = (struct write_part){
         .fd = f->fd, .p = p + done, .len = n, .off = off + done};
     done += n;
@@ -373,8 +377,7 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
     return bounce(f, (void *)buf, len, off, true);
   const uint8_t *p = buf;
   uint64_t start = off;
-  if (!f->direct && f->write_piece == REMOTE_WRITE_PIECE &&
-      len >= PARALLEL_WRITE_MIN) {
+  if (!f->direct && f->remote && len >= PARALLEL_WRITE_MIN) {
     if (write_parts(f, p, len, off) != 0)
       return -1;
     if (off + len > f->size)
@@ -383,9 +386,9 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
     start_write_out(f, start, off + len);
     return 0;
   }
-  /* Buffered writes go in pieces of f->write_piece (see vf_wrap); O_DIRECT
-   * writes go whole. */
-  size_t max = f->direct ? (1u << 30) : f->write_piece;
+  /* Buffered writes on local file systems go in LOCAL_WRITE_PIECEs;
+   * O_DIRECT ones and those on remote file systems go whole. */
+  size_t max = f->direct || f->remote ? WHOLE_WRITE : LOCAL_WRITE_PIECE;
   while (len > 0) {
     size_t chunk = len > max ? max : len;
     ssize_t n = pwrite(f->fd, p, chunk, (off_t)off);

@@ -125,6 +125,28 @@ for spec in "raw" "vmdk" "vmdk subformat=twoGbMaxExtentSparse" \
     "$tmpdir"/*-s0*.vmdk
 done
 
+# Writes of odd lengths at odd offsets into a monolithicFlat image on the
+# mount go to its flat extent as they are: split into parts that are not
+# whole units, from several threads, landing where a raw mirror has them.
+expect_rc 0 "$VMDKIT" create -f vmdk -o subformat=monolithicFlat \
+  "$tmpdir/mnt/flat.vmdk" 16M
+truncate -s 16M mirror.raw
+for w in "777 1061891" "3000001 5242881" "9437184 1048576"; do
+  read -r off len <<<"$w"
+  head -c "$len" /dev/urandom >chunk
+  dd if=chunk of=mirror.raw bs=1M seek="$off" oflag=seek_bytes conv=notrunc \
+    status=none
+  strace -f -y -qq -o "$tmpdir/strace.log" -e trace=pwrite64 \
+    "$VMDKIT" write "$tmpdir/mnt/flat.vmdk" "$off" <chunk ||
+    die "vmdkit write of $len bytes at $off onto the mount failed"
+  read -r n big tids < <(pwrites "$tmpdir/strace.log" "$tmpdir/mnt/flat-flat")
+  echo "  write of $len bytes at $off: $n pwrites, largest $big, $tids threads"
+  ((tids >= 2)) || die "write of $len bytes at $off: not split among threads"
+done
+expect_rc 0 qemu-img compare -f raw -F vmdk mirror.raw "$tmpdir/mnt/flat.vmdk"
+"$VMDKIT" read "$tmpdir/mnt/flat.vmdk" 0 16M >got.raw
+same mirror.raw got.raw
+
 # Out of space in the middle of a parallel write: a 4 MiB tmpfs under the
 # FUSE mount (root only: mounting tmpfs needs it).
 mkdir small smnt
