@@ -613,7 +613,8 @@ def render(a, env, rows, syscalls, load_start):
                "vmdk` (strace -f -y; calls on regular files, all calls in "
                "brackets).  The target is set for network file systems, "
                "where every call is a round trip; vmdkit writes whole "
-               "chunks there (NFS, SMB, 9P, Ceph, AFS, FUSE) and 64 KiB "
+               "chunks there (NFS, SMB, 9P, Ceph, AFS, FUSE), a chunk of "
+               "1 MiB or more as up to 8 concurrent calls, and 64 KiB "
                "pieces on local file systems, where larger page-cache "
                "writes were slower (lib/io.c).  Syncs and truncates do not "
                "depend on the file system."]

@@ -15,7 +15,9 @@
 #   5  bench -w: COUNT 4 KiB writes 64 KiB apart, each allocating a grain
 #   6  a 2047 GiB image with 64 MiB at each end -> raw and monolithicSparse
 #      (and the same data in a 4 GiB image: time against virtual size)
-#   7  strace: system calls of convert -t writeback -O vmdk
+#   7  strace: system calls of convert -t writeback -O vmdk, on the work
+#      folder's file system and on a bindfs (FUSE) mount standing in for
+#      NFS/SMB; and raw -> monolithicSparse -t writeback timed on that mount
 # Prints a markdown table (progress goes to stderr) and writes it to
 # bench/results/latest.md (or --out FILE).  Every output is verified with
 # qemu-img in the same run; a failed verification exits 1.  Speed targets
