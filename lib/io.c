@@ -292,7 +292,8 @@ struct write_part {
   int fd;
   const uint8_t *p;
   size_t len;
-  uint64_t off;
+  uint64_t off;   /* moves on as bytes land */
+  uint64_t begin; /* where the part starts */
   int err; /* errno of the failed pwrite, 0 when all LEN bytes went */
   uint64_t err_off;
   pthread_t thread;
@@ -347,7 +348,8 @@ static int write_parts(struct vfile *f, const uint8_t *p, size_t len,
                    ? len - done /* the last part takes the rest */
                    : part;
     w[ways] = (struct write_part){
-        .fd = f->fd, .p = p + done, .len = n, .off = off + done};
+        .fd = f->fd, .p = p + done, .len = n, .off = off + done,
+        .begin = off + done};
     done += n;
   }
   sigset_t all, old;
@@ -364,6 +366,9 @@ static int write_parts(struct vfile *f, const uint8_t *p, size_t len,
     else
       write_part_main(&w[i]); /* no thread to be had: write it here */
   }
+  for (int i = 0; i < ways; i++) /* landed bytes: [begin, w[i].off) */
+    if (w[i].off > w[i].begin && w[i].off > f->size)
+      f->size = w[i].off;
   for (int i = 0; i < ways; i++)
     if (w[i].err)
       return set_error(w[i].err, "%s: write of %zu bytes at offset %llu: %s",
@@ -377,12 +382,10 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
     return bounce(f, (void *)buf, len, off, true);
   const uint8_t *p = buf;
   uint64_t start = off;
+  f->unsynced = true; /* even if it fails: some bytes may have landed */
   if (!f->direct && f->remote && len >= PARALLEL_WRITE_MIN) {
     if (write_parts(f, p, len, off) != 0)
       return -1;
-    if (off + len > f->size)
-      f->size = off + len;
-    f->unsynced = true;
     start_write_out(f, start, off + len);
     return 0;
   }
@@ -405,7 +408,6 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
     if (off > f->size)
       f->size = off;
   }
-  f->unsynced = true;
   start_write_out(f, start, off);
   return 0;
 }

@@ -4,7 +4,7 @@
  * multiples of the parts' 64 KiB unit, at aligned and odd offsets, some
  * overlapping earlier ones, must leave the file byte-equal to a mirror
  * and f->size equal to the file's length; a write that fails (a read-only
- * descriptor) reports one error naming the file.  The remote mark is set
+ * descriptor) reports one error naming the file and leaves f->size alone.  The remote mark is set
  * by hand, so this runs on any file system (the interop test remote-fs
  * covers the detection on a FUSE mount).  Under ASan, a part past the
  * part array would be caught. */
@@ -67,8 +67,10 @@ int main(void) {
   f = vf_open(path, false, 0);
   if (CHECK(f != NULL, "reopen: %s", vmdk_get_error())) {
     f->remote = true;
-    CHECK(vf_pwrite(f, chunk, 3 * MiB + 5, 100) != 0,
+    uint64_t size = f->size;
+    CHECK(vf_pwrite(f, chunk, 3 * MiB + 5, end - 100) != 0,
           "a write on a read-only descriptor succeeded");
+    CHECK_U64(f->size, size); /* nothing landed: the length stays */
     CHECK(strstr(vmdk_get_error(), path) != NULL,
           "the error does not name the file: %s", vmdk_get_error());
     vf_close(f);
