@@ -101,11 +101,9 @@ struct cowd {
 
   struct gtcache gtc; /* the grain tables (lib/gtcache.c) */
 
-  /* One pending data write, grown while writes are contiguous on file and
-   * in memory; issued before any metadata write (rule 2). */
-  uint64_t pend_off;
-  const uint8_t *pend_buf;
-  size_t pend_len;
+  /* One pending data write (io.c), issued before any metadata write
+   * (rule 2) and before the op that queued it returns. */
+  struct vf_pending pend;
 };
 
 /* ---- header ------------------------------------------------------------- */
@@ -172,30 +170,6 @@ static int decode_header(const uint8_t *b, const char *path, uint64_t file_size,
 
 /* ---- the grain directory and table cache -------------------------------- */
 
-static int pend_flush(struct cowd *s) {
-  if (s->pend_len == 0)
-    return 0;
-  int r = vf_pwrite(s->f, s->pend_buf, s->pend_len, s->pend_off);
-  s->pend_len = 0;
-  return r;
-}
-
-/* Queue a data write of N bytes from BUF at file offset OFF. */
-static int pend_add(struct cowd *s, uint64_t off, const uint8_t *buf,
-                    size_t n) {
-  if (s->pend_len && off == s->pend_off + s->pend_len &&
-      buf == s->pend_buf + s->pend_len) {
-    s->pend_len += n;
-    return 0;
-  }
-  if (pend_flush(s) != 0)
-    return -1;
-  s->pend_off = off;
-  s->pend_buf = buf;
-  s->pend_len = n;
-  return 0;
-}
-
 static void encode_table(const uint32_t *src, uint8_t *dst, size_t n) {
   for (size_t i = 0; i < n; i++)
     put_le32(dst + 4 * i, src[i]);
@@ -239,7 +213,7 @@ static int write_header(struct cowd *s) {
 
 /* Rule 2: data and header, sync, length, tables, directory, sync. */
 static int flush_metadata(struct cowd *s) {
-  if (pend_flush(s) != 0)
+  if (vf_pend_flush(s->f, &s->pend) != 0)
     return -1;
   if (s->gtc.n_dirty == 0 && !s->gd_dirty && !s->header_dirty)
     return vf_sync(s->f);
@@ -425,7 +399,7 @@ static int fill_new_grain(struct extent *e, struct cowd *s, uint64_t foff,
           s->f, len < s->f->size - foff ? len : s->f->size - foff, foff);
     return 0;
   }
-  if (pend_flush(s) != 0)
+  if (vf_pend_flush(s->f, &s->pend) != 0)
     return -1;
   size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
   uint8_t *tmp = malloc(chunk);
@@ -458,7 +432,7 @@ static int allocate_grain(struct extent *e, struct cowd *s, struct grain_ref *g,
   uint64_t fo = (uint64_t)sec * SECTOR;
   if (fill_new_grain(e, s, fo, grain_off, in, false) != 0)
     return -1;
-  if (buf ? pend_add(s, fo + in, buf, n)
+  if (buf ? vf_pend_add(s->f, &s->pend, fo + in, buf, n)
           : fill_new_grain(e, s, fo + in, grain_off + in, n, true))
     return -1;
   uint64_t tail = in + n;
@@ -480,7 +454,8 @@ static int cowd_pwrite(struct extent *e, const void *buf, size_t len,
     if (lookup(s, off / s->grain_bytes, true, &g) != 0)
       return -1;
     if (g.gte != 0) {
-      if (pend_add(s, (uint64_t)g.gte * SECTOR + in, p, n) != 0)
+      if (vf_pend_add(s->f, &s->pend, (uint64_t)g.gte * SECTOR + in, p,
+                      n) != 0)
         return -1;
     } else if (allocate_grain(e, s, &g, off - in, in, p, n) != 0) {
       return -1;
@@ -490,7 +465,7 @@ static int cowd_pwrite(struct extent *e, const void *buf, size_t len,
     len -= n;
   }
   /* The caller's buffer is only valid during this call. */
-  return pend_flush(s);
+  return vf_pend_flush(s->f, &s->pend);
 }
 
 static int cowd_zero(struct extent *e, uint64_t len, uint64_t off) {
@@ -505,7 +480,7 @@ static int cowd_zero(struct extent *e, uint64_t len, uint64_t off) {
     if (lookup(s, off / s->grain_bytes, backing, &g) != 0)
       return -1;
     if (g.gte != 0) {
-      if (pend_flush(s) != 0 ||
+      if (vf_pend_flush(s->f, &s->pend) != 0 ||
           vf_zero_range(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
         return -1;
     } else if (backing &&
@@ -525,7 +500,6 @@ static int cowd_status(struct extent *e, uint64_t off, uint64_t len,
   run->flags = 0;
   run->file_offset = -1;
   run->file = NULL;
-  bool first = true;
   while (len > 0) {
     uint64_t gno = off / s->grain_bytes;
     uint32_t gdi = (uint32_t)(gno / COWD_GTES);
@@ -549,15 +523,8 @@ static int cowd_status(struct extent *e, uint64_t off, uint64_t len,
         fo = (int64_t)((uint64_t)gte * SECTOR + in);
       }
     }
-    if (first) {
-      run->flags = flags;
-      run->file_offset = fo;
-      first = false;
-    } else if (flags != run->flags ||
-               (fo >= 0 && fo != run->file_offset + (int64_t)run->length)) {
+    if (!run_extend(run, flags, fo, n))
       break;
-    }
-    run->length += n;
     off += n;
     len -= n;
   }
@@ -599,48 +566,6 @@ static uint64_t cowd_allocated(struct extent *e) {
 
 /* ---- check ------------------------------------------------------------------
  */
-
-/* A region of the file that something points at. */
-struct region {
-  uint64_t start, len;   /* sectors */
-  uint32_t table, entry; /* grain: GD and GT index; else entry UINT32_MAX */
-  const char *what;
-};
-
-struct regions {
-  struct region *r;
-  size_t n, cap;
-};
-
-static int cmp_region(const void *a, const void *b) {
-  const struct region *x = a, *y = b;
-  return x->start < y->start ? -1 : x->start > y->start;
-}
-
-static int add_region(struct regions *rs, uint64_t start, uint64_t len,
-                      uint32_t table, uint32_t entry, const char *what) {
-  if (rs->n == rs->cap) {
-    size_t cap = rs->cap ? rs->cap * 2 : 1024;
-    struct region *r = realloc(rs->r, cap * sizeof *r);
-    if (!r)
-      return set_error(ENOMEM, "out of memory while checking");
-    rs->r = r;
-    rs->cap = cap;
-  }
-  rs->r[rs->n++] = (struct region){start, len, table, entry, what};
-  return 0;
-}
-
-static const char *region_name(const struct region *r, char *buf, size_t n) {
-  if (r->entry == UINT32_MAX && r->table == UINT32_MAX)
-    snprintf(buf, n, "%s", r->what);
-  else if (r->entry == UINT32_MAX)
-    snprintf(buf, n, "%s %" PRIu32, r->what, r->table);
-  else
-    snprintf(buf, n, "grain of entry %" PRIu32 " of table %" PRIu32, r->entry,
-             r->table);
-  return buf;
-}
 
 /* ---- repair ------------------------------------------------------------------
  *
@@ -990,39 +915,8 @@ static int cowd_repair(struct extent *e, unsigned what, struct check_ctx *c) {
 /* Report [FROM, TO) (sectors), space nothing points at, as leaked when it
  * holds anything but zeros (holes and zeros cost nothing; they are what
  * `check -r leaks` leaves). */
-static int cowd_report_leak(struct cowd *s, struct check_ctx *c, uint64_t from,
-                            uint64_t to, const char *where) {
-  bool zero = true;
-  if (range_is_zero(s->f, from * SECTOR, (to - from) * SECTOR, &zero) != 0)
-    return -1;
-  if (!zero)
-    check_report(c, VMDK_PROBLEM_LEAK, (to - from) * SECTOR,
-                 "%s: %" PRIu64 " sectors at sector %" PRIu64
-                 "%s are allocated but not used",
-                 s->f->path, to - from, from, where);
-  return 0;
-}
-
-/* A grain table on file, for mark_shared_tables. */
-struct table_ref {
-  uint64_t sector;
-  uint32_t gdi;
-};
-
-static int cmp_table_ref(const void *a, const void *b) {
-  const struct table_ref *x = a, *y = b;
-  if (x->sector != y->sector)
-    return x->sector < y->sector ? -1 : 1;
-  return x->gdi < y->gdi ? -1 : x->gdi > y->gdi;
-}
-
-/* Set SKIP[gdi] for every table inside the file that overlaps one before
- * it on file, reporting each: the check then reads every sector of tables
- * once, so its time and memory are bounded by the file, however many
- * directory entries of a hostile file point at the same table (2^20
- * entries at one table would otherwise mean 16 GiB of reads and 2^32
- * grains to track). */
-static int mark_shared_tables(struct cowd *s, struct check_ctx *c,
+/* Tables inside the file, for mark_shared_tables (lib/check_space.c). */
+static int cowd_shared_tables(struct cowd *s, struct check_ctx *c,
                               uint64_t file_sectors, uint8_t *skip) {
   struct table_ref *t = malloc(((size_t)s->n_gdes + 1) * sizeof *t);
   size_t n = 0;
@@ -1030,21 +924,8 @@ static int mark_shared_tables(struct cowd *s, struct check_ctx *c,
     return set_error(ENOMEM, "%s: out of memory while checking", s->f->path);
   for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
     if (s->gd[gdi] && (uint64_t)s->gd[gdi] + COWD_GT_SECTORS <= file_sectors)
-      t[n++] = (struct table_ref){s->gd[gdi], gdi};
-  qsort(t, n, sizeof *t, cmp_table_ref);
-  const struct table_ref *prev = NULL;
-  for (size_t k = 0; k < n; k++) {
-    if (prev && t[k].sector < prev->sector + COWD_GT_SECTORS) {
-      skip[t[k].gdi] = 1;
-      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
-                   "%s: grain table %" PRIu32 " at sector %" PRIu64
-                   " overlaps grain table %" PRIu32 " at sector %" PRIu64
-                   " (not checked further)",
-                   s->f->path, t[k].gdi, t[k].sector, prev->gdi, prev->sector);
-    } else {
-      prev = &t[k];
-    }
-  }
+      t[n++] = (struct table_ref){s->gd[gdi], gdi, false};
+  mark_shared_tables(c, s->f->path, t, n, COWD_GT_SECTORS, skip);
   free(t);
   return 0;
 }
@@ -1063,12 +944,12 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
     set_error(ENOMEM, "%s: out of memory", path);
     goto out;
   }
-  if (mark_shared_tables(s, c, file_sectors, skip) != 0)
+  if (cowd_shared_tables(s, c, file_sectors, skip) != 0)
     goto out;
-  if (add_region(&rs, 0, COWD_HEADER_SECTORS, UINT32_MAX, UINT32_MAX,
-                 "the header") ||
-      add_region(&rs, s->h.gd_offset, s->gd_sectors, UINT32_MAX, UINT32_MAX,
-                 "the grain directory"))
+  if (regions_add(&rs, 0, COWD_HEADER_SECTORS, UINT32_MAX, UINT32_MAX,
+                  "the header") ||
+      regions_add(&rs, s->h.gd_offset, s->gd_sectors, UINT32_MAX, UINT32_MAX,
+                  "the grain directory"))
     goto out;
 
   for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
@@ -1082,7 +963,7 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
                    path, gdi, gde, file_sectors);
       continue;
     }
-    if (add_region(&rs, gde, COWD_GT_SECTORS, gdi, UINT32_MAX, "grain table"))
+    if (regions_add(&rs, gde, COWD_GT_SECTORS, gdi, UINT32_MAX, "grain table"))
       goto out;
     if (vf_pread(s->f, raw, COWD_GT_BYTES, (uint64_t)gde * SECTOR) != 0)
       goto out;
@@ -1107,7 +988,7 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
         continue;
       }
       c->res->allocated_grains++;
-      if (add_region(&rs, v, s->h.grain, gdi, i, NULL))
+      if (regions_add(&rs, v, s->h.grain, gdi, i, NULL))
         goto out;
     }
   }
@@ -1117,29 +998,8 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
    * zeros, not a leak; data there was written by a writer that did not
    * get to update freeSector (a crash: rule 3): a leak, which the next
    * allocation would put below freeSector. */
-  qsort(rs.r, rs.n, sizeof *rs.r, cmp_region);
-  uint64_t covered = 0; /* end of the furthest region seen, in sectors */
-  const struct region *furthest = NULL;
-  for (size_t k = 0; k < rs.n; k++) {
-    const struct region *r = &rs.r[k];
-    if (furthest && r->start < covered) {
-      char a[96], b[96];
-      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
-                   "%s: %s at sector %" PRIu64
-                   " overlaps %s at sector %" PRIu64,
-                   path, region_name(r, a, sizeof a), r->start,
-                   region_name(furthest, b, sizeof b), furthest->start);
-    } else if (r->start > covered) {
-      if (cowd_report_leak(s, c, covered, r->start, "") != 0)
-        goto out;
-    }
-    if (r->start + r->len > covered) {
-      covered = r->start + r->len;
-      furthest = r;
-    }
-  }
-  if (file_sectors > covered &&
-      cowd_report_leak(s, c, covered, file_sectors, " (the end of the file)"))
+  uint64_t covered;
+  if (regions_sweep(&rs, c, s->f, 0, file_sectors, &covered) != 0)
     goto out;
   /* ESXi allocates at freeSector: below the end of what is used, it would
    * put new grains over live ones. */

@@ -403,7 +403,6 @@ static int sesparse_status(struct extent *e, uint64_t off, uint64_t len,
   run->flags = 0;
   run->file_offset = -1;
   run->file = NULL;
-  bool first = true;
   while (len > 0) {
     uint64_t in = off % SE_GRAIN_BYTES;
     uint64_t n = SE_GRAIN_BYTES - in < len ? SE_GRAIN_BYTES - in : len;
@@ -429,15 +428,8 @@ static int sesparse_status(struct extent *e, uint64_t off, uint64_t len,
         flags = VMDK_RUN_PRESENT | VMDK_RUN_ZERO;
       }
     }
-    if (first) {
-      run->flags = flags;
-      run->file_offset = fo;
-      first = false;
-    } else if (flags != run->flags ||
-               (fo >= 0 && fo != run->file_offset + (int64_t)run->length)) {
+    if (!run_extend(run, flags, fo, n))
       break;
-    }
-    run->length += n;
     off += n;
     len -= n;
   }

@@ -79,11 +79,9 @@ struct sparse {
 
   bool unclean_set;          /* we set the uncleanShutdown byte */
 
-  /* One pending data write, grown while writes are contiguous on file and
-   * in memory; issued before any metadata write (rule 2). */
-  uint64_t pend_off;
-  const uint8_t *pend_buf;
-  size_t pend_len;
+  /* One pending data write (io.c), issued before any metadata write
+   * (rule 2) and before the op that queued it returns. */
+  struct vf_pending pend;
 };
 
 /* ---- header ------------------------------------------------------------- */
@@ -213,30 +211,6 @@ int kdmv_decode_header(const uint8_t b[SECTOR], const char *path,
 
 /* ---- the grain directory and table cache -------------------------------- */
 
-static int pend_flush(struct sparse *s) {
-  if (s->pend_len == 0)
-    return 0;
-  int r = vf_pwrite(s->f, s->pend_buf, s->pend_len, s->pend_off);
-  s->pend_len = 0;
-  return r;
-}
-
-/* Queue a data write of N bytes from BUF at file offset OFF. */
-static int pend_add(struct sparse *s, uint64_t off, const uint8_t *buf,
-                    size_t n) {
-  if (s->pend_len && off == s->pend_off + s->pend_len &&
-      buf == s->pend_buf + s->pend_len) {
-    s->pend_len += n;
-    return 0;
-  }
-  if (pend_flush(s) != 0)
-    return -1;
-  s->pend_off = off;
-  s->pend_buf = buf;
-  s->pend_len = n;
-  return 0;
-}
-
 static void encode_table(const uint32_t *src, uint8_t *dst, size_t n) {
   for (size_t i = 0; i < n; i++)
     put_le32(dst + 4 * i, src[i]);
@@ -281,7 +255,7 @@ static int write_table(struct sparse *s, uint32_t slot) {
 
 /* Rule 2: data, sync, length, tables, directories, sync. */
 static int flush_metadata(struct sparse *s) {
-  if (pend_flush(s) != 0)
+  if (vf_pend_flush(s->f, &s->pend) != 0)
     return -1;
   if (s->gtc.n_dirty == 0 && !s->gd_dirty)
     return vf_sync(s->f);
@@ -498,7 +472,7 @@ static int fill_from_backing(struct extent *e, struct sparse *s, uint64_t foff,
                             foff);
     return 0;
   }
-  if (pend_flush(s) != 0)
+  if (vf_pend_flush(s->f, &s->pend) != 0)
     return -1;
   uint8_t *tmp = malloc(len < (1u << 20) ? len : (1u << 20));
   if (!tmp)
@@ -531,7 +505,7 @@ static int allocate_grain(struct extent *e, struct sparse *s,
   uint64_t fo = (uint64_t)sec * SECTOR;
   if (fill_from_backing(e, s, fo, grain_off, in, zeroed) != 0)
     return -1;
-  if (buf && pend_add(s, fo + in, buf, n) != 0)
+  if (buf && vf_pend_add(s->f, &s->pend, fo + in, buf, n) != 0)
     return -1;
   if (!buf && fill_from_backing(e, s, fo + in, grain_off + in, n, true) != 0)
     return -1;
@@ -557,7 +531,8 @@ static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
     if (lookup(s, off / s->grain_bytes, true, &g) != 0)
       return -1;
     if (g.gte > 1) {
-      if (pend_add(s, (uint64_t)g.gte * SECTOR + in, p, n) != 0)
+      if (vf_pend_add(s->f, &s->pend, (uint64_t)g.gte * SECTOR + in, p,
+                      n) != 0)
         return -1;
     } else if (allocate_grain(e, s, &g, off - in, in, p, n) != 0) {
       return -1;
@@ -567,7 +542,7 @@ static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
     len -= n;
   }
   /* The caller's buffer is only valid during this call. */
-  return pend_flush(s);
+  return vf_pend_flush(s->f, &s->pend);
 }
 
 static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
@@ -586,7 +561,7 @@ static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
     if (g.slot == GTC_NONE || g.gte == 1 || (g.gte == 0 && !backing)) {
       /* already zeros */
     } else if (g.gte > 1) {
-      if (pend_flush(s) != 0 ||
+      if (vf_pend_flush(s->f, &s->pend) != 0 ||
           vf_zero_range(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
         return -1;
     } else if (n == s->grain_bytes && (s->h.flags & FLAG_ZEROED_GRAIN)) {
@@ -598,22 +573,6 @@ static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
     len -= n;
   }
   return 0;
-}
-
-/* Extend RUN by N bytes of kind FLAGS at file offset FO (-1: none), the
- * first piece when RUN is empty.  False when the piece does not continue
- * RUN (another kind, or data elsewhere in the file): RUN is complete. */
-static bool run_extend(struct vmdk_run *run, unsigned flags, int64_t fo,
-                       uint64_t n) {
-  if (run->length == 0) {
-    run->flags = flags;
-    run->file_offset = fo;
-  } else if (flags != run->flags ||
-             (fo >= 0 && fo != run->file_offset + (int64_t)run->length)) {
-    return false;
-  }
-  run->length += n;
-  return true;
 }
 
 static int sparse_status(struct extent *e, uint64_t off, uint64_t len,
@@ -688,7 +647,7 @@ static int sparse_close(struct extent *e) {
    * flush succeeded), and the byte was not already set at open (rule 3:
    * then only a repair clears it). */
   if (s->unclean_set && !s->h.unclean && s->gtc.n_dirty == 0 &&
-      !s->gd_dirty && !s->pend_len) {
+      !s->gd_dirty && !s->pend.len) {
     uint8_t zero = 0;
     r = vf_pwrite(s->f, &zero, 1, 72) == 0 && vf_sync(s->f) == 0 ? 0 : -1;
   }
@@ -737,87 +696,9 @@ static const char *entry_problem(const struct sparse *s, uint32_t gdi,
   return NULL;
 }
 
-/* Report [FROM, TO) (sectors; TO may pass the end of the file), space
- * nothing points at, as leaked when it holds anything but zeros (a hole or
- * zeros costs nothing: that is what `check -r leaks` leaves). */
-static int report_leak(struct sparse *s, struct check_ctx *c, uint64_t from,
-                       uint64_t to, bool at_end) {
-  bool zero = true;
-  if (range_is_zero(s->f, from * SECTOR, (to - from) * SECTOR, &zero) != 0)
-    return -1;
-  if (!zero)
-    check_report(c, VMDK_PROBLEM_LEAK, (to - from) * SECTOR,
-                 "%s: %" PRIu64 " sectors at sector %" PRIu64
-                 "%s are allocated but not used",
-                 s->f->path, to - from, from,
-                 at_end ? " (the end of the file)" : "");
-  return 0;
-}
-
-/* A region of the file that something points at. */
-struct region {
-  uint64_t start, len;  /* sectors */
-  uint32_t table, entry; /* grain: GD and GT index; metadata: UINT32_MAX */
-  const char *what;
-};
-
-static int cmp_region(const void *a, const void *b) {
-  const struct region *x = a, *y = b;
-  return x->start < y->start ? -1 : x->start > y->start;
-}
-
-struct regions {
-  struct region *r;
-  size_t n, cap;
-};
-
-static int add_region(struct regions *rs, uint64_t start, uint64_t len,
-                      uint32_t table, uint32_t entry, const char *what) {
-  if (rs->n == rs->cap) {
-    size_t cap = rs->cap ? rs->cap * 2 : 1024;
-    struct region *r = realloc(rs->r, cap * sizeof *r);
-    if (!r)
-      return set_error(ENOMEM, "out of memory while checking");
-    rs->r = r;
-    rs->cap = cap;
-  }
-  rs->r[rs->n++] = (struct region){start, len, table, entry, what};
-  return 0;
-}
-
-static const char *region_name(const struct region *r, char *buf, size_t n) {
-  if (r->entry == UINT32_MAX)
-    snprintf(buf, n, "%s", r->what);
-  else
-    snprintf(buf, n, "grain of entry %" PRIu32 " of table %" PRIu32, r->entry,
-             r->table);
-  return buf;
-}
-
-/* A grain table or redundant table on file, for mark_shared_tables. */
-struct table_ref {
-  uint64_t sector;
-  uint32_t gdi;
-  bool redundant;
-};
-
-static int cmp_table_ref(const void *a, const void *b) {
-  const struct table_ref *x = a, *y = b;
-  if (x->sector != y->sector)
-    return x->sector < y->sector ? -1 : 1;
-  if (x->redundant != y->redundant) /* then: the first one listed is kept */
-    return x->redundant ? 1 : -1;
-  return x->gdi < y->gdi ? -1 : x->gdi > y->gdi;
-}
-
-/* Set SKIP[gdi] bit 1 (its table) or 2 (its redundant table) for every
- * table inside the file that overlaps one before it on file, reporting
- * each: a checker then reads every sector of tables once, so its time and
- * memory are bounded by the file, however many directory entries of a
- * hostile file point at the same table (2^16 entries at one 256 KiB table
- * would otherwise mean 16 GiB of reads and 2^32 grains to track). */
-static int mark_shared_tables(struct sparse *s, struct check_ctx *c,
-                              uint64_t file_sectors, uint8_t *skip) {
+/* Tables inside the file, for mark_shared_tables (lib/check_space.c). */
+static int sparse_shared_tables(struct sparse *s, struct check_ctx *c,
+                                uint64_t file_sectors, uint8_t *skip) {
   struct table_ref *t = malloc(((size_t)s->n_gdes * 2 + 1) * sizeof *t);
   size_t n = 0;
   if (!t)
@@ -828,22 +709,7 @@ static int mark_shared_tables(struct sparse *s, struct check_ctx *c,
       if (v && (uint64_t)v + s->gt_sectors <= file_sectors)
         t[n++] = (struct table_ref){v, gdi, r != 0};
     }
-  qsort(t, n, sizeof *t, cmp_table_ref);
-  const struct table_ref *prev = NULL;
-  for (size_t k = 0; k < n; k++) {
-    if (prev && t[k].sector < prev->sector + s->gt_sectors) {
-      skip[t[k].gdi] |= t[k].redundant ? 2 : 1;
-      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
-                   "%s: %sgrain table %" PRIu32 " at sector %" PRIu64
-                   " overlaps %sgrain table %" PRIu32 " at sector %" PRIu64
-                   " (not checked further)",
-                   s->f->path, t[k].redundant ? "redundant " : "", t[k].gdi,
-                   t[k].sector, prev->redundant ? "redundant " : "",
-                   prev->gdi, prev->sector);
-    } else {
-      prev = &t[k];
-    }
-  }
+  mark_shared_tables(c, s->f->path, t, n, s->gt_sectors, skip);
   free(t);
   return 0;
 }
@@ -864,16 +730,16 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
     set_error(ENOMEM, "%s: out of memory", path);
     goto out;
   }
-  if (mark_shared_tables(s, c, file_sectors, skip) != 0)
+  if (sparse_shared_tables(s, c, file_sectors, skip) != 0)
     goto out;
-  if (add_region(&rs, 0, 1, 0, UINT32_MAX, "the header") ||
+  if (regions_add(&rs, 0, 1, UINT32_MAX, UINT32_MAX, "the header") ||
       (s->h.desc_offset &&
-       add_region(&rs, s->h.desc_offset, s->h.desc_size, 0, UINT32_MAX,
-                  "the embedded descriptor")) ||
-      add_region(&rs, s->h.gd_offset, gd_sectors, 0, UINT32_MAX,
-                 "the grain directory") ||
-      (s->rgd && add_region(&rs, s->h.rgd_offset, gd_sectors, 0, UINT32_MAX,
-                            "the redundant grain directory")))
+       regions_add(&rs, s->h.desc_offset, s->h.desc_size, UINT32_MAX,
+                   UINT32_MAX, "the embedded descriptor")) ||
+      regions_add(&rs, s->h.gd_offset, gd_sectors, UINT32_MAX, UINT32_MAX,
+                  "the grain directory") ||
+      (s->rgd && regions_add(&rs, s->h.rgd_offset, gd_sectors, UINT32_MAX,
+                             UINT32_MAX, "the redundant grain directory")))
     goto out;
 
   for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++) {
@@ -899,7 +765,7 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
                    path, gdi, gde, file_sectors);
       continue;
     }
-    if (add_region(&rs, gde, s->gt_sectors, gdi, UINT32_MAX, "a grain table"))
+    if (regions_add(&rs, gde, s->gt_sectors, gdi, UINT32_MAX, "grain table"))
       goto out;
     if (vf_pread(s->f, raw, s->gt_bytes, (uint64_t)gde * SECTOR) != 0)
       goto out;
@@ -908,8 +774,8 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
     if (skip[gdi] & 2) {
       /* reported by mark_shared_tables */
     } else if (rgde && (uint64_t)rgde + s->gt_sectors <= file_sectors) {
-      if (add_region(&rs, rgde, s->gt_sectors, gdi, UINT32_MAX,
-                     "a redundant grain table"))
+      if (regions_add(&rs, rgde, s->gt_sectors, gdi, UINT32_MAX,
+                      "redundant grain table"))
         goto out;
       if (vf_pread(s->f, raw + s->gt_bytes, s->gt_bytes,
                    (uint64_t)rgde * SECTOR) != 0)
@@ -998,38 +864,14 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
         continue;
       }
       c->res->allocated_grains++;
-      if (add_region(&rs, v, s->h.grain, gdi, i, NULL))
+      if (regions_add(&rs, v, s->h.grain, gdi, i, NULL))
         goto out;
     }
   }
 
   /* Overlaps, and space after the metadata that nothing points at. */
-  qsort(rs.r, rs.n, sizeof *rs.r, cmp_region);
-  uint64_t covered = 0; /* end of the furthest region seen, in sectors */
-  const struct region *furthest = NULL;
-  for (size_t k = 0; k < rs.n; k++) {
-    const struct region *r = &rs.r[k];
-    if (furthest && r->start < covered) {
-      char a[96], b[96];
-      check_report(c, VMDK_PROBLEM_CORRUPT, 0,
-                   "%s: %s at sector %" PRIu64 " overlaps %s at sector %" PRIu64,
-                   path, region_name(r, a, sizeof a), r->start,
-                   region_name(furthest, b, sizeof b), furthest->start);
-    } else if (r->start > covered && r->start > s->h.overhead) {
-      uint64_t from = covered > s->h.overhead ? covered : s->h.overhead;
-      if (report_leak(s, c, from, r->start, false) != 0)
-        goto out;
-    }
-    if (r->start + r->len > covered) {
-      covered = r->start + r->len;
-      furthest = r;
-    }
-  }
-  if (file_sectors > covered && file_sectors > s->h.overhead) {
-    uint64_t from = covered > s->h.overhead ? covered : s->h.overhead;
-    if (report_leak(s, c, from, file_sectors, true) != 0)
-      goto out;
-  }
+  if (regions_sweep(&rs, c, s->f, s->h.overhead, file_sectors, NULL) != 0)
+    goto out;
   c->res->total_grains += div_round_up(s->h.capacity, s->h.grain);
   ret = 0;
 out:

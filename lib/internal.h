@@ -102,6 +102,20 @@ int vf_close(struct vfile *f);
 int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off);
 /* Write exactly LEN bytes at OFF, retrying short writes.  0 or -1. */
 int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off);
+/* A data write held back so that the next one, when it continues it both
+ * on file and in memory, goes out with it as one call (extent_sparse.c,
+ * extent_cowd.c).  Its bytes are the caller's: flush before they change. */
+struct vf_pending {
+  uint64_t off;
+  const uint8_t *buf;
+  size_t len; /* 0: none pending */
+};
+/* Queue N bytes of BUF for OFF, issuing the pending write first unless
+ * this one continues it.  0 or -1 (the pending write failed). */
+int vf_pend_add(struct vfile *f, struct vf_pending *p, uint64_t off,
+                const void *buf, size_t n);
+/* Issue the pending write, if any; it is no longer pending either way. */
+int vf_pend_flush(struct vfile *f, struct vf_pending *p);
 /* Write LEN zero bytes at OFF (chunked). */
 int vf_write_zeros(struct vfile *f, uint64_t len, uint64_t off);
 /* Make LEN bytes at OFF read as zeros, freeing host space where the file
@@ -224,6 +238,23 @@ struct extent_ops {
    * has no embedded descriptor). */
   int (*write_descriptor)(struct extent *e, const char *text, size_t len);
 };
+
+/* For extent status ops: extend RUN by N bytes of kind FLAGS at file
+ * offset FO (-1: none), the first piece when RUN is empty.  False when the
+ * piece does not continue RUN (another kind, or data elsewhere in the
+ * file): RUN is complete and unchanged. */
+static inline bool run_extend(struct vmdk_run *run, unsigned flags,
+                              int64_t fo, uint64_t n) {
+  if (run->length == 0) {
+    run->flags = flags;
+    run->file_offset = fo;
+  } else if (flags != run->flags ||
+             (fo >= 0 && fo != run->file_offset + (int64_t)run->length)) {
+    return false;
+  }
+  run->length += n;
+  return true;
+}
 
 struct extent {
   const struct extent_ops *ops;
@@ -499,5 +530,46 @@ void check_report(struct check_ctx *c, enum vmdk_problem_kind kind,
  * that holds nothing but zeros costs nothing and is not reported.  Sets
  * *ZERO; returns 0 or -1.  (lib/repair.c) */
 int range_is_zero(struct vfile *f, uint64_t off, uint64_t len, bool *zero);
+
+/* The checks of hosted sparse and COWD extents (lib/check_space.c).  All
+ * positions and lengths in sectors. */
+/* A region of the file that something points at: a grain (TABLE and ENTRY:
+ * its GD and GT index), a table (TABLE: its GD index; ENTRY UINT32_MAX) or
+ * other metadata (both UINT32_MAX).  WHAT names a table or metadata. */
+struct region {
+  uint64_t start, len;
+  uint32_t table, entry;
+  const char *what;
+};
+struct regions {
+  struct region *r; /* owned: free(r) when done */
+  size_t n, cap;
+};
+int regions_add(struct regions *rs, uint64_t start, uint64_t len,
+                uint32_t table, uint32_t entry, const char *what);
+/* Sort RS and report, for F: every region that overlaps one before it on
+ * file (corrupt), and every stretch at or past DATA_START that no region
+ * covers, up to FILE_SECTORS, holding anything but zeros (leaked).  Sets
+ * *COVERED_OUT (when not NULL) to the end of the furthest region.  0 or -1
+ * (an I/O error reading a stretch). */
+int regions_sweep(struct regions *rs, struct check_ctx *c, struct vfile *f,
+                  uint64_t data_start, uint64_t file_sectors,
+                  uint64_t *covered_out);
+/* A grain table (or redundant one) inside the file, for mark_shared_tables. */
+struct table_ref {
+  uint64_t sector;
+  uint32_t gdi;
+  bool redundant;
+};
+/* Sort T (N tables of TABLE_SECTORS each) and, for every table that
+ * overlaps one before it on file, report it and set SKIP[gdi] bit 1 (a
+ * table) or 2 (a redundant table): the check then reads every sector of
+ * tables once, so its time and memory are bounded by the file, however
+ * many directory entries of a hostile file point at the same table (2^16
+ * entries at one 256 KiB table would otherwise mean 16 GiB of reads and
+ * 2^32 grains to track). */
+void mark_shared_tables(struct check_ctx *c, const char *path,
+                        struct table_ref *t, size_t n, uint64_t table_sectors,
+                        uint8_t *skip);
 
 #endif /* VMDKIT_INTERNAL_H */

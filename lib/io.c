@@ -412,6 +412,26 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
   return 0;
 }
 
+int vf_pend_flush(struct vfile *f, struct vf_pending *p) {
+  if (p->len == 0)
+    return 0;
+  size_t n = p->len;
+  p->len = 0;
+  return vf_pwrite(f, p->buf, n, p->off);
+}
+
+int vf_pend_add(struct vfile *f, struct vf_pending *p, uint64_t off,
+                const void *buf, size_t n) {
+  if (p->len && off == p->off + p->len && buf == p->buf + p->len) {
+    p->len += n;
+    return 0;
+  }
+  if (vf_pend_flush(f, p) != 0)
+    return -1;
+  *p = (struct vf_pending){off, buf, n};
+  return 0;
+}
+
 static const uint8_t zero_chunk[64 * 1024];
 
 int vf_write_zeros(struct vfile *f, uint64_t len, uint64_t off) {
