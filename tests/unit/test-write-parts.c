@@ -4,10 +4,10 @@
  * multiples of the parts' 64 KiB unit, at aligned and odd offsets, some
  * overlapping earlier ones, must leave the file byte-equal to a mirror
  * and f->size equal to the file's length; a write that fails (a read-only
- * descriptor) reports one error naming the file and leaves f->size alone.  The remote mark is set
- * by hand, so this runs on any file system (the interop test remote-fs
- * covers the detection on a FUSE mount).  Under ASan, a part past the
- * part array would be caught. */
+ * descriptor) reports one error naming the file and leaves f->size
+ * alone.  The remote mark is set by hand, so this runs on any file system
+ * (the interop test remote-fs covers the detection on a FUSE mount).
+ * Under ASan, a part past the part array would be caught. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -29,10 +29,16 @@ int main(void) {
   if (!CHECK(f && mirror && back && chunk, "create: %s", vmdk_get_error()))
     return t_exit_code();
   f->remote = true;
-  static const size_t lens[] = {
-      MiB,               MiB + 1,           MiB + 65535,      MiB + 65536,
-      3 * 8 * 65536 + 1, 3 * MiB + 12345,   8 * 65536 * 7 + 7, 16 * MiB - 1,
-      17 * MiB + 4097,   2 * MiB - 65536 * 8 + 1};
+  static const size_t lens[] = {MiB,
+                                MiB + 1,
+                                MiB + 65535,
+                                MiB + 65536,
+                                3 * 8 * 65536 + 1,
+                                3 * MiB + 12345,
+                                8 * 65536 * 7 + 7,
+                                16 * MiB - 1,
+                                17 * MiB + 4097,
+                                2 * MiB - 65536 * 8 + 1};
   static const uint64_t offs[] = {0, 777, 3 * 4096 + 1, 5 * MiB};
   uint64_t end = 0;
   int k = 0;
@@ -53,8 +59,8 @@ int main(void) {
     }
   CHECK(vf_sync(f) == 0, "sync: %s", vmdk_get_error());
   CHECK(vf_close(f) == 0, "close: %s", vmdk_get_error());
-  CHECK(t_file_size(path) == (int64_t)end, "file is %" PRId64 " bytes, want %" PRIu64,
-        t_file_size(path), end);
+  CHECK(t_file_size(path) == (int64_t)end,
+        "file is %" PRId64 " bytes, want %" PRIu64, t_file_size(path), end);
   int fd = open(path, O_RDONLY);
   CHECK(fd >= 0 && pread(fd, back, end, 0) == (ssize_t)end, "read back");
   int64_t at = t_first_diff(back, mirror, end);
