@@ -125,9 +125,10 @@ for spec in "raw" "vmdk" "vmdk subformat=twoGbMaxExtentSparse" \
     "$tmpdir"/*-s0*.vmdk
 done
 
-# Writes of odd lengths at odd offsets into a monolithicFlat image on the
-# mount go to its flat extent as they are: split into parts that are not
-# whole units, from several threads, landing where a raw mirror has them.
+# Writes at odd offsets into a monolithicFlat image on the mount go to its
+# flat extent as they are: split into parts from several threads, landing
+# where a raw mirror has them.  (`vmdkit write` hands the library 1 MiB at
+# a time; unit/test-write-parts covers lengths that are not whole units.)
 expect_rc 0 "$VMDKIT" create -f vmdk -o subformat=monolithicFlat \
   "$tmpdir/mnt/flat.vmdk" 16M
 truncate -s 16M mirror.raw
