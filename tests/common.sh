@@ -63,6 +63,28 @@ need() {
   done
 }
 
+# run_nbdkit ARGS...: nbdkit ARGS.  In a sanitizer build the plugin needs
+# the ASan runtime loaded first, and nbdkit is not built with it: the
+# runtime (ASAN_RUNTIME, from CMake) is preloaded into nbdkit and unset
+# again for its --run command.  Skips (77) when no runtime was found.
+run_nbdkit() {
+  if [[ ${VMDKIT_SANITIZED:-0} != 1 ]]; then
+    nbdkit "$@"
+    return
+  fi
+  if [[ -z ${ASAN_RUNTIME:-} || ! -f ${ASAN_RUNTIME:-} ]]; then
+    echo "SKIP: sanitizer build without a known ASan runtime for nbdkit" >&2
+    exit 77
+  fi
+  local args=() prev="" a
+  for a in "$@"; do
+    [[ $prev == --run ]] && a="unset LD_PRELOAD; $a"
+    args+=("$a")
+    prev=$a
+  done
+  LD_PRELOAD=$ASAN_RUNTIME nbdkit "${args[@]}"
+}
+
 sha() {
   sha256sum "$1" | cut -d' ' -f1
 }

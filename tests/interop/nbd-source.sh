@@ -32,10 +32,11 @@ expect_rc 0 qemu-img check out.vmdk
 grains=$(json_get check.json allocated-clusters)
 ((grains == 4)) || die "convert from NBD allocated $grains grains, expected 4 (holes must be skipped)"
 
-# The vmdkit plugin serving a VMDK, converted to raw (not in a sanitizer
-# build: nbdkit cannot load an ASan-built plugin).
-if [[ -f $BUILD_DIR/nbdkit-vmdkit-plugin.so && ${VMDKIT_SANITIZED:-0} != 1 ]]; then
-  nbdkit -U - -r "$BUILD_DIR/nbdkit-vmdkit-plugin.so" file=out.vmdk --run "
+# The vmdkit plugin serving a VMDK, converted to raw (in a sanitizer build,
+# only with an ASan runtime for nbdkit to preload: run_nbdkit).
+if [[ -f $BUILD_DIR/nbdkit-vmdkit-plugin.so ]] &&
+  [[ ${VMDKIT_SANITIZED:-0} != 1 || -f ${ASAN_RUNTIME:-} ]]; then
+  run_nbdkit -U - -r "$BUILD_DIR/nbdkit-vmdkit-plugin.so" file=out.vmdk --run "
     '$VMDKIT' convert -O raw \"\$uri\" back.raw" || die "convert from the vmdkit plugin failed"
   same src.raw back.raw
 fi
