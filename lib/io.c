@@ -153,65 +153,100 @@ static bool aligned(const void *buf, size_t len, uint64_t off) {
   return ((uintptr_t)buf | len | off) % DIRECT_ALIGN == 0;
 }
 
-/* O_DIRECT for an unaligned transfer: the covering aligned blocks go
- * through an aligned bounce buffer (read, patched, written back for
- * writes).  Bytes of the last block past the end of the file are written
- * as zeros and the length is then set back. */
-static int bounce(struct vfile *f, void *buf, size_t len, uint64_t off,
-                  bool write) {
+/* Bytes: the largest bounce buffer of an unaligned O_DIRECT transfer; a
+ * larger transfer goes through it window by window. */
+#define BOUNCE_WINDOW ((size_t)1 << 20)
+
+/* O_DIRECT: fill DST (aligned, N a multiple of DIRECT_ALIGN) with the N
+ * bytes at AT (aligned); what lies past the end of the file reads as
+ * zeros. */
+static int direct_read_blocks(struct vfile *f, uint8_t *dst, size_t n,
+                              uint64_t at) {
+  uint64_t have = f->size > at ? f->size - at : 0;
+  size_t want = have < n ? (size_t)(div_round_up(have, DIRECT_ALIGN) *
+                                    DIRECT_ALIGN)
+                         : n;
+  size_t done = 0;
+  while (done < want) {
+    size_t asked = want - done;
+    ssize_t r = pread(f->fd, dst + done, asked, (off_t)(at + done));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return set_error(errno, "%s: direct read at offset %llu: %s", f->path,
+                       (unsigned long long)(at + done), strerror(errno));
+    done += (size_t)r;
+    if ((size_t)r < asked) /* short: the end of the file (another read would
+                              start unaligned) */
+      break;
+  }
+  memset(dst + done, 0, n - done);
+  return 0;
+}
+
+/* One window of bounce: LEN bytes at OFF whose covering aligned blocks fit
+ * in B.  A write reads only the partial first and last blocks (the bytes
+ * around the new ones), patches and writes them all; bytes of the last
+ * block past the end of the file are written as zeros and the length is
+ * then set back to what a buffered write would have left. */
+static int bounce_window(struct vfile *f, uint8_t *b, uint8_t *buf,
+                         size_t len, uint64_t off, bool write) {
   uint64_t start = off / DIRECT_ALIGN * DIRECT_ALIGN;
   uint64_t end = div_round_up(off + len, DIRECT_ALIGN) * DIRECT_ALIGN;
   size_t span = (size_t)(end - start);
+  if (!write) {
+    if (direct_read_blocks(f, b, span, start) != 0)
+      return -1;
+    memcpy(buf, b + (off - start), len);
+    return 0;
+  }
+  bool head = off != start, tail = (off + len) % DIRECT_ALIGN != 0;
+  if (head && direct_read_blocks(f, b, DIRECT_ALIGN, start) != 0)
+    return -1;
+  if (tail && (span > DIRECT_ALIGN || !head) &&
+      direct_read_blocks(f, b + span - DIRECT_ALIGN, DIRECT_ALIGN,
+                         end - DIRECT_ALIGN) != 0)
+    return -1;
+  memcpy(b + (off - start), buf, len);
+  for (size_t done = 0; done < span;) {
+    ssize_t n = pwrite(f->fd, b + done, span - done, (off_t)(start + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return set_error(errno, "%s: direct write at offset %llu: %s", f->path,
+                       (unsigned long long)(start + done), strerror(errno));
+    done += (size_t)n;
+  }
+  f->unsynced = true;
+  uint64_t new_size = off + len > f->size ? off + len : f->size;
+  if (end > new_size && ftruncate(f->fd, (off_t)new_size) != 0)
+    return set_error(errno, "%s: cannot set length: %s", f->path,
+                     strerror(errno));
+  f->size = new_size;
+  return 0;
+}
+
+/* O_DIRECT for an unaligned transfer (or a read past the end of the file):
+ * through an aligned bounce buffer of at most BOUNCE_WINDOW bytes. */
+static int bounce(struct vfile *f, void *buf, size_t len, uint64_t off,
+                  bool write) {
+  size_t need = (size_t)(div_round_up(off % DIRECT_ALIGN + len, DIRECT_ALIGN) *
+                         DIRECT_ALIGN);
+  size_t cap = need < BOUNCE_WINDOW ? need : BOUNCE_WINDOW;
   void *b;
-  if (posix_memalign(&b, DIRECT_ALIGN, span) != 0)
+  if (posix_memalign(&b, DIRECT_ALIGN, cap) != 0)
     return set_error(ENOMEM, "%s: out of memory for a direct I/O buffer",
                      f->path);
-  uint64_t size = f->size;
+  uint8_t *p = buf;
   int r = 0;
-  memset(b, 0, span);
-  if (!write || start < size) { /* what is there around the new bytes */
-    uint64_t have = size > start ? size - start : 0;
-    size_t want = have < span ? (size_t)(div_round_up(have, DIRECT_ALIGN) *
-                                         DIRECT_ALIGN)
-                              : span;
-    for (size_t done = 0; r == 0 && done < want;) {
-      ssize_t n = pread(f->fd, (uint8_t *)b + done, want - done,
-                        (off_t)(start + done));
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0) {
-        if (n < 0)
-          r = set_error(errno, "%s: direct read at offset %llu: %s", f->path,
-                        (unsigned long long)(start + done), strerror(errno));
-        break;
-      }
-      done += (size_t)n;
-    }
-  }
-  if (r == 0 && !write)
-    memcpy(buf, (uint8_t *)b + (off - start), len);
-  if (r == 0 && write) {
-    memcpy((uint8_t *)b + (off - start), buf, len);
-    for (size_t done = 0; r == 0 && done < span;) {
-      ssize_t n = pwrite(f->fd, (uint8_t *)b + done, span - done,
-                         (off_t)(start + done));
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        r = set_error(errno, "%s: direct write at offset %llu: %s", f->path,
-                      (unsigned long long)(start + done), strerror(errno));
-      else
-        done += (size_t)n;
-    }
-    /* Keep the file's length what a buffered write would have left. */
-    uint64_t new_size = off + len > size ? off + len : size;
-    if (r == 0 && end > new_size && ftruncate(f->fd, (off_t)new_size) != 0)
-      r = set_error(errno, "%s: cannot set length: %s", f->path,
-                    strerror(errno));
-    if (r == 0) {
-      f->size = new_size;
-      f->unsynced = true;
-    }
+  while (r == 0 && len > 0) {
+    size_t n = cap - (size_t)(off % DIRECT_ALIGN); /* what the window takes */
+    if (n > len)
+      n = len;
+    r = bounce_window(f, b, p, n, off, write);
+    p += n;
+    off += n;
+    len -= n;
   }
   free(b);
   return r;

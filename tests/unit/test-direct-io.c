@@ -11,13 +11,15 @@
 #include "vmdkit.h"
 
 #define SIZE (24u << 20)
+#define BIG_MAX (3584u << 10) /* the largest of the big transfers */
 
 int main(void) {
   t_tmpdir("direct-io");
   static const enum vmdk_subformat kinds[] = {
       VMDK_SUBFORMAT_MONOLITHIC_SPARSE, VMDK_SUBFORMAT_MONOLITHIC_FLAT,
       VMDK_SUBFORMAT_TWOGB_SPARSE, VMDK_SUBFORMAT_RAW};
-  uint8_t *mirror = malloc(SIZE), *back = malloc(SIZE), *chunk = malloc(300000);
+  uint8_t *mirror = malloc(SIZE), *back = malloc(SIZE + 1),
+          *chunk = malloc(BIG_MAX + 1);
   for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
     char name[64];
     snprintf(name, sizeof name, "d%zu.vmdk", k);
@@ -41,6 +43,25 @@ int main(void) {
         break;
       memcpy(mirror + off, chunk, len);
     }
+    /* Transfers larger than the 1 MiB bounce window (lib/io.c), from
+     * memory that is not aligned either: they go window by window. */
+    for (int i = 0; i < 12; i++) {
+      uint64_t off = t_below(&rng, SIZE);
+      size_t len = (1u << 20) + (size_t)t_below(&rng, BIG_MAX - (1u << 20));
+      if (off + len > SIZE)
+        len = (size_t)(SIZE - off);
+      t_fill(chunk + 1, len, (uint64_t)i * 11 + k + 1000);
+      if (!CHECK(vmdk_pwrite(d, chunk + 1, len, off) == 0,
+                 "%s: big write %zu at %" PRIu64 ": %s",
+                 vmdk_subformat_name(kinds[k]), len, off, vmdk_get_error()))
+        break;
+      memcpy(mirror + off, chunk + 1, len);
+    }
+    CHECK(vmdk_pread(d, back + 1, SIZE - 7, 3) == 0, "big read: %s",
+          vmdk_get_error());
+    int64_t at0 = t_first_diff(back + 1, mirror + 3, SIZE - 7);
+    CHECK(at0 < 0, "%s: an unaligned 24 MiB read differs at %" PRId64,
+          vmdk_subformat_name(kinds[k]), at0);
     CHECK(vmdk_close(d) == 0, "close: %s", vmdk_get_error());
     d = vmdk_open(path, VMDK_OPEN_NOCACHE);
     if (!CHECK(d != NULL, "reopen: %s", vmdk_get_error()))
