@@ -153,6 +153,25 @@ static bool aligned(const void *buf, size_t len, uint64_t off) {
   return ((uintptr_t)buf | len | off) % DIRECT_ALIGN == 0;
 }
 
+/* Write *LEN bytes from *P at *OFF in calls of at most PIECE bytes,
+ * retrying short writes and EINTR; the three move on as bytes land.
+ * Returns 0, or the errno of the call that failed (*OFF is where). */
+static int pwrite_all(int fd, const uint8_t **p, size_t *len, uint64_t *off,
+                      size_t piece) {
+  while (*len > 0) {
+    ssize_t n = pwrite(fd, *p, *len > piece ? piece : *len, (off_t)*off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return errno;
+    }
+    *p += n;
+    *off += (uint64_t)n;
+    *len -= (size_t)n;
+  }
+  return 0;
+}
+
 /* Bytes: the largest bounce buffer of an unaligned O_DIRECT transfer; a
  * larger transfer goes through it window by window. */
 #define BOUNCE_WINDOW ((size_t)1 << 20)
@@ -208,16 +227,14 @@ static int bounce_window(struct vfile *f, uint8_t *b, uint8_t *buf,
                          end - DIRECT_ALIGN) != 0)
     return -1;
   memcpy(b + (off - start), buf, len);
-  for (size_t done = 0; done < span;) {
-    ssize_t n = pwrite(f->fd, b + done, span - done, (off_t)(start + done));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return set_error(errno, "%s: direct write at offset %llu: %s", f->path,
-                       (unsigned long long)(start + done), strerror(errno));
-    done += (size_t)n;
-  }
+  const uint8_t *q = b;
+  size_t rest = span;
+  uint64_t at = start;
   f->unsynced = true;
+  int err = pwrite_all(f->fd, &q, &rest, &at, WHOLE_WRITE);
+  if (err)
+    return set_error(err, "%s: direct write at offset %llu: %s", f->path,
+                     (unsigned long long)at, strerror(err));
   uint64_t new_size = off + len > f->size ? off + len : f->size;
   if (end > new_size && ftruncate(f->fd, (off_t)new_size) != 0)
     return set_error(errno, "%s: cannot set length: %s", f->path,
@@ -326,30 +343,17 @@ static void start_write_out(struct vfile *f, uint64_t lo, uint64_t hi) {
 struct write_part {
   int fd;
   const uint8_t *p;
-  size_t len;
+  size_t len;     /* bytes not written yet */
   uint64_t off;   /* moves on as bytes land */
   uint64_t begin; /* where the part starts */
-  int err; /* errno of the failed pwrite, 0 when all LEN bytes went */
-  uint64_t err_off;
+  int err;        /* pwrite_all's result */
   pthread_t thread;
   bool started;
 };
 
 static void *write_part_main(void *arg) {
   struct write_part *w = arg;
-  while (w->len > 0) {
-    ssize_t n = pwrite(w->fd, w->p, w->len, (off_t)w->off);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      w->err = errno;
-      w->err_off = w->off;
-      return NULL;
-    }
-    w->p += n;
-    w->off += (uint64_t)n;
-    w->len -= (size_t)n;
-  }
+  w->err = pwrite_all(w->fd, &w->p, &w->len, &w->off, WHOLE_WRITE);
   return NULL;
 }
 
@@ -407,7 +411,7 @@ static int write_parts(struct vfile *f, const uint8_t *p, size_t len,
   for (int i = 0; i < ways; i++)
     if (w[i].err)
       return set_error(w[i].err, "%s: write of %zu bytes at offset %llu: %s",
-                       f->path, w[i].len, (unsigned long long)w[i].err_off,
+                       f->path, w[i].len, (unsigned long long)w[i].off,
                        strerror(w[i].err));
   return 0;
 }
@@ -426,23 +430,14 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
   }
   /* Buffered writes on local file systems go in LOCAL_WRITE_PIECEs;
    * O_DIRECT ones and those on remote file systems go whole. */
-  size_t max = f->direct || f->remote ? WHOLE_WRITE : LOCAL_WRITE_PIECE;
-  while (len > 0) {
-    size_t chunk = len > max ? max : len;
-    ssize_t n = pwrite(f->fd, p, chunk, (off_t)off);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return set_error(errno, "%s: write of %zu bytes at offset %llu: %s",
-                       f->path, chunk, (unsigned long long)off,
-                       strerror(errno));
-    }
-    p += n;
-    off += (uint64_t)n;
-    len -= (size_t)n;
-    if (off > f->size)
-      f->size = off;
-  }
+  int err = pwrite_all(f->fd, &p, &len, &off,
+                       f->direct || f->remote ? WHOLE_WRITE
+                                              : LOCAL_WRITE_PIECE);
+  if (off > f->size) /* [start, off) landed */
+    f->size = off;
+  if (err)
+    return set_error(err, "%s: write of %zu bytes at offset %llu: %s",
+                     f->path, len, (unsigned long long)off, strerror(err));
   start_write_out(f, start, off);
   return 0;
 }
