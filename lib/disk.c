@@ -255,6 +255,11 @@ static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
     vf_close(f);
     return set_error(ENOMEM, "out of memory");
   }
+  if (writable) { /* the new CID goes before the first change (a kind
+                     may take the hook over to add its own) */
+    f->before_write = extent_first_write;
+    f->hook_opaque = e;
+  }
   switch (x->type) {
   case EXT_FLAT:
   case EXT_VMFS:
@@ -731,12 +736,17 @@ int disk_before_write(struct vmdk_disk *d) {
     return 0;
   uint32_t old = d->desc->cid;
   d->desc->cid = random_cid(old);
+  d->cid_written = true; /* the descriptor write below is a change too */
   if (disk_write_descriptor(d) != 0) {
     d->desc->cid = old;
+    d->cid_written = false;
     return -1;
   }
-  d->cid_written = true;
   return 0;
+}
+
+int extent_first_write(void *extent) {
+  return disk_before_write(((struct extent *)extent)->disk);
 }
 
 /* ---- data ------------------------------------------------------------------ */
@@ -864,8 +874,6 @@ int vmdk_pwrite(struct vmdk_disk *d, const void *buf, size_t count,
   if (check_range(d, count, off, "write") != 0 ||
       check_writable(d, count, off, false) != 0)
     return -1;
-  if (count && disk_before_write(d) != 0)
-    return -1;
   const uint8_t *p = buf;
   while (count > 0) {
     struct extent *e = disk_find_extent(d, off);
@@ -886,8 +894,6 @@ int vmdk_pwrite(struct vmdk_disk *d, const void *buf, size_t count,
 int vmdk_zero(struct vmdk_disk *d, uint64_t count, uint64_t off) {
   if (check_range(d, count, off, "zero") != 0 ||
       check_writable(d, count, off, true) != 0)
-    return -1;
-  if (count && disk_before_write(d) != 0)
     return -1;
   while (count > 0) {
     struct extent *e = disk_find_extent(d, off);

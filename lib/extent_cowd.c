@@ -101,9 +101,6 @@ struct cowd {
 
   struct gtcache gtc; /* the grain tables (lib/gtcache.c) */
 
-  /* One pending data write (io.c), issued before any metadata write
-   * (rule 2) and before the op that queued it returns. */
-  struct vf_pending pend;
 };
 
 /* ---- header ------------------------------------------------------------- */
@@ -213,7 +210,7 @@ static int write_header(struct cowd *s) {
 
 /* Rule 2: data and header, sync, length, tables, directory, sync. */
 static int flush_metadata(struct cowd *s) {
-  if (vf_pend_flush(s->f, &s->pend) != 0)
+  if (gtc_issue(&s->gtc) != 0)
     return -1;
   if (s->gtc.n_dirty == 0 && !s->gd_dirty && !s->header_dirty)
     return vf_sync(s->f);
@@ -342,10 +339,10 @@ static int lookup(struct cowd *s, uint64_t grain_no, bool allocate,
   return check_grain(s, g->gdi, g->idx, g->gte);
 }
 
-static void set_gte(struct cowd *s, struct grain_ref *g, uint32_t v) {
-  gtc_table(&s->gtc, g->slot)[g->idx] = v;
+/* The entry is set once the data queued for it has landed (gtcache.c). */
+static int set_gte(struct cowd *s, struct grain_ref *g, uint32_t v) {
   g->gte = v;
-  gtc_mark_dirty(&s->gtc, g->slot);
+  return gtc_set_entry(&s->gtc, g->slot, g->idx, v);
 }
 
 static int cowd_pread(struct extent *e, void *buf, size_t len, uint64_t off) {
@@ -399,7 +396,7 @@ static int fill_new_grain(struct extent *e, struct cowd *s, uint64_t foff,
           s->f, len < s->f->size - foff ? len : s->f->size - foff, foff);
     return 0;
   }
-  if (vf_pend_flush(s->f, &s->pend) != 0)
+  if (gtc_issue(&s->gtc) != 0)
     return -1;
   size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
   uint8_t *tmp = malloc(chunk);
@@ -422,7 +419,7 @@ static int fill_new_grain(struct extent *e, struct cowd *s, uint64_t foff,
 
 /* Allocate a grain for G (whose entry is 0) covering extent offset
  * GRAIN_OFF, write BUF (N bytes at IN within the grain; BUF NULL = zeros)
- * and fill the rest; the entry is set after the data is queued. */
+ * and fill the rest; the entry is set once that data has landed. */
 static int allocate_grain(struct extent *e, struct cowd *s, struct grain_ref *g,
                           uint64_t grain_off, uint64_t in, const uint8_t *buf,
                           size_t n) {
@@ -432,15 +429,14 @@ static int allocate_grain(struct extent *e, struct cowd *s, struct grain_ref *g,
   uint64_t fo = (uint64_t)sec * SECTOR;
   if (fill_new_grain(e, s, fo, grain_off, in, false) != 0)
     return -1;
-  if (buf ? vf_pend_add(s->f, &s->pend, fo + in, buf, n)
+  if (buf ? gtc_write_data(&s->gtc, fo + in, buf, n)
           : fill_new_grain(e, s, fo + in, grain_off + in, n, true))
     return -1;
   uint64_t tail = in + n;
   if (fill_new_grain(e, s, fo + tail, grain_off + tail, s->grain_bytes - tail,
                      false) != 0)
     return -1;
-  set_gte(s, g, sec);
-  return 0;
+  return set_gte(s, g, sec);
 }
 
 static int cowd_pwrite(struct extent *e, const void *buf, size_t len,
@@ -454,7 +450,7 @@ static int cowd_pwrite(struct extent *e, const void *buf, size_t len,
     if (lookup(s, off / s->grain_bytes, true, &g) != 0)
       return -1;
     if (g.gte != 0) {
-      if (vf_pend_add(s->f, &s->pend, (uint64_t)g.gte * SECTOR + in, p,
+      if (gtc_write_data(&s->gtc, (uint64_t)g.gte * SECTOR + in, p,
                       n) != 0)
         return -1;
     } else if (allocate_grain(e, s, &g, off - in, in, p, n) != 0) {
@@ -465,7 +461,7 @@ static int cowd_pwrite(struct extent *e, const void *buf, size_t len,
     len -= n;
   }
   /* The caller's buffer is only valid during this call. */
-  return vf_pend_flush(s->f, &s->pend);
+  return gtc_issue(&s->gtc);
 }
 
 static int cowd_zero(struct extent *e, uint64_t len, uint64_t off) {
@@ -480,7 +476,7 @@ static int cowd_zero(struct extent *e, uint64_t len, uint64_t off) {
     if (lookup(s, off / s->grain_bytes, backing, &g) != 0)
       return -1;
     if (g.gte != 0) {
-      if (vf_pend_flush(s->f, &s->pend) != 0 ||
+      if (gtc_issue(&s->gtc) != 0 ||
           vf_zero_range(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
         return -1;
     } else if (backing &&
@@ -490,7 +486,7 @@ static int cowd_zero(struct extent *e, uint64_t len, uint64_t off) {
     off += n;
     len -= n;
   }
-  return 0;
+  return gtc_issue(&s->gtc);
 }
 
 static int cowd_status(struct extent *e, uint64_t off, uint64_t len,
@@ -1093,6 +1089,7 @@ int cowd_open(struct extent *e, struct vfile *f) {
   if (gtc_init(&s->gtc, s->n_gdes, COWD_GTES, (uint32_t)slots,
                flush_for_cache, s, f->path) != 0)
     goto fail;
+  s->gtc.f = f;
   e->ops = &cowd_ops;
   e->priv = s;
   return 0;

@@ -79,9 +79,6 @@ struct sparse {
 
   bool unclean_set;          /* we set the uncleanShutdown byte */
 
-  /* One pending data write (io.c), issued before any metadata write
-   * (rule 2) and before the op that queued it returns. */
-  struct vf_pending pend;
 };
 
 /* ---- header ------------------------------------------------------------- */
@@ -225,9 +222,11 @@ static int write_directories(struct sparse *s) {
   if (!buf)
     return set_error(ENOMEM, "%s: out of memory", s->f->path);
   int r = 0;
-  if (s->rgd) { /* the redundant one first (rule 2) */
+  if (s->rgd) { /* the redundant one first, durably (rule 2) */
     encode_table(s->rgd, buf, s->n_gdes);
     r = vf_pwrite(s->f, buf, bytes, s->h.rgd_offset * SECTOR);
+    if (r == 0)
+      r = vf_sync(s->f);
   }
   if (r == 0) {
     encode_table(s->gd, buf, s->n_gdes);
@@ -255,7 +254,7 @@ static int write_table(struct sparse *s, uint32_t slot) {
 
 /* Rule 2: data, sync, length, tables, directories, sync. */
 static int flush_metadata(struct sparse *s) {
-  if (vf_pend_flush(s->f, &s->pend) != 0)
+  if (gtc_issue(&s->gtc) != 0)
     return -1;
   if (s->gtc.n_dirty == 0 && !s->gd_dirty)
     return vf_sync(s->f);
@@ -395,6 +394,16 @@ static int mark_unclean(struct sparse *s) {
   return 0;
 }
 
+/* The file's before_write hook (io.c): the disk's new CID, then the
+ * unclean flag, right before the first change that really goes to the
+ * file, so a refused or failed write leaves both alone. */
+static int first_write(void *opaque) {
+  struct extent *e = opaque;
+  if (extent_first_write(e) != 0)
+    return -1;
+  return mark_unclean(e->priv);
+}
+
 /* ---- data path ------------------------------------------------------------ */
 
 /* Where a grain stands: the table's cache slot and entry. */
@@ -414,10 +423,10 @@ static int lookup(struct sparse *s, uint64_t grain_no, bool allocate,
   return check_grain(s, g->gdi, g->idx, g->gte);
 }
 
-static void set_gte(struct sparse *s, struct grain_ref *g, uint32_t v) {
-  gtc_table(&s->gtc, g->slot)[g->idx] = v;
+/* The entry is set once the data queued for it has landed (gtcache.c). */
+static int set_gte(struct sparse *s, struct grain_ref *g, uint32_t v) {
   g->gte = v;
-  gtc_mark_dirty(&s->gtc, g->slot);
+  return gtc_set_entry(&s->gtc, g->slot, g->idx, v);
 }
 
 static int sparse_pread(struct extent *e, void *buf, size_t len,
@@ -472,7 +481,7 @@ static int fill_from_backing(struct extent *e, struct sparse *s, uint64_t foff,
                             foff);
     return 0;
   }
-  if (vf_pend_flush(s->f, &s->pend) != 0)
+  if (gtc_issue(&s->gtc) != 0)
     return -1;
   uint8_t *tmp = malloc(len < (1u << 20) ? len : (1u << 20));
   if (!tmp)
@@ -494,7 +503,7 @@ static int fill_from_backing(struct extent *e, struct sparse *s, uint64_t foff,
 
 /* Allocate a grain for G (whose entry is 0 or 1) covering extent offset
  * GRAIN_OFF, write BUF (N bytes at IN within the grain, BUF NULL = zeros)
- * and fill the rest; the entry is set after the data is queued. */
+ * and fill the rest; the entry is set once that data has landed. */
 static int allocate_grain(struct extent *e, struct sparse *s,
                           struct grain_ref *g, uint64_t grain_off,
                           uint64_t in, const uint8_t *buf, size_t n) {
@@ -505,7 +514,7 @@ static int allocate_grain(struct extent *e, struct sparse *s,
   uint64_t fo = (uint64_t)sec * SECTOR;
   if (fill_from_backing(e, s, fo, grain_off, in, zeroed) != 0)
     return -1;
-  if (buf && vf_pend_add(s->f, &s->pend, fo + in, buf, n) != 0)
+  if (buf && gtc_write_data(&s->gtc, fo + in, buf, n) != 0)
     return -1;
   if (!buf && fill_from_backing(e, s, fo + in, grain_off + in, n, true) != 0)
     return -1;
@@ -514,16 +523,13 @@ static int allocate_grain(struct extent *e, struct sparse *s,
       fill_from_backing(e, s, fo + tail, grain_off + tail,
                         s->grain_bytes - tail, zeroed) != 0)
     return -1;
-  set_gte(s, g, sec);
-  return 0;
+  return set_gte(s, g, sec);
 }
 
 static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
                          uint64_t off) {
   struct sparse *s = e->priv;
   const uint8_t *p = buf;
-  if (mark_unclean(s) != 0)
-    return -1;
   while (len > 0) {
     uint64_t in = off % s->grain_bytes;
     size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
@@ -531,7 +537,7 @@ static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
     if (lookup(s, off / s->grain_bytes, true, &g) != 0)
       return -1;
     if (g.gte > 1) {
-      if (vf_pend_add(s->f, &s->pend, (uint64_t)g.gte * SECTOR + in, p,
+      if (gtc_write_data(&s->gtc, (uint64_t)g.gte * SECTOR + in, p,
                       n) != 0)
         return -1;
     } else if (allocate_grain(e, s, &g, off - in, in, p, n) != 0) {
@@ -542,14 +548,12 @@ static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
     len -= n;
   }
   /* The caller's buffer is only valid during this call. */
-  return vf_pend_flush(s->f, &s->pend);
+  return gtc_issue(&s->gtc);
 }
 
 static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
   struct sparse *s = e->priv;
   bool backing = disk_has_backing(e->disk);
-  if (mark_unclean(s) != 0)
-    return -1;
   while (len > 0) {
     uint64_t in = off % s->grain_bytes;
     uint64_t n = s->grain_bytes - in < len ? s->grain_bytes - in : len;
@@ -561,18 +565,20 @@ static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
     if (g.slot == GTC_NONE || g.gte == 1 || (g.gte == 0 && !backing)) {
       /* already zeros */
     } else if (g.gte > 1) {
-      if (vf_pend_flush(s->f, &s->pend) != 0 ||
+      if (gtc_issue(&s->gtc) != 0 ||
           vf_zero_range(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
         return -1;
     } else if (n == s->grain_bytes && (s->h.flags & FLAG_ZEROED_GRAIN)) {
-      set_gte(s, &g, 1); /* hides the backing without using space */
+      /* hides the backing without using space */
+      if (set_gte(s, &g, 1) != 0)
+        return -1;
     } else if (allocate_grain(e, s, &g, off - in, in, NULL, (size_t)n) != 0) {
       return -1;
     }
     off += n;
     len -= n;
   }
-  return 0;
+  return gtc_issue(&s->gtc);
 }
 
 static int sparse_status(struct extent *e, uint64_t off, uint64_t len,
@@ -646,8 +652,9 @@ static int sparse_close(struct extent *e) {
   /* Rule 0: clean only when everything reached the file (the caller's
    * flush succeeded), and the byte was not already set at open (rule 3:
    * then only a repair clears it). */
-  if (s->unclean_set && !s->h.unclean && s->gtc.n_dirty == 0 &&
-      !s->gd_dirty && !s->pend.len) {
+  if (s->unclean_set && !s->h.unclean && !s->f->sync_failed &&
+      s->gtc.n_dirty == 0 &&
+      !s->gd_dirty && !gtc_holding(&s->gtc)) {
     uint8_t zero = 0;
     r = vf_pwrite(s->f, &zero, 1, 72) == 0 && vf_sync(s->f) == 0 ? 0 : -1;
   }
@@ -1615,8 +1622,8 @@ static int sparse_resize(struct extent *e, uint64_t size) {
       }
       if (lookup(s, g, false, &ref) != 0)
         return -1;
-      if (ref.gte)
-        set_gte(s, &ref, 0);
+      if (ref.gte && set_gte(s, &ref, 0) != 0)
+        return -1;
     }
     if (flush_metadata(s) != 0)
       return -1;
@@ -1722,6 +1729,9 @@ int sparse_open(struct extent *e, struct vfile *f) {
   if (gtc_init(&s->gtc, s->n_gdes, h->gtes_per_gt, (uint32_t)slots,
                flush_for_cache, s, f->path) != 0)
     goto fail;
+  s->gtc.f = f;
+  if (f->before_write) /* writable: the unclean flag goes with the CID */
+    f->before_write = first_write;
   e->ops = &sparse_ops;
   e->priv = s;
   return 0;

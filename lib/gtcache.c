@@ -64,10 +64,14 @@ void gtc_free(struct gtcache *c) {
   free(c->slots);
   free(c->slot_of);
   free(c->dirty);
+  free(c->defer);
   c->slots = NULL;
   c->slot_of = NULL;
   c->dirty = NULL;
+  c->defer = NULL;
   c->n_dirty = 0;
+  c->n_defer = c->cap_defer = 0;
+  c->pend.len = 0;
 }
 
 int gtc_grow(struct gtcache *c, uint32_t n_gdes) {
@@ -156,7 +160,10 @@ int gtc_take(struct gtcache *c, uint32_t *slot) {
     return set_error(EINVAL, "%s: no grain table slot is free", c->path);
   } else {
     /* Evict the least recently used table; a dirty one is written first
-     * by the owner's flush, which writes every dirty table. */
+     * by the owner's flush, which writes every dirty table.  Held entries
+     * are applied first: one may be for this very table. */
+    if (c->n_defer && gtc_issue(c) != 0)
+      return -1;
     if (gtc_is_dirty(c, i)) {
       if (c->flush(c->opaque) != 0)
         return -1;
@@ -235,7 +242,57 @@ uint32_t gtc_next_dirty(const struct gtcache *c, uint32_t from) {
   return (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
 }
 
+/* ---- the data path: data before the entries that point at it ------------ */
+
+int gtc_issue(struct gtcache *c) {
+  size_t n = c->pend.len;
+  c->pend.len = 0;
+  int r = n ? vf_pwrite(c->f, c->pend.buf, n, c->pend.off) : 0;
+  for (uint32_t i = 0; r == 0 && i < c->n_defer; i++) {
+    const struct gtc_defer *d = &c->defer[i];
+    c->slots[d->slot].gt[d->idx] = d->value;
+    gtc_mark_dirty(c, d->slot);
+  }
+  c->n_defer = 0; /* applied, or dropped with the data they waited on */
+  return r;
+}
+
+int gtc_write_data(struct gtcache *c, uint64_t off, const void *buf,
+                   size_t n) {
+  if (c->pend.len && off == c->pend.off + c->pend.len &&
+      (const uint8_t *)buf == c->pend.buf + c->pend.len) {
+    c->pend.len += n;
+    return 0;
+  }
+  if (gtc_issue(c) != 0)
+    return -1;
+  c->pend.off = off;
+  c->pend.buf = buf;
+  c->pend.len = n;
+  return 0;
+}
+
+int gtc_set_entry(struct gtcache *c, uint32_t slot, uint32_t idx,
+                  uint32_t value) {
+  if (!gtc_holding(c)) { /* every byte written for it has landed */
+    c->slots[slot].gt[idx] = value;
+    gtc_mark_dirty(c, slot);
+    return 0;
+  }
+  if (c->n_defer == c->cap_defer) {
+    uint32_t cap = c->cap_defer ? 2 * c->cap_defer : 64;
+    struct gtc_defer *d = realloc(c->defer, (size_t)cap * sizeof *d);
+    if (!d)
+      return set_error(ENOMEM, "%s: out of memory", c->path);
+    c->defer = d;
+    c->cap_defer = cap;
+  }
+  c->defer[c->n_defer++] = (struct gtc_defer){slot, idx, value};
+  return 0;
+}
+
 void gtc_drop_all(struct gtcache *c) {
+  c->n_defer = 0;
   for (uint32_t i = 0; i < c->n_slots; i++) {
     free(c->slots[i].gt);
     c->slots[i].gt = NULL;

@@ -88,6 +88,18 @@ struct vfile {
   uint64_t kick_bytes;        /* and how many bytes were written there */
   bool remote;         /* on a network or user-space file system (vf_wrap):
                           large writes go whole, in concurrent parts */
+  bool sync_failed;    /* an fdatasync failed: the kernel may have dropped
+                          the pages it could not write, so every later
+                          vf_sync fails too (a later success would prove
+                          nothing) */
+  /* Called once, before the first change to the file (vf_pwrite,
+   * vf_zero_range, vf_truncate), with HOOK_OPAQUE: the owner writes what
+   * must precede the first change (the disk's new CID, the sparse
+   * header's unclean flag).  So a write that is refused, or fails before
+   * any byte of it is issued, changes nothing.  When the hook fails, the
+   * change is not made and the hook stays armed.  NULL: none. */
+  int (*before_write)(void *hook_opaque);
+  void *hook_opaque;
 };
 #define DIRECT_ALIGN 4096u
 
@@ -102,20 +114,6 @@ int vf_close(struct vfile *f);
 int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off);
 /* Write exactly LEN bytes at OFF, retrying short writes.  0 or -1. */
 int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off);
-/* A data write held back so that the next one, when it continues it both
- * on file and in memory, goes out with it as one call (extent_sparse.c,
- * extent_cowd.c).  Its bytes are the caller's: flush before they change. */
-struct vf_pending {
-  uint64_t off;
-  const uint8_t *buf;
-  size_t len; /* 0: none pending */
-};
-/* Queue N bytes of BUF for OFF, issuing the pending write first unless
- * this one continues it.  0 or -1 (the pending write failed). */
-int vf_pend_add(struct vfile *f, struct vf_pending *p, uint64_t off,
-                const void *buf, size_t n);
-/* Issue the pending write, if any; it is no longer pending either way. */
-int vf_pend_flush(struct vfile *f, struct vf_pending *p);
 /* Write LEN zero bytes at OFF (chunked). */
 int vf_write_zeros(struct vfile *f, uint64_t len, uint64_t off);
 /* Make LEN bytes at OFF read as zeros, freeing host space where the file
@@ -391,17 +389,59 @@ struct gtcache {
   int (*flush)(void *opaque); /* the owner's metadata flush */
   void *opaque;
   const char *path;       /* the extent file, for messages */
+  /* Grain data and the entries waiting on it (gtc_write_data,
+   * gtc_set_entry, gtc_issue): an entry reaches its table only after the
+   * data write it waits on completed, so no table, cached or on file,
+   * ever points at a grain whose data did not land. */
+  struct vfile *f;        /* the extent file the data goes to */
+  struct {                /* the data write held back, so that the next
+                             one, when it continues it on file and in
+                             memory, goes out with it as one call */
+    uint64_t off;
+    const uint8_t *buf;   /* the caller's bytes */
+    size_t len;           /* 0: none held */
+  } pend;
+  struct gtc_defer {      /* an entry waiting on the held write */
+    uint32_t slot, idx, value;
+  } *defer;
+  uint32_t n_defer, cap_defer;
 };
 
 /* Set up C for N_GDES GD entries and tables of N_ENTRIES entries, holding
  * at most N_SLOTS.  FLUSH(OPAQUE) is called by gtc_take before a dirty
- * table is evicted: it must write EVERY dirty table (gtc_clean each) and
- * return 0, or -1 with the error set.  PATH (kept, not copied) names the
- * file in messages.  0, or -1 (ENOMEM, error set; C is then freed). */
+ * table is evicted: it must issue the held data (gtc_issue) first, then
+ * write EVERY dirty table (gtc_clean each) and return 0, or -1 with the
+ * error set.  PATH (kept, not copied) names the file in messages.  The
+ * owner then sets c->f, the file the data path writes to.  0, or -1
+ * (ENOMEM, error set; C is then freed). */
 int gtc_init(struct gtcache *c, uint32_t n_gdes, uint32_t n_entries,
              uint32_t n_slots, int (*flush)(void *opaque), void *opaque,
              const char *path);
-/* Release everything (dirty tables are dropped).  Accepts a zeroed C. */
+
+/* The data path of sparse and COWD extents (one mechanism, gtcache.c).
+ *
+ * gtc_write_data queues N bytes of BUF (the caller's, valid until the
+ * operation issues them) for file offset OFF, issuing the held write first
+ * unless this one continues it.  gtc_set_entry sets entry IDX of the table
+ * in SLOT to VALUE (marking it dirty) once every data write queued so far
+ * has completed: at once when none is held, else when gtc_issue completes
+ * the held write.  gtc_issue issues the held write; when it fails, the
+ * entries waiting on it are dropped (they keep their old values: the
+ * grains they would have pointed at are leaked space) and -1 returned
+ * with the error set.  An operation ends with gtc_issue, and every
+ * metadata flush starts with it (rule: data before the entries that point
+ * at it).  0 or -1. */
+int gtc_write_data(struct gtcache *c, uint64_t off, const void *buf,
+                   size_t n);
+int gtc_set_entry(struct gtcache *c, uint32_t slot, uint32_t idx,
+                  uint32_t value);
+int gtc_issue(struct gtcache *c);
+/* Whether data or entries are still held (not yet issued). */
+static inline bool gtc_holding(const struct gtcache *c) {
+  return c->pend.len != 0 || c->n_defer != 0;
+}
+/* Release everything (dirty tables and held entries are dropped).
+ * Accepts a zeroed C. */
 void gtc_free(struct gtcache *c);
 /* Cover N_GDES GD entries (a grown directory); new ones are not cached.
  * 0, or -1 (ENOMEM, error set; C unchanged). */
@@ -416,8 +456,10 @@ bool gtc_cached(const struct gtcache *c, uint32_t gdi);
  * table's, which is dropped -- after the owner's flush when it is dirty.
  * *SLOT then holds a buffer of n_entries entries (contents undefined) and
  * must be given to gtc_install, gtc_install_new, gtc_load or gtc_abandon
- * before the next take.  0, or -1 (error set: the flush failed, or ENOMEM)
- * with the cache unchanged. */
+ * before the next take.  Before evicting, held data is issued
+ * (gtc_issue), so no held entry refers to a slot that is reused.  0, or -1
+ * (error set: the issue or flush failed, or ENOMEM); no table is dropped
+ * then. */
 int gtc_take(struct gtcache *c, uint32_t *slot);
 /* Make the taken SLOT hold GD entry GDI's table (already in the buffer),
  * most recently used, dirty when DIRTY. */
@@ -511,8 +553,16 @@ struct extent *disk_find_extent(struct vmdk_disk *d, uint64_t off);
 int disk_read_backing(struct vmdk_disk *d, void *buf, size_t len,
                       uint64_t virt_off);
 bool disk_has_backing(const struct vmdk_disk *d);
-/* Called by extents before their first modification: updates the CID. */
+/* Writes a new CID into the descriptor, once per open (later calls do
+ * nothing).  Runs before the first change to any extent file: from each
+ * writable extent file's before_write hook (io.c), so a refused or failed
+ * write that changed nothing does not change the CID either; lifecycle.c
+ * calls it before rewriting links and sizes. */
 int disk_before_write(struct vmdk_disk *d);
+/* The before_write hook disk.c arms on a writable extent's file: EXTENT
+ * is its struct extent; calls disk_before_write.  Kinds that take the
+ * hook over (extent_sparse.c) call it first. */
+int extent_first_write(void *extent);
 
 /* ---- check ---------------------------------------------------------------- */
 

@@ -416,7 +416,24 @@ static int write_parts(struct vfile *f, const uint8_t *p, size_t len,
   return 0;
 }
 
+/* Run the before-first-write hook, once: disarmed before the call (so
+ * its own writes to F pass), re-armed when it fails (nothing was changed
+ * by this write, which fails too). */
+static int before_write(struct vfile *f) {
+  int (*hook)(void *) = f->before_write;
+  if (!hook)
+    return 0;
+  f->before_write = NULL;
+  if (hook(f->hook_opaque) != 0) {
+    f->before_write = hook;
+    return -1;
+  }
+  return 0;
+}
+
 int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
+  if (before_write(f) != 0)
+    return -1;
   if (f->direct && len && !aligned(buf, len, off))
     return bounce(f, (void *)buf, len, off, true);
   const uint8_t *p = buf;
@@ -442,26 +459,6 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
   return 0;
 }
 
-int vf_pend_flush(struct vfile *f, struct vf_pending *p) {
-  if (p->len == 0)
-    return 0;
-  size_t n = p->len;
-  p->len = 0;
-  return vf_pwrite(f, p->buf, n, p->off);
-}
-
-int vf_pend_add(struct vfile *f, struct vf_pending *p, uint64_t off,
-                const void *buf, size_t n) {
-  if (p->len && off == p->off + p->len && buf == p->buf + p->len) {
-    p->len += n;
-    return 0;
-  }
-  if (vf_pend_flush(f, p) != 0)
-    return -1;
-  *p = (struct vf_pending){off, buf, n};
-  return 0;
-}
-
 static const uint8_t zero_chunk[64 * 1024];
 
 int vf_write_zeros(struct vfile *f, uint64_t len, uint64_t off) {
@@ -482,15 +479,26 @@ int vf_zero_range(struct vfile *f, uint64_t len, uint64_t off) {
   }
   if (off >= f->size || len == 0)
     return 0;
+  if (before_write(f) != 0)
+    return -1;
   if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                 (off_t)len) == 0) {
     f->unsynced = true;
     return 0;
   }
+  /* Writing zeros in place needs no new space: the fallback when the file
+   * system cannot punch (NFSv3) or has no room for the punch's metadata. */
+  int err = errno;
+  if (err != EOPNOTSUPP && err != ENOSYS && err != ENOSPC && err != EDQUOT)
+    return set_error(err, "%s: cannot zero %llu bytes at offset %llu: %s",
+                     f->path, (unsigned long long)len,
+                     (unsigned long long)off, strerror(err));
   return vf_write_zeros(f, len, off);
 }
 
 int vf_truncate(struct vfile *f, uint64_t len) {
+  if (before_write(f) != 0)
+    return -1;
   if (ftruncate(f->fd, (off_t)len) != 0)
     return set_error(errno, "%s: cannot set length to %llu bytes: %s",
                      f->path, (unsigned long long)len, strerror(errno));
@@ -500,10 +508,19 @@ int vf_truncate(struct vfile *f, uint64_t len) {
 }
 
 int vf_sync(struct vfile *f) {
+  if (f->sync_failed) /* the pages that failed may be gone: never forget */
+    return set_error(EIO, "%s: an earlier fdatasync failed: data written "
+                          "since the last successful flush may be lost",
+                     f->path);
   if (!f->writable || !f->unsynced)
     return 0;
-  if (!f->unsafe && fdatasync(f->fd) != 0)
-    return set_error(errno, "%s: fdatasync: %s", f->path, strerror(errno));
+  if (!f->unsafe && fdatasync(f->fd) != 0) {
+    int err = errno;
+    f->sync_failed = true;
+    return set_error(err, "%s: fdatasync: %s: data written since the last "
+                          "successful flush may be lost",
+                     f->path, strerror(err));
+  }
   f->unsynced = false;
   return 0;
 }
