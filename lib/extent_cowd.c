@@ -901,6 +901,18 @@ static int cowd_repair(struct extent *e, unsigned what, struct check_ctx *c) {
                  "in use (sector %" PRIu64 "): set it to %" PRIu64,
                  s->f->path, s->h.free_sector, used, s->end / SECTOR);
     s->header_dirty = true;
+  } else if (all && s->h.free_sector * SECTOR > s->f->size) {
+    /* Allocation restarts right after the space in use (the file's own
+     * length when the repair allocated nothing past it). */
+    uint64_t file_end = div_round_up(s->f->size, SECTOR) * SECTOR;
+    s->end = used * SECTOR > file_end ? used * SECTOR : file_end;
+    s->open_bytes = s->alloc_base = s->end;
+    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                 "%s: freeSector %" PRIu64 " lay past the end of the file "
+                 "(%" PRIu64 " sectors): set it to %" PRIu64,
+                 s->f->path, s->h.free_sector, file_end / SECTOR,
+                 s->end / SECTOR);
+    s->header_dirty = true;
   }
   /* Allocations made by the repair moved `end`: freeSector follows. */
   if (s->header_dirty && (write_header(s) != 0 || vf_sync(s->f) != 0))
@@ -1005,6 +1017,12 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
                  "space in use (sector %" PRIu64 "): a writer that allocates "
                  "at freeSector would overwrite data",
                  path, s->h.free_sector, covered);
+  else if (s->h.free_sector > file_sectors)
+    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+                 "%s: freeSector %" PRIu64 " lies past the end of the file "
+                 "(%" PRIu64 " sectors): the file was cut short or the "
+                 "header is damaged",
+                 path, s->h.free_sector, file_sectors);
   c->res->total_grains += div_round_up(s->h.capacity, s->h.grain);
   ret = 0;
 out:
@@ -1012,6 +1030,22 @@ out:
   free(raw);
   free(skip);
   return ret;
+}
+
+/* Writes are refused while freeSector lies past the end of the file:
+ * the file was cut short or the header is damaged, and allocating there
+ * would leave a hole the header calls used (check -r lowers it). */
+static int cowd_check_write(struct extent *e, uint64_t len, uint64_t off) {
+  (void)len;
+  (void)off;
+  struct cowd *s = e->priv;
+  if (s->h.free_sector * SECTOR > s->open_bytes)
+    return set_error(EINVAL,
+                     "%s: COWD freeSector %" PRIu64 " lies past the end of "
+                     "the file (%" PRIu64 " sectors): the file is cut short "
+                     "or its header is damaged; `vmdkit check -r` repairs it",
+                     s->f->path, s->h.free_sector, s->open_bytes / SECTOR);
+  return 0;
 }
 
 static const struct extent_ops cowd_ops = {
@@ -1026,6 +1060,8 @@ static const struct extent_ops cowd_ops = {
     .repair = cowd_repair,
     .info = cowd_info,
     .allocated = cowd_allocated,
+    .check_write = cowd_check_write,
+    .check_zero = cowd_check_write,
 };
 
 /* ---- open --------------------------------------------------------------- */
