@@ -174,6 +174,15 @@ VMDK_API int vmdk_pread(struct vmdk_disk *disk, void *buf, size_t count,
 VMDK_API int vmdk_pwrite(struct vmdk_disk *disk, const void *buf,
                          size_t count, uint64_t offset);
 
+/* Whether vmdk_pwrite of COUNT bytes at OFFSET would be accepted: the range
+ * lies within the disk, the handle is writable and every extent the range
+ * touches takes writes (not RDONLY/NOACCESS/ZERO, not a stream grain that
+ * is already written).  Writes nothing.  For a caller that writes one range
+ * in several calls and must refuse all of it before the first.  Returns 0,
+ * or -1 with the error vmdk_pwrite would give. */
+VMDK_API int vmdk_check_write(struct vmdk_disk *disk, uint64_t count,
+                              uint64_t offset);
+
 /* Make COUNT bytes at OFFSET read as zeros, without allocating where the
  * format allows it: unallocated grains of a standalone image stay
  * unallocated; over a backing file, whole unallocated grains become

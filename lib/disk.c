@@ -1604,3 +1604,16 @@ int disk_grow_split(struct vmdk_disk *d, uint64_t size) {
   made_free(&made, r != 0);
   return r;
 }
+
+/* ---- vmdk_check_write: the write checks without the write ---------------- */
+
+/* What vmdk_pwrite checks before it writes anything (the range lies in the
+ * disk, the handle is writable, every extent the range touches takes
+ * writes), for a caller that writes one range in several calls and must
+ * refuse the whole of it before the first. */
+int vmdk_check_write(struct vmdk_disk *d, uint64_t count, uint64_t off) {
+  if (check_range(d, count, off, "write") != 0 ||
+      check_writable(d, count, off, false) != 0)
+    return -1;
+  return 0;
+}

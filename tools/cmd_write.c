@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,24 +18,30 @@ static const char usage[] =
     "OFFSET\n"
     "(suffixes b, K, M, G, T, P, E: powers of 1024, or a 0x prefix).  The "
     "data\n"
-    "must fit inside the disk: when stdin is a regular file this is checked "
+    "must fit inside the disk, and every extent it covers must take writes "
+    "(not\n"
+    "RDONLY, NOACCESS or ZERO): a write that cannot be done whole is refused "
     "before\n"
-    "anything is written.\n"
+    "any byte is written (input from a pipe that reaches a part that cannot "
+    "be\n"
+    "written is first read to its end, into a temporary file in $TMPDIR).\n"
     "\n"
     "  -f FMT       image format: vmdk or raw (default: probe)\n"
     CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
-/* Fill up to N bytes of BUF from fd 0.  Returns the bytes read (< N only
- * at end of input), or -1 after printing an error. */
-static ssize_t read_stdin(unsigned char *buf, size_t n) {
+/* Fill up to N bytes of BUF from FD (stdin or the spool).  Returns the
+ * bytes read (< N only at end of input), or -1 after printing an error. */
+static ssize_t read_input(int fd, unsigned char *buf, size_t n) {
   size_t got = 0;
   while (got < n) {
-    ssize_t r = read(STDIN_FILENO, buf + got, n - got);
+    ssize_t r = read(fd, buf + got, n - got);
     if (r < 0) {
       if (errno == EINTR)
         continue;
-      cli_error(NULL, "read error on stdin: %s", strerror(errno));
+      cli_error(NULL, "read error on %s: %s",
+                fd == STDIN_FILENO ? "stdin" : "the temporary copy of stdin",
+                strerror(errno));
       return -1;
     }
     if (r == 0)
@@ -42,6 +49,58 @@ static ssize_t read_stdin(unsigned char *buf, size_t n) {
     got += (size_t)r;
   }
   return (ssize_t)got;
+}
+
+/* Copy stdin to an unlinked temporary file, at most LIMIT bytes plus one
+ * (so that input longer than LIMIT shows).  Returns its fd, positioned at
+ * the start, with *LEN the bytes copied; -1 after printing an error. */
+static int spool_stdin(unsigned char *buf, uint64_t limit, uint64_t *len) {
+  const char *dir = getenv("TMPDIR");
+  if (!dir || !*dir)
+    dir = "/tmp";
+  size_t n = strlen(dir) + sizeof "/vmdkit-write.XXXXXX";
+  char *name = malloc(n);
+  if (!name) {
+    cli_error(NULL, "out of memory");
+    return -1;
+  }
+  snprintf(name, n, "%s/vmdkit-write.XXXXXX", dir);
+  int fd = mkstemp(name);
+  if (fd < 0) {
+    cli_error(NULL, "cannot create a temporary file in %s for stdin: %s", dir,
+              strerror(errno));
+    free(name);
+    return -1;
+  }
+  unlink(name);
+  free(name);
+  *len = 0;
+  for (;;) {
+    ssize_t r = read_input(STDIN_FILENO, buf, CLI_IO_CHUNK);
+    if (r < 0)
+      goto fail;
+    for (ssize_t done = 0; done < r;) {
+      ssize_t w = write(fd, buf + done, (size_t)(r - done));
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0) {
+        cli_error(NULL, "cannot write the temporary copy of stdin: %s",
+                  strerror(errno));
+        goto fail;
+      }
+      done += w;
+    }
+    *len += (uint64_t)r;
+    if ((size_t)r < CLI_IO_CHUNK || *len > limit)
+      break;
+  }
+  if (lseek(fd, 0, SEEK_SET) == 0)
+    return fd;
+  cli_error(NULL, "cannot rewind the temporary copy of stdin: %s",
+            strerror(errno));
+fail:
+  close(fd);
+  return -1;
 }
 
 int cmd_write(int argc, char **argv) {
@@ -86,7 +145,12 @@ int cmd_write(int argc, char **argv) {
     return 1;
   }
   int ret = 1;
-  unsigned char *buf = NULL;
+  int in = STDIN_FILENO;
+  unsigned char *buf = malloc(CLI_IO_CHUNK);
+  if (!buf) {
+    cli_error(NULL, "out of memory");
+    goto out;
+  }
   uint64_t size = vmdk_get_size(disk);
   if (offset > size) {
     cli_error(file,
@@ -95,30 +159,52 @@ int cmd_write(int argc, char **argv) {
               offset, size);
     goto out;
   }
-  /* With a regular file on stdin, refuse before writing anything. */
+  /* The write goes in chunks; it is refused whole before the first one
+   * when any part of it cannot be written.  That needs its length: known
+   * for a regular file on stdin.  Otherwise, when every byte from OFFSET
+   * to the end of the disk could be written, chunks go straight in (input
+   * too long is caught at the end, as below); when not, stdin is first
+   * copied to a temporary file to learn its length. */
+  uint64_t input = 0;
+  bool known = false;
   struct stat st;
   if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
     off_t pos = lseek(STDIN_FILENO, 0, SEEK_CUR);
-    if (pos >= 0 && st.st_size > pos) {
-      uint64_t input = (uint64_t)(st.st_size - pos);
-      if (input > size - offset) {
-        cli_error(file,
-                  "cannot write %" PRIu64 " bytes at offset %" PRIu64
-                  ": past the end of the disk (size %" PRIu64 " bytes)",
-                  input, offset, size);
-        goto out;
-      }
+    if (pos >= 0) {
+      input = st.st_size > pos ? (uint64_t)(st.st_size - pos) : 0;
+      known = true;
+    }
+  }
+  if (!known && vmdk_check_write(disk, size - offset, offset) != 0) {
+    if ((in = spool_stdin(buf, size - offset, &input)) < 0)
+      goto out;
+    known = true;
+  }
+  if (known) {
+    if (input > size - offset && in == STDIN_FILENO) {
+      cli_error(file,
+                "cannot write %" PRIu64 " bytes at offset %" PRIu64
+                ": past the end of the disk (size %" PRIu64 " bytes)",
+                input, offset, size);
+      goto out;
+    }
+    if (input > size - offset) {
+      cli_error(file,
+                "cannot write at offset %" PRIu64 ": the input is longer "
+                "than the %" PRIu64 " bytes left before the end of the disk "
+                "(size %" PRIu64 " bytes); nothing was written",
+                offset, size - offset, size);
+      goto out;
+    }
+    if (vmdk_check_write(disk, input, offset) != 0) {
+      cli_lib_error(file);
+      goto out;
     }
   }
 
-  buf = malloc(CLI_IO_CHUNK);
-  if (!buf) {
-    cli_error(NULL, "out of memory");
-    goto out;
-  }
   uint64_t pos = offset;
   for (;;) {
-    ssize_t n = read_stdin(buf, CLI_IO_CHUNK);
+    ssize_t n = read_input(in, buf, CLI_IO_CHUNK);
     if (n < 0)
       goto out;
     if (n == 0)
@@ -154,6 +240,8 @@ out:
     cli_lib_error(file);
     ret = 1;
   }
+  if (in != STDIN_FILENO)
+    close(in);
   free(buf);
   return ret;
 }
