@@ -63,6 +63,20 @@ struct vmdk_disk;
                                       reads as zeros.  For repairing a link
                                       (vmdk_set_backing) whose parent moved
                                       or changed. */
+#define VMDK_OPEN_SALVAGE  0x20u /* read a damaged streamOptimized extent
+                                    (truncated in transfer, or its writer
+                                    killed: no footer, grains cut off) as
+                                    far as its markers go: the grains found
+                                    whole read as they were, everything
+                                    else as zeros.  Without it such a
+                                    stream is refused at open (ENODATA,
+                                    "FILE: stream is truncated after N
+                                    bytes: what is missing; K grains
+                                    recovered ...").  Read-only opens only:
+                                    with VMDK_OPEN_RDWR a damaged stream is
+                                    refused all the same (EROFS).  What was
+                                    missing: vmdk_get_info(), the extent's
+                                    stream_damage. */
 
 /* Image formats for vmdk_open_format(). */
 #define VMDK_FORMAT_AUTO 0 /* probe: VMDK magic or descriptor text, else raw */
@@ -173,6 +187,10 @@ VMDK_API int vmdk_pread(struct vmdk_disk *disk, void *buf, size_t count,
                         uint64_t offset);
 VMDK_API int vmdk_pwrite(struct vmdk_disk *disk, const void *buf,
                          size_t count, uint64_t offset);
+/* (A write that is refused -- read-only handle or extent, damaged
+ * metadata, past the end -- changes no file: the new CID and the
+ * uncleanShutdown flag are written only with the first byte that really
+ * goes to an extent file.) */
 
 /* Whether vmdk_pwrite of COUNT bytes at OFFSET would be accepted: the range
  * lies within the disk, the handle is writable and every extent the range
@@ -195,7 +213,22 @@ VMDK_API int vmdk_zero(struct vmdk_disk *disk, uint64_t count,
 /* Make every write acknowledged so far durable: grain data is synced before
  * the grain tables that point at it are written, then those are synced.
  * With VMDK_OPEN_UNSAFE nothing is synced, but metadata is still written.
- * Returns 0 or -1. */
+ * Returns 0 or -1.
+ *
+ * A failed sync is never forgotten.  When an fdatasync fails, the kernel
+ * may already have dropped the pages it could not write, so a later sync
+ * that succeeds proves nothing: from then on every vmdk_flush and
+ * vmdk_close of this handle fails, with a message saying that data written
+ * since the last successful flush may be lost.  (What a successful flush
+ * acknowledged before that stays on disk.)  Reopen the image and check it;
+ * the metadata never points at data that did not land.
+ *
+ * When any write, truncate or sync fails part-way through vmdk_pwrite,
+ * vmdk_zero or vmdk_flush, the call returns -1 and the image keeps, for
+ * every sector, either its old or its new bytes: a grain-table entry is
+ * set (in memory and on disk) only after the data it points at was
+ * written, and entries waiting on a write that failed are dropped.  The
+ * handle stays usable: the write may be retried. */
 VMDK_API int vmdk_flush(struct vmdk_disk *disk);
 
 /* Block status of one run of the virtual disk. */
@@ -266,6 +299,21 @@ struct vmdk_extent_info {
   int compressed;         /* non-zero for compressed grains */
   int zeroed_grain;       /* SPARSE: zeroed-grain flag */
   int unclean;            /* SPARSE: the uncleanShutdown byte is set */
+  /* streamOptimized extents only (else NULL, NULL, 0): */
+  const char *stream;        /* "complete"; "no-end-of-stream" (footer and
+                                grain directory intact, only the
+                                end-of-stream marker after them missing:
+                                nothing is lost, the extent opens);
+                                "truncated" (data may be lost: opens only
+                                with VMDK_OPEN_SALVAGE) */
+  const char *stream_damage; /* when not complete: what is missing, with
+                                the numbers, as the open error says it
+                                without the file name ("truncated after
+                                1048576 bytes: no grain directory, footer
+                                or end-of-stream marker; 13 grains
+                                recovered (832 KiB of the 30 MiB disk)") */
+  uint64_t stream_grains;    /* grains stored in the file (truncated: the
+                                ones recovered whole) */
 };
 
 struct vmdk_info {

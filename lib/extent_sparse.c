@@ -15,13 +15,19 @@
  *     (zeros), so for a standalone image nothing but the user's bytes is
  *     written.  Only with a backing file are the uncovered head and tail of
  *     a new grain filled, from the backing (copy-on-write).
- *  2. Grain table entries are changed in cached tables, marked dirty, and
- *     written back by sparse_flush (or when a dirty table is evicted),
- *     never before the grain data they point at: sparse_flush issues all
- *     pending data writes, syncs the file (data barrier), sets the file's
- *     final length once, writes every dirty GT then its redundant copy,
- *     then the RGD and after it the GD when new tables were added, then
- *     syncs again.  The RGD goes first so that the GD never points at a
+ *  2. Data before the entries that point at it, in memory too: a data
+ *     write is held (gtcache.c, gtc_write_data) so that contiguous ones go
+ *     out as one call, and the entry of a new grain waits with it
+ *     (gtc_set_entry) until that write completed; when it fails, the
+ *     waiting entries are dropped and the grains leak.  Entries are changed
+ *     in cached tables, marked dirty, and written back by sparse_flush (or
+ *     when a dirty table is evicted): sparse_flush issues the held write,
+ *     syncs the file (data barrier), sets the file's final length once,
+ *     writes every dirty GT then its redundant copy, then, when new tables
+ *     were added, the RGD, a sync, and the GD, then syncs again.  A failed
+ *     sync is remembered by the file (io.c): every later flush fails, and
+ *     the unclean byte stays set.  The RGD goes first so that the GD never
+ *     points at a
  *     table whose RGD entry is still 0: QEMU, updating a grain, writes the
  *     redundant entry at RGD[i] * 512 + 4 * index without looking, which
  *     for an entry of 0 is the header.  (A crash between the two leaves
@@ -29,8 +35,11 @@
  *     complete, so it is unused; vmdkit's next allocation there overwrites
  *     the entry.)
  *  0. Before the first change after an open, the header's uncleanShutdown
- *     byte is set (as VMware does); a clean close clears it after the last
- *     flush, so a set byte means "writes may have been lost".
+ *     byte is set (as VMware does), with the disk's new CID: both from the
+ *     file's before_write hook (io.c), so a write that is refused or fails
+ *     before its first byte goes out changes neither.  A clean close clears
+ *     the byte after the last flush, so a set byte means "writes may have
+ *     been lost".
  *  3. So a crash loses at most what was written since the last flush, and
  *     leaves at most leaked (unreferenced) grains, never an entry that
  *     points at unwritten data.  It may also leave a redundant table that
