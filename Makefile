@@ -8,6 +8,11 @@
 #                   interop tests in build-asan/
 #   make demo       build, then run scripts/demo.sh on a sample ext4 disk
 #   make deps       only install missing Debian packages
+#   make mutants    plant each bug of tests/mutants/*.patch in a copy of the
+#                   tree and check that the tests catch it (not part of
+#                   check; ~4 min per mutant).  MUTANTS=a,b picks some,
+#                   CTEST_ARGS='-R name' restricts the tests, MUTANT_TIMEOUT
+#                   (s) bounds each run; the result goes to docs/MUTANTS.md
 #   make clean      remove build/ and build-asan/
 #
 # JOBS sets the build and test parallelism (the machines have 2 cores).
@@ -27,7 +32,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
 CTEST_FLAGS = --output-on-failure --no-tests=error -j$(JOBS)
 
 .DEFAULT_GOAL := build
-.PHONY: build deps asan check demo clean
+.PHONY: build deps asan check demo clean mutants
 
 deps:
 	@bash scripts/install-deps.sh
@@ -52,6 +57,11 @@ check: deps build asan
 
 demo: deps build
 	VMDKIT=$(abspath $(BUILD))/vmdkit bash scripts/demo.sh
+
+# Not part of `check`: it builds and tests the tree once per mutant.
+mutants: deps
+	MUTANTS='$(MUTANTS)' CTEST_ARGS='$(CTEST_ARGS)' MUTANT_TIMEOUT='$(MUTANT_TIMEOUT)' \
+	  JOBS=$(JOBS) bash tests/mutants/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
