@@ -98,6 +98,8 @@ struct cowd {
   uint64_t alloc_base;  /* bytes: where the first allocation went */
   uint64_t end;         /* bytes: where the next allocation goes */
   bool header_dirty;    /* freeSector must be written */
+  bool free_past_eof;   /* freeSector lay past the end of the file at open
+                           (writes refused until check -r lowers it) */
 
   struct gtcache gtc; /* the grain tables (lib/gtcache.c) */
 
@@ -322,15 +324,9 @@ static int check_grain(struct cowd *s, uint32_t gdi, uint32_t i, uint32_t gte) {
 /* ---- data path ------------------------------------------------------------
  */
 
-/* Where a grain stands: the table's cache slot and entry. */
-struct grain_ref {
-  uint32_t slot; /* cache slot of the table, GTC_NONE when there is none */
-  uint32_t gdi, idx;
-  uint32_t gte; /* 0 when there is no table */
-};
-
-static int lookup(struct cowd *s, uint64_t grain_no, bool allocate,
+static int lookup(void *opaque, uint64_t grain_no, bool allocate,
                   struct grain_ref *g) {
+  struct cowd *s = opaque;
   g->gdi = (uint32_t)(grain_no / COWD_GTES);
   g->idx = (uint32_t)(grain_no % COWD_GTES);
   if (get_table(s, g->gdi, allocate, &g->slot) != 0)
@@ -339,129 +335,20 @@ static int lookup(struct cowd *s, uint64_t grain_no, bool allocate,
   return check_grain(s, g->gdi, g->idx, g->gte);
 }
 
-/* The entry is set once the data queued for it has landed (gtcache.c). */
-static int set_gte(struct cowd *s, struct grain_ref *g, uint32_t v) {
-  g->gte = v;
-  return gtc_set_entry(&s->gtc, g->slot, g->idx, v);
+static int alloc_grain(void *opaque, uint32_t *sector) {
+  struct cowd *s = opaque;
+  return alloc_at_end(s, s->grain_bytes, sector);
 }
 
 static int cowd_pread(struct extent *e, void *buf, size_t len, uint64_t off) {
   struct cowd *s = e->priv;
-  uint8_t *p = buf;
-  /* Contiguous grains are read with one pread. */
-  uint64_t r_off = 0;
-  uint8_t *r_buf = NULL;
-  size_t r_len = 0;
-  while (len > 0) {
-    uint64_t in = off % s->grain_bytes;
-    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
-    struct grain_ref g;
-    if (lookup(s, off / s->grain_bytes, false, &g) != 0)
-      return -1;
-    if (g.gte != 0) {
-      uint64_t fo = (uint64_t)g.gte * SECTOR + in;
-      if (r_len && (fo != r_off + r_len || p != r_buf + r_len)) {
-        if (vf_pread(s->f, r_buf, r_len, r_off) != 0)
-          return -1;
-        r_len = 0;
-      }
-      if (!r_len) {
-        r_off = fo;
-        r_buf = p;
-      }
-      r_len += n;
-    } else if (disk_read_backing(e->disk, p, n, e->virt_start + off) != 0) {
-      return -1;
-    }
-    p += n;
-    off += n;
-    len -= n;
-  }
-  if (r_len && vf_pread(s->f, r_buf, r_len, r_off) != 0)
-    return -1;
-  return 0;
-}
-
-/* Copy-on-write: fill LEN bytes of a new grain at file offset FOFF with what
- * the backing holds at extent offset OFF.  Without a backing (or for ZEROS)
- * the bytes must read as zeros, which space past the file's length already
- * does (rule 1): only bytes inside the file are written. */
-static int fill_new_grain(struct extent *e, struct cowd *s, uint64_t foff,
-                          uint64_t off, uint64_t len, bool zeros) {
-  if (len == 0)
-    return 0;
-  if (zeros || !disk_has_backing(e->disk)) {
-    if (s->f->size > foff)
-      return vf_write_zeros(
-          s->f, len < s->f->size - foff ? len : s->f->size - foff, foff);
-    return 0;
-  }
-  if (gtc_issue(&s->gtc) != 0)
-    return -1;
-  size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
-  uint8_t *tmp = malloc(chunk);
-  if (!tmp)
-    return set_error(ENOMEM, "%s: out of memory", s->f->path);
-  while (len > 0) {
-    size_t n = len < chunk ? (size_t)len : chunk;
-    if (disk_read_backing(e->disk, tmp, n, e->virt_start + off) != 0 ||
-        vf_pwrite(s->f, tmp, n, foff) != 0) {
-      free(tmp);
-      return -1;
-    }
-    len -= n;
-    off += n;
-    foff += n;
-  }
-  free(tmp);
-  return 0;
-}
-
-/* Allocate a grain for G (whose entry is 0) covering extent offset
- * GRAIN_OFF, write BUF (N bytes at IN within the grain; BUF NULL = zeros)
- * and fill the rest; the entry is set once that data has landed. */
-static int allocate_grain(struct extent *e, struct cowd *s, struct grain_ref *g,
-                          uint64_t grain_off, uint64_t in, const uint8_t *buf,
-                          size_t n) {
-  uint32_t sec = 0;
-  if (alloc_at_end(s, s->grain_bytes, &sec) != 0)
-    return -1;
-  uint64_t fo = (uint64_t)sec * SECTOR;
-  if (fill_new_grain(e, s, fo, grain_off, in, false) != 0)
-    return -1;
-  if (buf ? gtc_write_data(&s->gtc, fo + in, buf, n)
-          : fill_new_grain(e, s, fo + in, grain_off + in, n, true))
-    return -1;
-  uint64_t tail = in + n;
-  if (fill_new_grain(e, s, fo + tail, grain_off + tail, s->grain_bytes - tail,
-                     false) != 0)
-    return -1;
-  return set_gte(s, g, sec);
+  return gtc_pread(e, &s->gtc, buf, len, off);
 }
 
 static int cowd_pwrite(struct extent *e, const void *buf, size_t len,
                        uint64_t off) {
   struct cowd *s = e->priv;
-  const uint8_t *p = buf;
-  while (len > 0) {
-    uint64_t in = off % s->grain_bytes;
-    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
-    struct grain_ref g;
-    if (lookup(s, off / s->grain_bytes, true, &g) != 0)
-      return -1;
-    if (g.gte != 0) {
-      if (gtc_write_data(&s->gtc, (uint64_t)g.gte * SECTOR + in, p,
-                      n) != 0)
-        return -1;
-    } else if (allocate_grain(e, s, &g, off - in, in, p, n) != 0) {
-      return -1;
-    }
-    p += n;
-    off += n;
-    len -= n;
-  }
-  /* The caller's buffer is only valid during this call. */
-  return gtc_issue(&s->gtc);
+  return gtc_pwrite(e, &s->gtc, buf, len, off);
 }
 
 static int cowd_zero(struct extent *e, uint64_t len, uint64_t off) {
@@ -480,7 +367,7 @@ static int cowd_zero(struct extent *e, uint64_t len, uint64_t off) {
           vf_zero_range(s->f, n, (uint64_t)g.gte * SECTOR + in) != 0)
         return -1;
     } else if (backing &&
-               allocate_grain(e, s, &g, off - in, in, NULL, (size_t)n) != 0) {
+               gtc_allocate(e, &s->gtc, &g, off - in, in, NULL, (size_t)n)) {
       return -1;
     }
     off += n;
@@ -901,12 +788,13 @@ static int cowd_repair(struct extent *e, unsigned what, struct check_ctx *c) {
                  "in use (sector %" PRIu64 "): set it to %" PRIu64,
                  s->f->path, s->h.free_sector, used, s->end / SECTOR);
     s->header_dirty = true;
-  } else if (all && s->h.free_sector * SECTOR > s->f->size) {
+  } else if (all && s->free_past_eof) {
     /* Allocation restarts right after the space in use (the file's own
      * length when the repair allocated nothing past it). */
     uint64_t file_end = div_round_up(s->f->size, SECTOR) * SECTOR;
     s->end = used * SECTOR > file_end ? used * SECTOR : file_end;
     s->open_bytes = s->alloc_base = s->end;
+    s->free_past_eof = false;
     check_report(c, VMDK_PROBLEM_CORRUPT, 0,
                  "%s: freeSector %" PRIu64 " lay past the end of the file "
                  "(%" PRIu64 " sectors): set it to %" PRIu64,
@@ -1039,7 +927,7 @@ static int cowd_check_write(struct extent *e, uint64_t len, uint64_t off) {
   (void)len;
   (void)off;
   struct cowd *s = e->priv;
-  if (s->h.free_sector * SECTOR > s->open_bytes)
+  if (s->free_past_eof)
     return set_error(EINVAL,
                      "%s: COWD freeSector %" PRIu64 " lies past the end of "
                      "the file (%" PRIu64 " sectors): the file is cut short "
@@ -1098,7 +986,8 @@ int cowd_open(struct extent *e, struct vfile *f) {
   s->gd_sectors = div_round_up(h->file_gdes * 4, SECTOR);
   s->open_bytes = div_round_up(f->size, SECTOR) * SECTOR;
   s->alloc_base = s->open_bytes;
-  if (h->free_sector * SECTOR > s->alloc_base)
+  s->free_past_eof = h->free_sector * SECTOR > s->open_bytes;
+  if (s->free_past_eof)
     s->alloc_base = h->free_sector * SECTOR;
   s->end = s->alloc_base;
 
@@ -1126,6 +1015,9 @@ int cowd_open(struct extent *e, struct vfile *f) {
                flush_for_cache, s, f->path) != 0)
     goto fail;
   s->gtc.f = f;
+  s->gtc.grain_bytes = s->grain_bytes;
+  s->gtc.lookup = lookup;
+  s->gtc.alloc = alloc_grain;
   e->ops = &cowd_ops;
   e->priv = s;
   return 0;

@@ -413,17 +413,11 @@ static int first_write(void *opaque) {
   return mark_unclean(e->priv);
 }
 
-/* ---- data path ------------------------------------------------------------ */
+/* ---- data path (lib/gtcache.c, over these two) ------------------------------ */
 
-/* Where a grain stands: the table's cache slot and entry. */
-struct grain_ref {
-  uint32_t slot; /* cache slot of the table, GTC_NONE when there is none */
-  uint32_t gdi, idx;
-  uint32_t gte; /* 0 when there is no table */
-};
-
-static int lookup(struct sparse *s, uint64_t grain_no, bool allocate,
+static int lookup(void *opaque, uint64_t grain_no, bool allocate,
                   struct grain_ref *g) {
+  struct sparse *s = opaque;
   g->gdi = (uint32_t)(grain_no / s->h.gtes_per_gt);
   g->idx = (uint32_t)(grain_no % s->h.gtes_per_gt);
   if (get_table(s, g->gdi, allocate, &g->slot) != 0)
@@ -432,132 +426,21 @@ static int lookup(struct sparse *s, uint64_t grain_no, bool allocate,
   return check_grain(s, g->gdi, g->idx, g->gte);
 }
 
-/* The entry is set once the data queued for it has landed (gtcache.c). */
-static int set_gte(struct sparse *s, struct grain_ref *g, uint32_t v) {
-  g->gte = v;
-  return gtc_set_entry(&s->gtc, g->slot, g->idx, v);
+static int alloc_grain(void *opaque, uint32_t *sector) {
+  struct sparse *s = opaque;
+  return alloc_at_end(s, s->grain_bytes, sector);
 }
 
 static int sparse_pread(struct extent *e, void *buf, size_t len,
                         uint64_t off) {
   struct sparse *s = e->priv;
-  uint8_t *p = buf;
-  /* Contiguous grains are read with one pread. */
-  uint64_t r_off = 0;
-  uint8_t *r_buf = NULL;
-  size_t r_len = 0;
-  while (len > 0) {
-    uint64_t in = off % s->grain_bytes;
-    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
-    struct grain_ref g;
-    if (lookup(s, off / s->grain_bytes, false, &g) != 0)
-      return -1;
-    if (g.gte > 1) {
-      uint64_t fo = (uint64_t)g.gte * SECTOR + in;
-      if (r_len && (fo != r_off + r_len || p != r_buf + r_len)) {
-        if (vf_pread(s->f, r_buf, r_len, r_off) != 0)
-          return -1;
-        r_len = 0;
-      }
-      if (!r_len) {
-        r_off = fo;
-        r_buf = p;
-      }
-      r_len += n;
-    } else if (g.gte == 1) {
-      memset(p, 0, n);
-    } else if (disk_read_backing(e->disk, p, n, e->virt_start + off) != 0) {
-      return -1;
-    }
-    p += n;
-    off += n;
-    len -= n;
-  }
-  if (r_len && vf_pread(s->f, r_buf, r_len, r_off) != 0)
-    return -1;
-  return 0;
-}
-
-/* Copy-on-write: fill LEN bytes of a new grain at file offset FOFF with what
- * the backing holds at extent offset OFF.  Without a backing the bytes are
- * zeros, which a new grain already reads as (rule 1): nothing to write. */
-static int fill_from_backing(struct extent *e, struct sparse *s, uint64_t foff,
-                             uint64_t off, uint64_t len, bool zeroed) {
-  if (len == 0 || zeroed || !disk_has_backing(e->disk)) {
-    if (s->f->size > foff) /* not past the end (never, by rule 1) */
-      return vf_write_zeros(s->f, len < s->f->size - foff ? len
-                                                          : s->f->size - foff,
-                            foff);
-    return 0;
-  }
-  if (gtc_issue(&s->gtc) != 0)
-    return -1;
-  uint8_t *tmp = malloc(len < (1u << 20) ? len : (1u << 20));
-  if (!tmp)
-    return set_error(ENOMEM, "%s: out of memory", s->f->path);
-  while (len > 0) {
-    size_t n = len < (1u << 20) ? (size_t)len : (1u << 20);
-    if (disk_read_backing(e->disk, tmp, n, e->virt_start + off) != 0 ||
-        vf_pwrite(s->f, tmp, n, foff) != 0) {
-      free(tmp);
-      return -1;
-    }
-    len -= n;
-    off += n;
-    foff += n;
-  }
-  free(tmp);
-  return 0;
-}
-
-/* Allocate a grain for G (whose entry is 0 or 1) covering extent offset
- * GRAIN_OFF, write BUF (N bytes at IN within the grain, BUF NULL = zeros)
- * and fill the rest; the entry is set once that data has landed. */
-static int allocate_grain(struct extent *e, struct sparse *s,
-                          struct grain_ref *g, uint64_t grain_off,
-                          uint64_t in, const uint8_t *buf, size_t n) {
-  uint32_t sec = 0;
-  bool zeroed = g->gte == 1;
-  if (alloc_at_end(s, s->grain_bytes, &sec) != 0)
-    return -1;
-  uint64_t fo = (uint64_t)sec * SECTOR;
-  if (fill_from_backing(e, s, fo, grain_off, in, zeroed) != 0)
-    return -1;
-  if (buf && gtc_write_data(&s->gtc, fo + in, buf, n) != 0)
-    return -1;
-  if (!buf && fill_from_backing(e, s, fo + in, grain_off + in, n, true) != 0)
-    return -1;
-  uint64_t tail = in + n;
-  if (tail < s->grain_bytes &&
-      fill_from_backing(e, s, fo + tail, grain_off + tail,
-                        s->grain_bytes - tail, zeroed) != 0)
-    return -1;
-  return set_gte(s, g, sec);
+  return gtc_pread(e, &s->gtc, buf, len, off);
 }
 
 static int sparse_pwrite(struct extent *e, const void *buf, size_t len,
                          uint64_t off) {
   struct sparse *s = e->priv;
-  const uint8_t *p = buf;
-  while (len > 0) {
-    uint64_t in = off % s->grain_bytes;
-    size_t n = s->grain_bytes - in < len ? (size_t)(s->grain_bytes - in) : len;
-    struct grain_ref g;
-    if (lookup(s, off / s->grain_bytes, true, &g) != 0)
-      return -1;
-    if (g.gte > 1) {
-      if (gtc_write_data(&s->gtc, (uint64_t)g.gte * SECTOR + in, p,
-                      n) != 0)
-        return -1;
-    } else if (allocate_grain(e, s, &g, off - in, in, p, n) != 0) {
-      return -1;
-    }
-    p += n;
-    off += n;
-    len -= n;
-  }
-  /* The caller's buffer is only valid during this call. */
-  return gtc_issue(&s->gtc);
+  return gtc_pwrite(e, &s->gtc, buf, len, off);
 }
 
 static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
@@ -579,9 +462,9 @@ static int sparse_zero(struct extent *e, uint64_t len, uint64_t off) {
         return -1;
     } else if (n == s->grain_bytes && (s->h.flags & FLAG_ZEROED_GRAIN)) {
       /* hides the backing without using space */
-      if (set_gte(s, &g, 1) != 0)
+      if (gtc_set_gte(&s->gtc, &g, 1) != 0)
         return -1;
-    } else if (allocate_grain(e, s, &g, off - in, in, NULL, (size_t)n) != 0) {
+    } else if (gtc_allocate(e, &s->gtc, &g, off - in, in, NULL, (size_t)n)) {
       return -1;
     }
     off += n;
@@ -1631,7 +1514,7 @@ static int sparse_resize(struct extent *e, uint64_t size) {
       }
       if (lookup(s, g, false, &ref) != 0)
         return -1;
-      if (ref.gte && set_gte(s, &ref, 0) != 0)
+      if (ref.gte && gtc_set_gte(&s->gtc, &ref, 0) != 0)
         return -1;
     }
     if (flush_metadata(s) != 0)
@@ -1739,6 +1622,9 @@ int sparse_open(struct extent *e, struct vfile *f) {
                flush_for_cache, s, f->path) != 0)
     goto fail;
   s->gtc.f = f;
+  s->gtc.grain_bytes = s->grain_bytes;
+  s->gtc.lookup = lookup;
+  s->gtc.alloc = alloc_grain;
   if (f->before_write) /* writable: the unclean flag goes with the CID */
     f->before_write = first_write;
   e->ops = &sparse_ops;

@@ -291,6 +291,130 @@ int gtc_set_entry(struct gtcache *c, uint32_t slot, uint32_t idx,
   return 0;
 }
 
+/* ---- reads and writes of grains ---------------------------------------- */
+
+int gtc_pread(struct extent *e, struct gtcache *c, void *buf, size_t len,
+              uint64_t off) {
+  uint8_t *p = buf;
+  /* Contiguous grains are read with one pread. */
+  uint64_t r_off = 0;
+  uint8_t *r_buf = NULL;
+  size_t r_len = 0;
+  while (len > 0) {
+    uint64_t in = off % c->grain_bytes;
+    size_t n = c->grain_bytes - in < len ? (size_t)(c->grain_bytes - in) : len;
+    struct grain_ref g;
+    if (c->lookup(c->opaque, off / c->grain_bytes, false, &g) != 0)
+      return -1;
+    if (g.gte > 1) {
+      uint64_t fo = (uint64_t)g.gte * SECTOR + in;
+      if (r_len && (fo != r_off + r_len || p != r_buf + r_len)) {
+        if (vf_pread(c->f, r_buf, r_len, r_off) != 0)
+          return -1;
+        r_len = 0;
+      }
+      if (!r_len) {
+        r_off = fo;
+        r_buf = p;
+      }
+      r_len += n;
+    } else if (g.gte == 1) {
+      memset(p, 0, n);
+    } else if (disk_read_backing(e->disk, p, n, e->virt_start + off) != 0) {
+      return -1;
+    }
+    p += n;
+    off += n;
+    len -= n;
+  }
+  if (r_len && vf_pread(c->f, r_buf, r_len, r_off) != 0)
+    return -1;
+  return 0;
+}
+
+/* Copy-on-write: fill LEN bytes of a new grain at file offset FOFF with what
+ * the backing holds at extent offset OFF.  Without a backing (or for
+ * ZEROS) the bytes must read as zeros, which space past the file's length
+ * already does (rule 1 of the owners): only bytes inside the file are
+ * written. */
+static int fill_new_grain(struct extent *e, struct gtcache *c, uint64_t foff,
+                          uint64_t off, uint64_t len, bool zeros) {
+  if (len == 0)
+    return 0;
+  if (zeros || !disk_has_backing(e->disk)) {
+    if (c->f->size > foff)
+      return vf_write_zeros(
+          c->f, len < c->f->size - foff ? len : c->f->size - foff, foff);
+    return 0;
+  }
+  if (gtc_issue(c) != 0)
+    return -1;
+  size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+  uint8_t *tmp = malloc(chunk);
+  if (!tmp)
+    return set_error(ENOMEM, "%s: out of memory", c->path);
+  int r = 0;
+  while (r == 0 && len > 0) {
+    size_t n = len < chunk ? (size_t)len : chunk;
+    r = disk_read_backing(e->disk, tmp, n, e->virt_start + off) != 0 ||
+                vf_pwrite(c->f, tmp, n, foff) != 0
+            ? -1
+            : 0;
+    len -= n;
+    off += n;
+    foff += n;
+  }
+  free(tmp);
+  return r;
+}
+
+int gtc_allocate(struct extent *e, struct gtcache *c, struct grain_ref *g,
+                 uint64_t grain_off, uint64_t in, const uint8_t *buf,
+                 size_t n) {
+  uint32_t sec = 0;
+  bool zeroed = g->gte == 1;
+  if (c->alloc(c->opaque, &sec) != 0)
+    return -1;
+  uint64_t fo = (uint64_t)sec * SECTOR, tail = in + n;
+  if (fill_new_grain(e, c, fo, grain_off, in, zeroed) != 0 ||
+      (buf ? gtc_write_data(c, fo + in, buf, n)
+           : fill_new_grain(e, c, fo + in, grain_off + in, n, true)) != 0 ||
+      fill_new_grain(e, c, fo + tail, grain_off + tail, c->grain_bytes - tail,
+                     zeroed) != 0)
+    return -1;
+  return gtc_set_gte(c, g, sec);
+}
+
+int gtc_pwrite(struct extent *e, struct gtcache *c, const void *buf,
+               size_t len, uint64_t off) {
+  const uint8_t *p = buf;
+  int r = 0;
+  while (r == 0 && len > 0) {
+    uint64_t in = off % c->grain_bytes;
+    size_t n = c->grain_bytes - in < len ? (size_t)(c->grain_bytes - in) : len;
+    struct grain_ref g;
+    if (c->lookup(c->opaque, off / c->grain_bytes, true, &g) != 0)
+      r = -1;
+    else if (g.gte > 1)
+      r = gtc_write_data(c, (uint64_t)g.gte * SECTOR + in, p, n);
+    else
+      r = gtc_allocate(e, c, &g, off - in, in, p, n);
+    p += n;
+    off += n;
+    len -= n;
+  }
+  if (r != 0) {
+    /* What is still held goes with the failed write: its bytes are the
+     * caller's, and the entries waiting on them are dropped (their grains
+     * leak); every sector keeps its old bytes or what already landed. */
+    c->pend.len = 0;
+    c->n_defer = 0;
+    return -1;
+  }
+  /* The caller's buffer is only valid during this call. */
+  return gtc_issue(c);
+}
+
 void gtc_drop_all(struct gtcache *c) {
   c->n_defer = 0;
   for (uint32_t i = 0; i < c->n_slots; i++) {

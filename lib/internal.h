@@ -347,6 +347,10 @@ int nbd_extent_open(struct extent *e, const char *uri, bool writable,
  * Called by sparse_open when the header says the grains are compressed;
  * takes ownership of F.  HDR is the raw first sector. */
 int stream_open(struct extent *e, struct vfile *f, const uint8_t hdr[SECTOR]);
+/* After the KDMV file F (HEAD: its first N bytes) failed to open: if it is
+ * a stream cut short inside its header, descriptor or front grain
+ * directory, replace the error with one saying so (EINVAL). */
+void stream_explain_cut(const struct vfile *f, const uint8_t *head, size_t n);
 /* Lay out an empty stream-optimized extent in the empty writable file F. */
 int stream_create(struct vfile *f, uint64_t capacity_sectors,
                   uint32_t grain_sectors, const char *descriptor);
@@ -362,6 +366,16 @@ int sesparse_open(struct extent *e, struct vfile *f);
 int gt_read(struct vfile *f, uint64_t sector, uint32_t *t, uint32_t n);
 
 #define GTC_NONE UINT32_MAX /* "no slot" / "no GD entry" */
+
+/* Where a grain stands: its table's cache slot and its entry.  An entry
+ * of 0 is unallocated (the backing, or zeros), 1 a zeroed grain (hosted
+ * sparse with the zeroed-grain flag; the owner's lookup refuses it
+ * elsewhere), else the grain's first sector in the file. */
+struct grain_ref {
+  uint32_t slot; /* cache slot of the table, GTC_NONE when there is none */
+  uint32_t gdi, idx;
+  uint32_t gte; /* 0 when there is no table */
+};
 
 struct gtc_slot {
   uint32_t *gt;          /* n_entries entries, host order; NULL until the
@@ -405,6 +419,16 @@ struct gtcache {
     uint32_t slot, idx, value;
   } *defer;
   uint32_t n_defer, cap_defer;
+  /* The owner's side of the data path (gtc_pread, gtc_pwrite,
+   * gtc_allocate), set by the owner after gtc_init with f: */
+  uint64_t grain_bytes;
+  /* Find grain GNO: its table's slot (GTC_NONE when the table does not
+   * exist and ALLOCATE is false; with ALLOCATE a missing table is made)
+   * and entry, validated.  0 or -1. */
+  int (*lookup)(void *opaque, uint64_t gno, bool allocate,
+                struct grain_ref *g);
+  /* Reserve one grain at the end of the file: its first sector. */
+  int (*alloc)(void *opaque, uint32_t *sector);
 };
 
 /* Set up C for N_GDES GD entries and tables of N_ENTRIES entries, holding
@@ -436,6 +460,29 @@ int gtc_write_data(struct gtcache *c, uint64_t off, const void *buf,
 int gtc_set_entry(struct gtcache *c, uint32_t slot, uint32_t idx,
                   uint32_t value);
 int gtc_issue(struct gtcache *c);
+/* The data path over the cache, for extent E (offsets relative to it):
+ * read (unallocated grains from the backing, zeroed grains as zeros;
+ * contiguous grains in one pread); write (into allocated grains in place,
+ * else into new grains at the end of the file, the rest of a new grain
+ * filled from the backing; ends by issuing everything it held).  0 or
+ * -1. */
+int gtc_pread(struct extent *e, struct gtcache *c, void *buf, size_t len,
+              uint64_t off);
+int gtc_pwrite(struct extent *e, struct gtcache *c, const void *buf,
+               size_t len, uint64_t off);
+/* Allocate a grain for G (entry 0 or 1) covering extent offset GRAIN_OFF,
+ * write BUF (N bytes at IN within the grain; NULL: zeros) and fill the
+ * rest (from the backing; zeros for a zeroed grain); the entry is set once
+ * that data landed. */
+int gtc_allocate(struct extent *e, struct gtcache *c, struct grain_ref *g,
+                 uint64_t grain_off, uint64_t in, const uint8_t *buf,
+                 size_t n);
+/* Set G's entry to V, once the data held for it landed (gtc_set_entry). */
+static inline int gtc_set_gte(struct gtcache *c, struct grain_ref *g,
+                              uint32_t v) {
+  g->gte = v;
+  return gtc_set_entry(c, g->slot, g->idx, v);
+}
 /* Whether data or entries are still held (not yet issued). */
 static inline bool gtc_holding(const struct gtcache *c) {
   return c->pend.len != 0 || c->n_defer != 0;
