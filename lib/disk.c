@@ -413,8 +413,10 @@ static struct vmdk_disk *open_one(const char *path, int format,
   char *text = NULL;
   size_t len = 0;
   if (le32(magic) == 0x564d444bu) { /* "KDMV": sparse, embedded descriptor */
-    if (sparse_read_embedded_descriptor(f, &text, &len) != 0)
+    if (sparse_read_embedded_descriptor(f, &text, &len) != 0) {
+      stream_explain_cut(f, magic, sizeof magic); /* a stream cut short */
       goto fail_f;
+    }
     if (text && len == 0) { /* all NULs: QEMU's split extents reserve one */
       free(text);
       text = NULL;

@@ -4,8 +4,26 @@
  * behind metadata markers {u64 numSectors, u32 0, u32 type}, ending with an
  * end-of-stream (EOS) marker.  VMware's layout puts the GD at the end
  * (header gdOffset = GD_AT_END, footer at file end - 1024); QEMU's puts the
- * GD and all tables at the front.  Both are read; a stream whose footer is
- * gone is read by scanning its markers.
+ * GD and all tables at the front.  Both are read.
+ *
+ * Truncated streams (cut in transfer, or their writer killed) are never
+ * read silently.  At open (one mechanism; info and check show the same
+ * state and message):
+ *  - VMware's layout is complete with its footer and EOS at the end.
+ *    Without them the markers are walked: a footer found whole (only the
+ *    EOS missing or cut) still gives the index -- nothing is lost, the
+ *    state is "no-end-of-stream"; otherwise the stream is "truncated" and
+ *    the index is what the walk found whole (the grain the end of the
+ *    file cuts is left out).
+ *  - QEMU's layout has no EOS (QEMU writes none): its tables are the
+ *    claim.  Entries past the end of the file, a last grain cut short, or
+ *    grains after the last one listed (an append that never reached its
+ *    flush) make it "truncated"; grains found whole are kept.
+ *  - A truncated stream is refused (ENODATA, the message says what is
+ *    missing and what the markers give) unless the open is read-only with
+ *    VMDK_OPEN_SALVAGE; a read-write open refuses it always (EROFS).  A
+ *    file cut inside its header or descriptor is refused by the probe,
+ *    which stream_explain_cut() words.
  *
  * Index: per grain-table, the table (host order) of marker sectors; tables
  * without a present grain are not kept, so memory follows the data, not
@@ -30,9 +48,13 @@
  *     footer and the EOS marker are written after the last grain, the file
  *     cut there, the header made VMware's (version 3, GD_AT_END, markers),
  *     and synced.  Between the first new grain and that flush the file has
- *     no footer: vmdkit still reads it by scanning the markers.
+ *     no footer: another open (and any open after a crash there) finds it
+ *     truncated -- refused, or read with VMDK_OPEN_SALVAGE by scanning the
+ *     markers.  A stream whose open found it truncated is never appended
+ *     to.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sys/types.h>
@@ -53,6 +75,17 @@
 #define MAX_THREADS 64
 #define META_CHUNK (1u << 20)
 
+/* Whether the stream is whole: see the header comment's "Truncated
+ * streams". */
+enum stream_state {
+  ST_COMPLETE,  /* footer (or the header's tables) and end-of-stream */
+  ST_NO_EOS,    /* VMware's layout: only the end-of-stream marker after
+                   the footer is missing, nothing is lost */
+  ST_TRUNCATED, /* data may be lost: opened only with VMDK_OPEN_SALVAGE */
+};
+static const char *const state_names[] = {"complete", "no-end-of-stream",
+                                          "truncated"};
+
 struct pending {
   uint64_t grain;   /* grain number */
   uint8_t *buf;     /* grain_bytes, prefilled from the backing */
@@ -71,7 +104,11 @@ struct stream {
   uint64_t meta_end;      /* sectors: the end of the header, descriptor,
                              and the GD and GTs the index was read from:
                              new grains never go below it */
-  bool scanned;           /* the index was rebuilt from the markers */
+  /* What the open found (one mechanism: the open refuses a truncated
+   * stream without VMDK_OPEN_SALVAGE, info shows it, check reports it). */
+  enum stream_state state;
+  char *damage;           /* not complete: what is missing, with the
+                             numbers, starting "stream ..." (no file name) */
   struct codec *codec;
   uint8_t *cbuf;          /* a marker with its compressed grain */
   size_t cbuf_cap;
@@ -90,6 +127,10 @@ struct stream {
 static uint64_t grain_len(const struct stream *s, uint64_t g) {
   uint64_t start = g * s->grain_bytes, cap = s->h.capacity * SECTOR;
   return cap - start < s->grain_bytes ? cap - start : s->grain_bytes;
+}
+
+static bool all_zero(const uint8_t *p, size_t n) {
+  return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
 static uint32_t grain_sector(const struct stream *s, uint64_t g) {
@@ -125,7 +166,17 @@ static int set_grain_sector(struct stream *s, uint64_t g, uint32_t sector) {
 
 /* ---- index: from the GD and GTs, or by scanning the markers -------------- */
 
-static int load_tables(struct stream *s) {
+/* What a lenient load_tables() could not load: what the end of the file
+ * cut off (a truncated stream in QEMU's layout, its tables at the front). */
+struct lost {
+  uint64_t entries;  /* grain table entries at or past the end of the file */
+  uint32_t tables;   /* grain tables (GD entries) past the end of the file */
+};
+
+/* Load the index from the GD at s->h.gd_offset.  LOST NULL: strict, an
+ * entry past the end of the file is an error; else such entries (and
+ * tables) are counted in *LOST and left out. */
+static int load_tables(struct stream *s, struct lost *lost) {
   uint64_t file_sectors = s->f->size / SECTOR;
   size_t gd_bytes = (size_t)s->n_gdes * 4;
   uint8_t *raw = malloc(gd_bytes + s->gtes * 4 + 4);
@@ -142,6 +193,10 @@ static int load_tables(struct stream *s) {
     if (gde + s->gt_sectors > s->meta_end && gde + s->gt_sectors <= file_sectors)
       s->meta_end = gde + s->gt_sectors;
     if (gde + s->gt_sectors > file_sectors) {
+      if (lost) {
+        lost->tables++;
+        continue;
+      }
       r = set_error(EINVAL, "%s: grain directory entry %" PRIu32
                             " points past the end of the file (sector %" PRIu32
                             ", file %" PRIu64 " sectors)",
@@ -155,7 +210,9 @@ static int load_tables(struct stream *s) {
       uint64_t g = (uint64_t)gdi * s->gtes + i;
       if (v == 0)
         continue;
-      if (g >= s->n_grains || v >= file_sectors || v < 1)
+      if (lost && g < s->n_grains && v >= file_sectors)
+        lost->entries++;
+      else if (g >= s->n_grains || v >= file_sectors || v < 1)
         r = set_error(EINVAL, "%s: grain table entry %" PRIu32 " of table %" PRIu32
                               " is invalid (sector %" PRIu32 ", file %" PRIu64
                               " sectors, %" PRIu64 " grains)",
@@ -168,24 +225,90 @@ static int load_tables(struct stream *s) {
   return r;
 }
 
-/* Walk the markers from the first data sector to EOS or the end of file. */
-static int scan_markers(struct stream *s) {
-  uint64_t file_sectors = s->f->size / SECTOR;
-  uint64_t sec = s->h.overhead;
-  if (sec == 0)
-    sec = s->h.desc_offset + s->h.desc_size + 1;
-  uint8_t m[16];
-  s->scanned = true;
-  while (sec < file_sectors) {
-    if (vf_pread(s->f, m, sizeof m, sec * SECTOR) != 0)
+/* Grains in the index and the bytes of the disk they hold. */
+static uint64_t count_present(const struct stream *s, uint64_t *bytes) {
+  uint64_t n = 0, b = 0;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    if (s->gts[gdi])
+      for (uint32_t i = 0; i < s->gtes; i++)
+        if (s->gts[gdi][i]) {
+          n++;
+          b += grain_len(s, (uint64_t)gdi * s->gtes + i);
+        }
+  if (bytes)
+    *bytes = b;
+  return n;
+}
+
+/* Forget the index (before it is loaded another way). */
+static void clear_index(struct stream *s) {
+  for (uint32_t i = 0; i < s->n_gdes; i++) {
+    free(s->gts[i]);
+    s->gts[i] = NULL;
+  }
+  s->gts_bytes = 0;
+}
+
+/* What walking the markers found. */
+struct scan {
+  uint64_t end;         /* sector the walk stopped at */
+  uint64_t grains;      /* grain markers found whole */
+  uint32_t gts;         /* grain table markers found whole */
+  bool gd;              /* a grain directory marker found whole */
+  bool eos;             /* the walk ended at an end-of-stream marker */
+  uint64_t footer;      /* the sector of the last footer found whole (after
+                           its marker), 0: none */
+  /* What the end of the file cuts: CUT_WHAT NULL when it falls between
+   * two items (or the walk ended at EOS). */
+  const char *cut_what; /* "grain", "grain table", ... */
+  uint64_t cut_sector;  /* its marker's sector */
+  uint64_t cut_lba;     /* a grain's LBA */
+  uint64_t cut_have, cut_need; /* its bytes in the file, and in all */
+};
+
+/* An end-of-stream marker: a zero-size marker of type 0. */
+static bool is_eos(const uint8_t m[16]) {
+  return le32(m + 8) == 0 && le32(m + 12) == MARKER_EOS;
+}
+
+static const char *marker_name(uint32_t type) {
+  switch (type) {
+  case MARKER_GT:
+    return "grain table";
+  case MARKER_GD:
+    return "grain directory";
+  case MARKER_FOOTER:
+    return "footer";
+  default:
+    return "metadata";
+  }
+}
+
+/* Walk the markers from sector SEC to EOS or the end of the file, adding
+ * every grain found whole to the index.  Only what the markers cannot
+ * have come from (a grain marker for an LBA outside the disk) is an
+ * error; where the file ends is recorded in *SC. */
+static int scan_markers(struct stream *s, uint64_t sec, struct scan *sc) {
+  uint64_t size = s->f->size;
+  memset(sc, 0, sizeof *sc);
+  while (sec * SECTOR < size) {
+    uint64_t have = size - sec * SECTOR;
+    uint8_t m[16] = {0};
+    if (vf_pread(s->f, m, have < sizeof m ? (size_t)have : sizeof m,
+                 sec * SECTOR) != 0)
       return -1;
     uint64_t val = le64(m);
-    uint32_t size = le32(m + 8), type = le32(m + 12);
-    if (size != 0) { /* a grain marker: val is its LBA */
-      /* Its data cut off by the end of the file: the tail of a write a
-       * crash interrupted (rule 3); the grains end before it. */
-      if (sec * SECTOR + 12 + (uint64_t)size > s->f->size)
+    uint32_t gsize = le32(m + 8), type = le32(m + 12);
+    if (gsize != 0 && have >= 12) { /* a grain marker: val is its LBA */
+      uint64_t need = 12 + (uint64_t)gsize;
+      if (need > have) { /* cut by the end of the file */
+        sc->cut_what = "grain";
+        sc->cut_sector = sec;
+        sc->cut_lba = val;
+        sc->cut_have = have;
+        sc->cut_need = need;
         break;
+      }
       if (val % s->h.grain || val / s->h.grain >= s->n_grains ||
           sec > UINT32_MAX)
         return set_error(EINVAL, "%s: grain marker at sector %" PRIu64
@@ -194,15 +317,42 @@ static int scan_markers(struct stream *s) {
                          s->f->path, sec, val);
       if (set_grain_sector(s, val / s->h.grain, (uint32_t)sec) != 0)
         return -1;
-      sec += div_round_up(12 + (uint64_t)size, SECTOR);
-    } else if (type == MARKER_EOS) {
+      sc->grains++;
+      sc->gd = false; /* a directory or footer before grains is stale */
+      sc->footer = 0;
+      sec += div_round_up(need, SECTOR);
+    } else if (have < SECTOR) { /* a metadata marker cut short */
+      sc->cut_what = have >= 16 && is_eos(m) ? "end-of-stream marker"
+                     : have >= 16            ? marker_name(type)
+                     : all_zero(m, (size_t)have) ? "end-of-stream marker"
+                                                 : "marker";
+      sc->cut_sector = sec;
+      sc->cut_have = have;
+      sc->cut_need = SECTOR;
+      break;
+    } else if (is_eos(m)) {
+      sc->eos = true;
       break;
     } else { /* GT, GD, footer or unknown (vSphere's type 4): skip */
-      if (val > file_sectors)
+      uint64_t left = have / SECTOR; /* whole sectors from the marker on */
+      if (val >= left) { /* its metadata is cut by the end of the file */
+        sc->cut_what = marker_name(type);
+        sc->cut_sector = sec;
+        sc->cut_have = have;
+        sc->cut_need = val >= UINT64_MAX / SECTOR - 1 ? UINT64_MAX
+                                                      : (1 + val) * SECTOR;
         break;
+      }
+      if (type == MARKER_GT)
+        sc->gts++;
+      else if (type == MARKER_GD)
+        sc->gd = true;
+      else if (type == MARKER_FOOTER && val >= 1)
+        sc->footer = sec + 1;
       sec += 1 + val;
     }
   }
+  sc->end = sec;
   return 0;
 }
 
@@ -260,10 +410,6 @@ static struct pending *find_pending(struct stream *s, uint64_t g) {
     if (s->pend[i].grain == g)
       return &s->pend[i];
   return NULL;
-}
-
-static bool all_zero(const uint8_t *p, size_t n) {
-  return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
 /* Find where appending starts: after the last grain in the file. */
@@ -853,6 +999,9 @@ static int stream_flush(struct extent *e) {
   if (vf_sync(s->f) != 0 || write_metadata(s) != 0 || vf_sync(s->f) != 0)
     return -1;
   s->changed = false;
+  s->state = ST_COMPLETE; /* the metadata was written whole */
+  free(s->damage);
+  s->damage = NULL;
   return 0;
 }
 
@@ -872,6 +1021,7 @@ static void stream_free(struct stream *s) {
   free(s->batch);
   free(s->cbuf);
   free(s->gbuf);
+  free(s->damage);
   free(s);
 }
 
@@ -887,6 +1037,9 @@ static void stream_info(struct extent *e, struct vmdk_extent_info *info) {
   info->grain_bytes = s->grain_bytes;
   info->version = s->h.version;
   info->compressed = 1;
+  info->stream = state_names[s->state];
+  info->stream_damage = s->state == ST_COMPLETE ? NULL : s->damage;
+  info->stream_grains = count_present(s, NULL);
 }
 
 static uint64_t stream_allocated(struct extent *e) {
@@ -904,19 +1057,8 @@ static int stream_check(struct extent *e, struct check_ctx *c) {
   const char *path = s->f->path;
   if (s->f->writable && stream_flush(e) != 0)
     return -1;
-  if (s->scanned)
-    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
-                 "%s: the stream has no valid footer and grain directory "
-                 "(its index was rebuilt by scanning the grain markers)",
-                 path);
-  uint8_t last[SECTOR];
-  if (s->f->size < SECTOR || vf_pread(s->f, last, SECTOR,
-                                      (s->f->size / SECTOR - 1) * SECTOR))
-    return -1;
-  if (!all_zero(last, SECTOR))
-    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
-                 "%s: the stream does not end with an end-of-stream marker",
-                 path);
+  if (s->state != ST_COMPLETE)
+    check_report(c, VMDK_PROBLEM_CORRUPT, 0, "%s: %s", path, s->damage);
   /* Every grain: its marker, its size, and that it inflates. */
   uint64_t n = 0;
   for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
@@ -976,25 +1118,217 @@ static const struct extent_ops stream_ops = {
 
 /* ---- open and create ------------------------------------------------------ */
 
-/* The footer of a VMware-layout stream, when it is there and valid. */
-static bool read_footer(struct stream *s, struct kdmv_header *footer) {
-  uint64_t end = s->f->size / SECTOR * SECTOR;
-  uint8_t b[SECTOR], m[SECTOR];
-  if (end < 3 * SECTOR || vf_pread(s->f, m, SECTOR, end - 3 * SECTOR) != 0 ||
-      vf_pread(s->f, b, SECTOR, end - 2 * SECTOR) != 0)
-    return false;
-  if (le32(m + 8) != 0 || le32(m + 12) != MARKER_FOOTER)
-    return false;
+/* The footer at SECTOR (the sector after its marker), when it is valid: a
+ * copy of the header with the real GD offset.  Leaves the error as it was. */
+static bool decode_footer(struct stream *s, uint64_t sector,
+                          struct kdmv_header *footer) {
+  uint8_t b[SECTOR];
   char saved[1024];
+  int saved_errno = vmdk_get_errno();
   snprintf(saved, sizeof saved, "%s", vmdk_get_error());
-  bool ok = kdmv_decode_header(b, s->f->path, s->f->size, footer) == 0 &&
+  bool ok = vf_pread(s->f, b, SECTOR, sector * SECTOR) == 0 &&
+            kdmv_decode_header(b, s->f->path, s->f->size, footer) == 0 &&
             footer->gd_offset != KDMV_GD_AT_END &&
             (footer->flags & KDMV_FLAG_COMPRESSED) &&
             footer->capacity == s->h.capacity && footer->grain == s->h.grain &&
             footer->gtes_per_gt == s->h.gtes_per_gt;
   if (!ok)
-    set_error(0, "%s", saved);
+    set_error(saved_errno, "%s", saved);
   return ok;
+}
+
+/* The footer of a VMware-layout stream where it belongs: its marker and
+ * the footer in the two sectors before the last, an EOS marker. */
+static bool read_footer(struct stream *s, struct kdmv_header *footer) {
+  uint64_t end = s->f->size / SECTOR;
+  uint8_t m[16], eos[16];
+  if (s->f->size % SECTOR || end < 3 ||
+      vf_pread(s->f, m, sizeof m, (end - 3) * SECTOR) != 0 ||
+      vf_pread(s->f, eos, sizeof eos, (end - 1) * SECTOR) != 0)
+    return false;
+  if (le32(m + 8) != 0 || le32(m + 12) != MARKER_FOOTER || !is_eos(eos))
+    return false;
+  return decode_footer(s, end - 2, footer);
+}
+
+/* s->damage from a format; the state is set by the caller. */
+static int set_damage(struct stream *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int set_damage(struct stream *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  free(s->damage);
+  s->damage = NULL;
+  int n = vasprintf(&s->damage, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    s->damage = NULL;
+    return set_error(ENOMEM, "%s: out of memory", s->f->path);
+  }
+  return 0;
+}
+
+/* "the grain at sector S (LBA L) is cut after A of its B bytes; " for
+ * what the end of the file cuts, else "". */
+static void cut_clause(char *buf, size_t cap, const struct scan *sc) {
+  buf[0] = '\0';
+  if (!sc->cut_what)
+    return;
+  if (strcmp(sc->cut_what, "grain") == 0)
+    snprintf(buf, cap,
+             "the grain at sector %" PRIu64 " (LBA %" PRIu64
+             ") is cut after %" PRIu64 " of its %" PRIu64 " bytes; ",
+             sc->cut_sector, sc->cut_lba, sc->cut_have, sc->cut_need);
+  else
+    snprintf(buf, cap,
+             "the %s (marker at sector %" PRIu64 ") is cut after %" PRIu64
+             " of its %" PRIu64 " bytes; ",
+             sc->cut_what, sc->cut_sector, sc->cut_have, sc->cut_need);
+}
+
+/* "; 13 grains recovered (832 KiB of the 30 MiB disk)" */
+static void recovered_clause(char *buf, size_t cap, const struct stream *s) {
+  uint64_t bytes;
+  uint64_t n = count_present(s, &bytes);
+  char b[32];
+  snprintf(b, sizeof b, "%s", human_size(bytes));
+  snprintf(buf, cap, "; %" PRIu64 " grain%s recovered (%s of the %s disk)", n,
+           n == 1 ? "" : "s", b, human_size(s->h.capacity * SECTOR));
+}
+
+/* VMware's layout without a footer at the end: the index from the
+ * markers.  A footer found whole on the way (an EOS marker missing or cut
+ * after it) still gives the index. */
+static int index_by_scan(struct stream *s) {
+  uint64_t start = s->h.overhead;
+  if (start == 0)
+    start = s->h.desc_offset + s->h.desc_size + 1;
+  struct scan sc;
+  if (scan_markers(s, start, &sc) != 0)
+    return -1;
+  uint64_t size = s->f->size;
+  struct kdmv_header footer;
+  if (sc.footer && decode_footer(s, sc.footer, &footer)) {
+    clear_index(s);
+    s->h = footer;
+    if (load_tables(s, NULL) != 0)
+      return -1;
+    if (sc.eos) {
+      s->state = ST_COMPLETE; /* (followed by other bytes: not ours) */
+      return 0;
+    }
+    s->state = ST_NO_EOS;
+    char tail[64] = "with its footer";
+    if (size > (sc.footer + 1) * SECTOR)
+      snprintf(tail, sizeof tail, "%" PRIu64 " bytes after its footer",
+               size - (sc.footer + 1) * SECTOR);
+    return set_damage(s, "stream has no end-of-stream marker: the file (%" PRIu64
+                         " bytes) ends %s; the footer and grain directory "
+                         "are intact: all %" PRIu64 " grains are there",
+                      size, tail, count_present(s, NULL));
+  }
+  char cut[256], rec[128];
+  cut_clause(cut, sizeof cut, &sc);
+  if (!sc.cut_what && start * SECTOR >= size)
+    snprintf(cut, sizeof cut,
+             "the file ends before the first grain (sector %" PRIu64 "); ",
+             start);
+  recovered_clause(rec, sizeof rec, s);
+  s->state = ST_TRUNCATED;
+  if (sc.eos)
+    return set_damage(s, "stream is damaged: no footer before its "
+                         "end-of-stream marker (sector %" PRIu64 ")%s",
+                      sc.end, rec);
+  return set_damage(s, "stream is truncated after %" PRIu64 " bytes: %s%s%s",
+                    size, cut,
+                    sc.footer ? "no valid footer and no end-of-stream marker"
+                    : sc.cut_what && strcmp(sc.cut_what, "footer") == 0
+                        ? "no end-of-stream marker"
+                    : sc.gd ? "no footer or end-of-stream marker"
+                              : "no grain directory, footer or end-of-stream "
+                                "marker",
+                    rec);
+}
+
+/* QEMU's layout (the GD and tables at the front, in the header): the index
+ * from the tables.  Nothing marks the end (QEMU writes no EOS marker), so
+ * what the tables list is the whole stream: a truncated one has entries
+ * past the end of the file, its last grain cut, or grains after the last
+ * one listed (a writer that did not finish: an append by vmdkit, QEMU
+ * killed before it updated a table); those found whole are added from the
+ * markers.  A writer killed between two grains cannot be told from one
+ * that finished. */
+static int index_from_front(struct stream *s) {
+  struct lost lost = {0};
+  if (load_tables(s, &lost) != 0)
+    return -1;
+  uint64_t size = s->f->size, listed = count_present(s, NULL);
+  uint64_t last = 0, last_g = 0;
+  for (uint32_t gdi = 0; gdi < s->n_gdes; gdi++)
+    if (s->gts[gdi])
+      for (uint32_t i = 0; i < s->gtes; i++)
+        if (s->gts[gdi][i] > last) {
+          last = s->gts[gdi][i];
+          last_g = (uint64_t)gdi * s->gtes + i;
+        }
+  struct scan cutg = {0}, sc = {0};
+  uint64_t after; /* the sector after the last grain listed */
+  if (last) {
+    uint8_t m[12];
+    uint64_t have = size - last * SECTOR; /* > 12: last < file sectors */
+    if (vf_pread(s->f, m, sizeof m, last * SECTOR) != 0)
+      return -1;
+    uint64_t need = 12 + (uint64_t)le32(m + 8);
+    if (need > have) { /* cut by the end of the file: left out */
+      cutg = (struct scan){.cut_what = "grain", .cut_sector = last,
+                           .cut_lba = le64(m), .cut_have = have,
+                           .cut_need = need};
+      s->gts[last_g / s->gtes][last_g % s->gtes] = 0;
+    }
+    after = last + div_round_up(need, SECTOR);
+  } else {
+    after = s->h.overhead > s->meta_end ? s->h.overhead : s->meta_end;
+  }
+  if (!cutg.cut_what && after * SECTOR < size &&
+      scan_markers(s, after, &sc) != 0)
+    return -1;
+  bool unlisted = sc.grains || sc.cut_what;
+  if ((lost.entries || lost.tables) && sc.eos && !unlisted) {
+    /* Not cut off: entries that point outside the file are corrupt. */
+    clear_index(s);
+    return load_tables(s, NULL);
+  }
+  if (lost.entries || lost.tables || cutg.cut_what || unlisted) {
+    char past[160] = "", tables[96] = "", cut1[256], cut2[256], more[128] = "",
+         rec[128];
+    if (lost.entries)
+      snprintf(past, sizeof past,
+               "%" PRIu64 " of the %" PRIu64 " grains its grain tables list "
+               "lie past the end of the file; ",
+               lost.entries, listed + lost.entries);
+    if (lost.tables)
+      snprintf(tables, sizeof tables,
+               "%" PRIu32 " of its grain tables lie%s past the end of the "
+               "file; ",
+               lost.tables, lost.tables == 1 ? "s" : "");
+    if (sc.grains)
+      snprintf(more, sizeof more,
+               "%" PRIu64 " grains follow the last one its tables list "
+               "(no table lists them); ",
+               sc.grains);
+    cut_clause(cut1, sizeof cut1, &cutg);
+    cut_clause(cut2, sizeof cut2, &sc);
+    recovered_clause(rec, sizeof rec, s);
+    char what[1024];
+    snprintf(what, sizeof what, "%s%s%s%s%s", past, tables, cut1, more, cut2);
+    what[strlen(what) - 2] = '\0'; /* the last clause's "; " */
+    s->state = ST_TRUNCATED;
+    return set_damage(s, "stream is truncated after %" PRIu64 " bytes: %s%s",
+                      size, what, rec);
+  }
+  /* (QEMU writes no end-of-stream marker: none is required here.) */
+  s->state = ST_COMPLETE;
+  return 0;
 }
 
 static int stream_setup(struct stream *s) {
@@ -1042,19 +1376,30 @@ int stream_open(struct extent *e, struct vfile *f, const uint8_t hdr[SECTOR]) {
     goto fail;
   }
   struct kdmv_header footer;
-  bool use_gd = true;
+  bool at_end = s->h.gd_offset == KDMV_GD_AT_END;
+  bool have_footer = at_end && read_footer(s, &footer);
   s->meta_end = s->h.desc_offset + s->h.desc_size + 1; /* header: sector 0 */
-  if (s->h.gd_offset == KDMV_GD_AT_END) {
-    use_gd = read_footer(s, &footer);
-    if (use_gd)
-      s->h = footer;
-  }
+  if (have_footer)
+    s->h = footer;
   if (s->h.desc_offset + s->h.desc_size + 1 > s->meta_end)
     s->meta_end = s->h.desc_offset + s->h.desc_size + 1;
   if (stream_setup(s) != 0)
     goto fail;
-  if ((use_gd ? load_tables(s) : scan_markers(s)) != 0)
+  if ((have_footer ? load_tables(s, NULL)
+       : at_end    ? index_by_scan(s)
+                   : index_from_front(s)) != 0)
     goto fail;
+  /* A truncated stream: refused, unless a salvaging read-only open asked
+   * for what is left.  Appending to it would bury what is missing. */
+  if (s->state == ST_TRUNCATED && f->writable) {
+    set_error(EROFS, "%s: %s; a damaged stream cannot be opened for writing",
+              f->path, s->damage);
+    goto fail;
+  }
+  if (s->state == ST_TRUNCATED && !(e->disk->flags & VMDK_OPEN_SALVAGE)) {
+    set_error(ENODATA, "%s: %s", f->path, s->damage);
+    goto fail;
+  }
   e->ops = &stream_ops;
   e->priv = s;
   return 0;
@@ -1119,4 +1464,40 @@ int stream_create(struct vfile *f, uint64_t capacity_sectors,
   s->f = NULL; /* the caller owns F */
   stream_free(s);
   return r;
+}
+
+void stream_explain_cut(const struct vfile *f, const uint8_t *head, size_t n) {
+  if (n < 64 || f->size < 12 || le32(head) != KDMV_MAGIC ||
+      !(le32(head + 8) & KDMV_FLAG_COMPRESSED))
+    return;
+  /* What must be there before the first grain, as far as the header's
+   * fields are sane: the header, the descriptor, QEMU's directory. */
+  uint64_t need = SECTOR, desc_offset = le64(head + 28),
+           desc_size = le64(head + 36), grain = le64(head + 20),
+           capacity = le64(head + 12), gd = le64(head + 56);
+  uint32_t gtes = le32(head + 44);
+  const char *what = "header";
+  if (desc_offset && desc_offset < (1u << 20) && desc_size &&
+      desc_size < (1u << 20) && (desc_offset + desc_size) * SECTOR > need) {
+    need = (desc_offset + desc_size) * SECTOR;
+    what = "header and descriptor";
+  }
+  if (gd != KDMV_GD_AT_END && gd && gd < (1u << 20) && is_power_of_2(grain) &&
+      grain <= MAX_STREAM_GRAIN_SECTORS && gtes && gtes <= 65536 &&
+      capacity <= (uint64_t)1 << 32) {
+    uint64_t gd_end =
+        (gd + div_round_up(div_round_up(capacity, grain * gtes) * 4, SECTOR)) *
+        SECTOR;
+    if (gd_end > need) {
+      need = gd_end;
+      what = desc_offset ? "header, descriptor and grain directory"
+                         : "header and grain directory";
+    }
+  }
+  if (f->size >= need)
+    return; /* not cut there: the error stands */
+  set_error(EINVAL, "%s: stream is truncated after %" PRIu64
+                     " bytes, inside its %s (%" PRIu64
+                     " bytes): no grain is left to recover",
+            f->path, f->size, what, need);
 }

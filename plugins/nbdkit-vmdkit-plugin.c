@@ -1,6 +1,7 @@
 /* nbdkit-vmdkit-plugin: serve any VMDK (or raw) image over NBD.
  *
  *   nbdkit vmdkit file=disk.vmdk [format=vmdk|raw] [confine=true|false]
+ *                                [salvage=true|false]
  *
  * A thin adapter over include/vmdkit.h.  Contracts:
  *  - Paths of extents and backing files are confined to the image's folder
@@ -15,7 +16,11 @@
  *  - Images that cannot be written (stream, seSparse, RDONLY extents)
  *    advertise no write, zero or trim.
  *  - Library errors reach the client as their errno and nbdkit's log as the
- *    library's one-line message. */
+ *    library's one-line message.
+ *  - A truncated streamOptimized image (no footer, grains cut off) is
+ *    refused at startup with the library's message, unless salvage=true:
+ *    then what its markers give is served, the rest as zeros, every
+ *    connection read-only, and what is missing is printed as a warning. */
 #define NBDKIT_API_VERSION 2
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 #include <nbdkit-plugin.h>
@@ -23,6 +28,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +37,7 @@
 static char *file;
 static int format = VMDK_FORMAT_AUTO;
 static bool confine = true;
+static bool salvage = false;      /* VMDK_OPEN_SALVAGE, read-only */
 
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vmdk_disk *shared;  /* the writable handle, or NULL */
@@ -45,7 +52,8 @@ struct handle {
 };
 
 static unsigned open_flags(bool writable) {
-  return (writable ? VMDK_OPEN_RDWR : 0) | (confine ? VMDK_OPEN_CONFINE : 0);
+  return (writable ? VMDK_OPEN_RDWR : 0) | (confine ? VMDK_OPEN_CONFINE : 0) |
+         (salvage ? VMDK_OPEN_SALVAGE : 0);
 }
 
 static int fail(void) {
@@ -82,7 +90,15 @@ static int vmdkit_config(const char *key, const char *value) {
     confine = b;
     return 0;
   }
-  nbdkit_error("unknown parameter '%s' (file, format, confine)", key);
+  if (strcmp(key, "salvage") == 0) {
+    int b = nbdkit_parse_bool(value);
+    if (b < 0)
+      return -1;
+    salvage = b;
+    return 0;
+  }
+  nbdkit_error("unknown parameter '%s' (file, format, confine, salvage)",
+               key);
   return -1;
 }
 
@@ -94,11 +110,27 @@ static int vmdkit_config_complete(void) {
   return 0;
 }
 
-/* Refuse to start on an image that does not open. */
+/* Refuse to start on an image that does not open (a truncated stream
+ * without salvage=true); say what a stream that is not whole misses. */
 static int vmdkit_get_ready(void) {
   struct vmdk_disk *d = vmdk_open_format(file, format, open_flags(false));
   if (!d)
     return fail();
+  for (struct vmdk_disk *l = d; l; l = vmdk_get_backing(l)) {
+    struct vmdk_info info;
+    if (vmdk_get_info(l, &info) != 0) {
+      fail();
+      vmdk_close(d);
+      return -1;
+    }
+    for (size_t i = 0; i < info.n_extents; i++)
+      if (info.extents[i].stream_damage)
+        fprintf(stderr, "nbdkit: vmdkit: warning: %s: %s%s\n",
+                info.extents[i].filename, info.extents[i].stream_damage,
+                strcmp(info.extents[i].stream, "truncated") == 0
+                    ? "; the rest reads as zeros"
+                    : "");
+  }
   vmdk_close(d);
   return 0;
 }
@@ -110,7 +142,7 @@ static void *vmdkit_open(int readonly) {
     return NULL;
   }
   pthread_mutex_init(&h->lock, NULL);
-  if (readonly) {
+  if (readonly || salvage) { /* salvage=true: never written */
     pthread_mutex_lock(&shared_lock);
     h->seen = generation;
     pthread_mutex_unlock(&shared_lock);
@@ -328,7 +360,12 @@ static struct nbdkit_plugin plugin = {
                    "or monolithic file, or raw\n"
                    "format=vmdk|raw  skip probing\n"
                    "confine=true|false  refuse extent/backing paths outside "
-                   "the image's folder (default true)",
+                   "the image's folder (default true)\n"
+                   "salvage=true|false  serve a truncated streamOptimized "
+                   "image (refused\n"
+                   "                    by default): the grains its markers "
+                   "give, the rest as\n"
+                   "                    zeros, read-only (default false)",
     .magic_config_key = "file",
     .get_ready = vmdkit_get_ready,
     .thread_model = vmdkit_thread_model,

@@ -20,7 +20,9 @@ static const char usage[] =
     "overlapping each other or the metadata, and leaked space.  Every problem\n"
     "is printed on stderr.  Without -r the image is opened read-only "
     "(nothing is\n"
-    "repaired).\n"
+    "repaired).  A streamOptimized image that was truncated (no footer, grains\n"
+    "cut off) is checked as far as its markers go and reported as corrupt,\n"
+    "with what is missing.\n"
     "\n"
     "  -f FMT              image format: vmdk or raw (default: probe)\n"
     "  --output=FORMAT     human (default) or json\n"
@@ -168,8 +170,11 @@ int cmd_check(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
+  /* A truncated stream opens salvaging, so that the check reports what is
+   * missing (read-only: with -r it is refused at open). */
   struct vmdk_disk *disk = vmdk_open_format(
-      file, format, cli_open_flags | (repair ? VMDK_OPEN_RDWR : 0));
+      file, format,
+      cli_open_flags | (repair ? VMDK_OPEN_RDWR : VMDK_OPEN_SALVAGE));
   if (!disk) {
     cli_lib_error(file);
     return 1;

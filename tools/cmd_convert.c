@@ -28,7 +28,7 @@
 static const char usage[] =
     "Usage: vmdkit convert [-f FMT] [-O raw|vmdk] [-o OPTIONS] "
     "[-B BACKING [-F FMT]] [-p] [-q]\n"
-    "                      [-t CACHE] [-m N] [-W] SOURCE DEST\n"
+    "                      [-t CACHE] [-m N] [-W] [--salvage] SOURCE DEST\n"
     "\n"
     "Copy the virtual disk of the image SOURCE into the new image DEST (which "
     "is\n"
@@ -65,6 +65,13 @@ static const char usage[] =
     "  -W           allow out-of-order writes (accepted as in qemu-img; no "
     "effect:\n"
     "               writes stay in order)\n"
+    "  --salvage    convert a truncated streamOptimized SOURCE (no footer, "
+    "grains\n"
+    "               cut off; refused without it): the grains found whole by "
+    "its\n"
+    "               markers are copied, everything else reads as zeros; "
+    "what was\n"
+    "               missing is printed as a warning\n"
     CLI_CONFINE_HELP
     "  -h, --help   show this help\n";
 
@@ -112,6 +119,30 @@ static void file_list_free(struct file_list *l) {
   free(l->paths);
   l->paths = NULL;
   l->n = 0;
+}
+
+/* One warning line per streamOptimized extent of SRC (and its backing
+ * chain) that is not whole: what is missing.  A truncated one opened only
+ * with --salvage; one without its end-of-stream marker lost nothing. */
+static int warn_stream_damage(struct vmdk_disk *src) {
+  for (struct vmdk_disk *d = src; d; d = vmdk_get_backing(d)) {
+    struct vmdk_info info;
+    if (vmdk_get_info(d, &info) < 0) {
+      cli_lib_error(NULL);
+      return -1;
+    }
+    for (size_t i = 0; i < info.n_extents; i++) {
+      const struct vmdk_extent_info *e = &info.extents[i];
+      if (!e->stream_damage)
+        continue;
+      if (strcmp(e->stream, "truncated") == 0)
+        cli_error(e->filename, "warning: %s; the rest reads as zeros",
+                  e->stream_damage);
+      else
+        cli_error(e->filename, "warning: %s", e->stream_damage);
+    }
+  }
+  return 0;
 }
 
 /* Refuse a DEST that is a file of the source image or of its backing
@@ -416,9 +447,11 @@ int cmd_convert(int argc, char **argv) {
   static const struct option long_options[] = {
       CLI_CONFINE_OPTION,
       {"help", no_argument, NULL, 'h'},
+      {"salvage", no_argument, NULL, 'S'},
       {NULL, 0, NULL, 0},
   };
   struct vmdk_create_options opts = {0};
+  bool salvage = false;
   int src_format = VMDK_FORMAT_AUTO, dst_format = VMDK_FORMAT_RAW;
   int backing_format = VMDK_FORMAT_AUTO;
   const char *backing = NULL;
@@ -474,6 +507,9 @@ int cmd_convert(int argc, char **argv) {
     case 'W':
       out_of_order = true;
       break;
+    case 'S':
+      salvage = true;
+      break;
     case CLI_OPT_CONFINE:
       cli_open_flags |= VMDK_OPEN_CONFINE;
       break;
@@ -527,12 +563,19 @@ int cmd_convert(int argc, char **argv) {
   struct file_list created = {NULL, 0};
   bool remove_output = false;
 
-  cp.src = vmdk_open_format(src_name, src_format, cli_open_flags);
+  cp.src = vmdk_open_format(src_name, src_format,
+                            cli_open_flags | (salvage ? VMDK_OPEN_SALVAGE : 0));
   if (!cp.src) {
-    cli_lib_error(src_name);
+    if (vmdk_get_errno() == ENODATA) /* a truncated stream */
+      cli_error(NULL, "%s; --salvage converts what is there",
+                vmdk_get_error());
+    else
+      cli_lib_error(src_name);
     free(hint);
     return 1;
   }
+  if (warn_stream_damage(cp.src) < 0)
+    goto out;
   cp.size = vmdk_get_size(cp.src);
   if (check_not_source(dst_name, src_name, cp.src) < 0)
     goto out;

@@ -13,7 +13,11 @@ static const char usage[] =
     "\n"
     "Show the format, sizes and VMDK details (CIDs, create type, adapter,\n"
     "extents, backing file) of the image FILE.  The layout and the JSON keys\n"
-    "follow 'qemu-img info'.\n"
+    "follow 'qemu-img info'.  A streamOptimized extent also shows whether the\n"
+    "stream is whole (JSON keys of the extent: \"stream\": \"complete\",\n"
+    "\"no-end-of-stream\" or \"truncated\"; \"stream-grains\": the grains in\n"
+    "it, or recovered from a truncated one; \"stream-damage\": what is\n"
+    "missing, with the numbers).  A truncated stream is shown, not refused.\n"
     "\n"
     "  -f FMT              image format: vmdk or raw (default: probe)\n"
     "  --backing-chain     show every image of FILE's backing chain, FILE "
@@ -88,6 +92,13 @@ static void human_info(struct strbuf *sb, const char *file,
       sb_printf(sb, "            zeroed grain: %s\n",
                 e->zeroed_grain ? "true" : "false");
     }
+    if (e->stream) {
+      sb_printf(sb, "            stream: %s, %" PRIu64 " grain%s%s\n",
+                e->stream, e->stream_grains, e->stream_grains == 1 ? "" : "s",
+                strcmp(e->stream, "truncated") == 0 ? " recovered" : "");
+      if (e->stream_damage)
+        sb_printf(sb, "            stream damage: %s\n", e->stream_damage);
+    }
   }
 }
 
@@ -133,6 +144,12 @@ static void json_info(struct json *j, const char *file,
       if (e->grain_bytes) {
         json_uint(j, "version", e->version);
         json_bool(j, "zeroed-grain", e->zeroed_grain != 0);
+      }
+      if (e->stream) {
+        json_string(j, "stream", e->stream);
+        json_uint(j, "stream-grains", e->stream_grains);
+        if (e->stream_damage)
+          json_string(j, "stream-damage", e->stream_damage);
       }
       json_close_object(j);
     }
@@ -193,7 +210,10 @@ int cmd_info(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, cli_open_flags);
+  /* Salvaging: a truncated stream is described (what is missing), not
+   * refused; the open is read-only. */
+  struct vmdk_disk *disk =
+      vmdk_open_format(file, format, cli_open_flags | VMDK_OPEN_SALVAGE);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -3,8 +3,9 @@
 # (GD at the front) read identically; what vmdkit writes is a valid VMware
 # stream (version 3, markers, footer, EOS, ascending grains) that qemu-img
 # and vmdkinfo accept; appending keeps a stream valid; rewriting a grain is
-# refused with the file unchanged; a stream that lost its footer is still
-# read (by scanning its markers) and check reports it.
+# refused with the file unchanged; a stream that lost its footer is refused
+# (convert --salvage reads it by scanning its markers) and check reports it
+# (tests/interop/stream-truncated.sh cuts streams everywhere).
 set -euo pipefail
 source "${SRC_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/common.sh"
 need qemu-img python3
@@ -150,12 +151,19 @@ expect_rc 0 qemu-img compare -f raw -F vmdk "$tmpdir/p.raw" "$tmpdir/p.vmdk"
 expect_rc 0 qemu-img check "$tmpdir/p.vmdk"
 
 # --- a stream that lost its footer and EOS -------------------------------------------
+# Every grain is still there (only the footer marker, footer and EOS are
+# cut), but nothing says so: refused; --salvage gets all of it back.
 cp "$tmpdir/s.vmdk" "$tmpdir/cut.vmdk"
 truncate -s -1536 "$tmpdir/cut.vmdk"
-expect_rc 0 "$VMDKIT" compare "$tmpdir/src.raw" "$tmpdir/cut.vmdk"
+expect_rc 2 "$VMDKIT" compare "$tmpdir/src.raw" "$tmpdir/cut.vmdk"
+one_error_line "compare of a stream without footer"
+grep -q "stream is truncated after [0-9]* bytes: no footer or end-of-stream marker" "$tmpdir/err" ||
+  die "compare did not name the missing footer: $(cat "$tmpdir/err")"
+expect_rc 0 "$VMDKIT" convert --salvage -O raw "$tmpdir/cut.vmdk" "$tmpdir/cut.raw"
+same "$tmpdir/src.raw" "$tmpdir/cut.raw"
 run "$VMDKIT" check "$tmpdir/cut.vmdk"
 [[ $rc -eq 2 ]] || die "check of a stream without footer exited $rc, expected 2"
-grep -q "no valid footer" "$tmpdir/out" "$tmpdir/err" || die "check did not name the missing footer"
+grep -q "no footer or end-of-stream marker" "$tmpdir/out" "$tmpdir/err" || die "check did not name the missing footer"
 # --- incompressible grains are stored, compressible ones compressed ---------------
 # Grain 0: random bytes (stored: deflate level 0); grain 1: text; grain 2:
 # random bytes over a range of 16 values (nearly even: level 1 would not

@@ -44,8 +44,12 @@
  *  4. the image reopens read-write, takes a write and a clean close, and
  *     is still clean.
  * streamOptimized files are only valid once finished (a footer at the
- * end): for them 1 only requires that the image opens and check runs,
- * and 3 and 4 are skipped (a stream cannot be repaired or rewritten).
+ * end): a killed writer's stream has none, so a plain open must either
+ * succeed (the kill came after a whole flush) or refuse it as truncated
+ * (ENODATA); 1 then only requires that it opens with VMDK_OPEN_SALVAGE
+ * and check runs, 2 reads it salvaged (every flushed grain is in the
+ * file, whole), and 3 and 4 are skipped (a stream cannot be repaired or
+ * rewritten).
  *
  * What it found (each now a rule in the extent's header comment):
  *  - hosted sparse wrote the GD before the RGD: a kill between them left a
@@ -660,7 +664,14 @@ static void verify(const char *what, long k, size_t f) {
   for (long i = 0; i <= k; i++)
     apply(mirror, (size_t)i);
 
-  struct vmdk_disk *d = vmdk_open(image, 0);
+  if (is_stream()) { /* whole, or refused as truncated: never half-read */
+    struct vmdk_disk *plain = vmdk_open(image, 0);
+    CHECK(plain || vmdk_get_errno() == ENODATA,
+          "%s: a killed writer's stream neither opens nor is refused as "
+          "truncated: %s", what, vmdk_get_error());
+    vmdk_close(plain);
+  }
+  struct vmdk_disk *d = vmdk_open(image, is_stream() ? VMDK_OPEN_SALVAGE : 0);
   if (!CHECK(d != NULL, "%s: open after the kill: %s", what, vmdk_get_error()))
     return;
   struct vmdk_check_result res;
