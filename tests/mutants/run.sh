@@ -202,7 +202,11 @@ if [[ -n $MUTANTS_REPORT && $MUTANTS_REPORT != - && -f $MUTANTS_REPORT ]]; then
   {
     echo "<!-- mutants-result -->"
     echo "Last run: $(date -u '+%Y-%m-%d %H:%M UTC'), tree $tree_name,"
-    echo "\`CTEST_ARGS=${CTEST_ARGS:-}\` (${CTEST_ARGS:+a restricted run}${CTEST_ARGS:-the whole normal-build suite}), baseline ${baseline}, ${elapsed} s in all."
+    if [[ -n $CTEST_ARGS ]]; then
+      echo "a restricted run (\`CTEST_ARGS=$CTEST_ARGS\`: a mutant missed here may be caught by a test left out), baseline ${baseline}, ${elapsed} s in all."
+    else
+      echo "the whole normal-build suite, baseline ${baseline}, ${elapsed} s in all."
+    fi
     echo
     echo "| mutant | result | time | detail |"
     echo "|---|---|---|---|"
