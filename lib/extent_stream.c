@@ -109,6 +109,7 @@ struct stream {
   enum stream_state state;
   char *damage;           /* not complete: what is missing, with the
                              numbers, starting "stream ..." (no file name) */
+  uint64_t n_present;     /* grains in the index */
   struct codec *codec;
   uint8_t *cbuf;          /* a marker with its compressed grain */
   size_t cbuf_cap;
@@ -160,6 +161,7 @@ static int set_grain_sector(struct stream *s, uint64_t g, uint32_t sector) {
                        s->f->path);
     s->gts_bytes += bytes;
   }
+  s->n_present += (*gt)[g % s->gtes] == 0 && sector != 0;
   (*gt)[g % s->gtes] = sector;
   return 0;
 }
@@ -247,6 +249,7 @@ static void clear_index(struct stream *s) {
     s->gts[i] = NULL;
   }
   s->gts_bytes = 0;
+  s->n_present = 0;
 }
 
 /* What walking the markers found. */
@@ -322,13 +325,15 @@ static int scan_markers(struct stream *s, uint64_t sec, struct scan *sc) {
       sc->footer = 0;
       sec += div_round_up(need, SECTOR);
     } else if (have < SECTOR) { /* a metadata marker cut short */
-      sc->cut_what = have >= 16 && is_eos(m) ? "end-of-stream marker"
-                     : have >= 16            ? marker_name(type)
-                     : all_zero(m, (size_t)have) ? "end-of-stream marker"
-                                                 : "marker";
+      bool eos = have >= 16 ? is_eos(m) : all_zero(m, (size_t)have);
+      sc->cut_what = eos ? "end-of-stream marker"
+                     : have >= 16 ? marker_name(type)
+                                  : "marker";
       sc->cut_sector = sec;
       sc->cut_have = have;
-      sc->cut_need = SECTOR;
+      sc->cut_need = eos || have < 16 ? SECTOR
+                     : val >= UINT64_MAX / SECTOR - 1 ? UINT64_MAX
+                                                      : (1 + val) * SECTOR;
       break;
     } else if (is_eos(m)) {
       sc->eos = true;
@@ -1039,7 +1044,7 @@ static void stream_info(struct extent *e, struct vmdk_extent_info *info) {
   info->compressed = 1;
   info->stream = state_names[s->state];
   info->stream_damage = s->state == ST_COMPLETE ? NULL : s->damage;
-  info->stream_grains = count_present(s, NULL);
+  info->stream_grains = s->n_present;
 }
 
 static uint64_t stream_allocated(struct extent *e) {
@@ -1284,6 +1289,7 @@ static int index_from_front(struct stream *s) {
                            .cut_lba = le64(m), .cut_have = have,
                            .cut_need = need};
       s->gts[last_g / s->gtes][last_g % s->gtes] = 0;
+      s->n_present--;
     }
     after = last + div_round_up(need, SECTOR);
   } else {
