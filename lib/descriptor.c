@@ -205,9 +205,9 @@ static int parse_extent_line(struct descriptor *d, char *line,
   const char *end;
   if (!parse_u64(s, &end, &sectors) || (*end && *end != ' ' && *end != '\t'))
     return set_error(EINVAL,
-                     "%s: line %u: extent size is not a sector count that "
-                     "fits 64 bits: \"%s\"",
-                     name, lineno, line);
+                     "%s: line %u: extent size \"%.*s\" is not a sector "
+                     "count (a decimal number that fits 64 bits)",
+                     name, lineno, (int)strcspn(s, " \t"), s);
   if (sectors > UINT64_MAX / SECTOR)
     return set_error(EFBIG, "%s: line %u: extent of %" PRIu64
                             " sectors is too large",
