@@ -1441,11 +1441,47 @@ out:
 static int sparse_write_descriptor(struct extent *e, const char *text,
                                    size_t len);
 
+/* After a grown directory is durable: release the sectors of the old one
+ * (SECTORS at sector AT), when they lie in the data area -- where a
+ * previous growth put it; the original directories, before overHead, are
+ * metadata space and stay.  Punched (or zeroed), so that check finds no
+ * leak there; nothing points at them any more.  Left alone when a grain
+ * table of the new directory lies on them (a corrupt image: not ours to
+ * fix here).  Best effort: the resize is already complete, so a failure
+ * leaves only leaked space (check exit 3, `check -r leaks`), and a failed
+ * sync is remembered by the file (every later flush fails). */
+static void release_old_directory(struct sparse *s, uint64_t at,
+                                  uint64_t sectors) {
+  if (at < s->h.overhead) {
+    uint64_t meta = s->h.overhead - at;
+    if (sectors <= meta)
+      return;
+    at += meta;
+    sectors -= meta;
+  }
+  uint64_t gd_sectors = div_round_up((uint64_t)s->n_gdes * 4, SECTOR);
+  for (uint32_t i = 0; i < s->n_gdes; i++)
+    for (int r = 0; r < 2; r++) {
+      uint64_t t = r ? (s->rgd ? s->rgd[i] : 0) : s->gd[i];
+      if (t && t < at + sectors && at < t + s->gt_sectors)
+        return;
+    }
+  if (s->h.gd_offset < at + sectors && at < s->h.gd_offset + gd_sectors)
+    return;
+  if (s->rgd && s->h.rgd_offset < at + sectors &&
+      at < s->h.rgd_offset + gd_sectors)
+    return;
+  (void)vf_zero_range(s->f, sectors * SECTOR, at * SECTOR);
+}
+
 /* Grow or shrink the capacity.  When the grain directory must grow, a new
  * GD and RGD are written at the end of the file (with new, preallocated
  * tables when the image had every table preallocated), synced, and only
  * then does the header point at them: a crash before that leaves the old
- * image intact.  On shrink, entries past the new capacity are cleared
+ * image intact.  After the header is synced, the old GD and RGD are
+ * released when an earlier growth had put them in the data area
+ * (release_old_directory), then synced: a crash before that leaves only
+ * leaked space.  On shrink, entries past the new capacity are cleared
  * (their grains are leaked; the disk layer checked they hold no data). */
 static int sparse_resize(struct extent *e, uint64_t size) {
   struct sparse *s = e->priv;
@@ -1460,6 +1496,9 @@ static int sparse_resize(struct extent *e, uint64_t size) {
   uint64_t n64 = div_round_up(cap, s->h.grain * s->h.gtes_per_gt);
   uint32_t n = (uint32_t)n64;
   struct kdmv_header h = s->h;
+  uint64_t old_gd = s->h.gd_offset, old_rgd = s->rgd ? s->h.rgd_offset : 0;
+  uint64_t old_dir_sectors = div_round_up((uint64_t)s->n_gdes * 4, SECTOR);
+  bool moved = false;
   if (n > s->n_gdes) {
     bool prealloc = true;
     for (uint32_t i = 0; i < s->n_gdes; i++)
@@ -1488,7 +1527,6 @@ static int sparse_resize(struct extent *e, uint64_t size) {
         s->rgd[i] = rt;
     }
     uint32_t old_n = s->n_gdes;
-    uint64_t old_gd = s->h.gd_offset, old_rgd = s->h.rgd_offset;
     s->n_gdes = n;
     s->h.gd_offset = gd_sec;
     s->h.rgd_offset = s->rgd ? rgd_sec : 0;
@@ -1496,12 +1534,13 @@ static int sparse_resize(struct extent *e, uint64_t size) {
     if (vf_truncate(s->f, s->end) != 0 || write_directories(s) != 0 ||
         vf_sync(s->f) != 0) {
       s->n_gdes = old_n;
-      s->h.gd_offset = old_gd;
-      s->h.rgd_offset = old_rgd;
+      s->h.gd_offset = h.gd_offset;
+      s->h.rgd_offset = h.rgd_offset;
       return -1;
     }
     h.gd_offset = s->h.gd_offset;
     h.rgd_offset = s->h.rgd_offset;
+    moved = true;
   } else if (cap < s->h.capacity) {
     uint64_t first = div_round_up(cap, s->h.grain); /* first grain cut off */
     uint64_t last = div_round_up(s->h.capacity, s->h.grain);
@@ -1528,6 +1567,12 @@ static int sparse_resize(struct extent *e, uint64_t size) {
     return -1;
   s->h.capacity = cap;
   e->size = cap * SECTOR;
+  if (moved) { /* the header no longer points at them (synced above) */
+    release_old_directory(s, old_gd, old_dir_sectors);
+    if (old_rgd)
+      release_old_directory(s, old_rgd, old_dir_sectors);
+    (void)vf_sync(s->f);
+  }
   return 0;
 }
 
