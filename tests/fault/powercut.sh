@@ -14,10 +14,12 @@
 #  a. 6 `vmdkit write` (overlapping, unaligned, the last bytes) into a
 #     monolithicSparse child over a base filled with 0x5A; the base must
 #     never change.
-#  b. vmdkit-scatter: 17000 4 KiB writes, one per grain table (grains of
+#  b. vmdkit-scatter: 20000 4 KiB writes, one per grain table (grains of
 #     4 KiB: a table covers 2 MiB), over a base that holds 0x5A there: the
 #     table cache (32 MiB of 2 KiB tables = 16384) evicts dirty tables part
-#     of the way; a vmdk_flush after 5000 writes.  Cut points are sampled.
+#     of the way (after the vmdk_flush that follows the first 2000 writes,
+#     16384 dirty tables fill the cache; the next table evicts one).  Cut
+#     points are sampled.
 #  c. `vmdkit commit child.vmdk`: the base must read as before or as the
 #     child, and as the child once commit exited; the child must always read
 #     the same.
@@ -125,7 +127,7 @@ want aq && MODE=qemu workload_a aq
 
 # ---- b. scattered writes over more tables than the cache holds --------------
 if want b; then
-  B_N=17000 B_STRIDE=$((2 * M)) B_BLOCK=4096 B_SEED=7 B_FLUSH=5000
+  B_N=20000 B_STRIDE=$((2 * M)) B_BLOCK=4096 B_SEED=7 B_FLUSH=2000
   B_SIZE=$((20480 * B_STRIDE))  # 40 GiB: 20480 tables of 512 4 KiB grains
   setup b
   (cd "$wdir" && "$VMDKIT" create -q base.vmdk $B_SIZE &&

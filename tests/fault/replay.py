@@ -69,6 +69,7 @@ import bisect
 import json
 import os
 import random
+import re
 import shlex
 import struct
 import subprocess
@@ -644,6 +645,10 @@ def describe_plan(files, names, plan):
             " (%d older versions)" % old if old else "", shown,
             ",..." if len(pages) > 12 else "", length, f.dlen,
             ",".join(str(x) for x in f.lens[:6]) + (",..." if len(f.lens) > 6 else "")))
+    for fid, f in sorted(files.items()):
+        if fid not in plan and (f.pages or f.lens):
+            out.append("%s: none of %d pending 4K pieces, length %d (durable)" % (
+                names.get(fid, fid), len(f.pages), f.dlen))
     return "; ".join(out) if out else "no pending pieces"
 
 
@@ -713,7 +718,7 @@ def main():
     ap.add_argument("spec")
     ap.add_argument("-R", type=int, default=None, help="random states per cut (default 3, --long 8)")
     ap.add_argument("--cuts", type=int, default=None,
-                    help="at most this many cut points (default 60, --long 400)")
+                    help="at most this many cut points (default 80, --long 400)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--long", action="store_true")
     ap.add_argument("-j", type=int, default=1, help="parallel shards")
@@ -728,7 +733,7 @@ def main():
     if args.R is None:
         args.R = 8 if args.long else 3
     if args.cuts is None:
-        args.cuts = 400 if args.long else 60
+        args.cuts = 400 if args.long else 80
     label = args.label or ("qemu" if args.qemu else "vmdkit")
     if args.selftest_drop_syncs:
         label += " (syncs dropped)"
@@ -801,6 +806,16 @@ def main():
         print("  ... and %d more wrong states" % (len(wrong) - args.show))
     if classes:
         print("  wrong by class: %s" % ", ".join("%s %d" % kv for kv in sorted(classes.items())))
+        kinds = {}
+        for r in wrong:
+            for cls, msg in r["probs"]:
+                k = re.sub(r"(/[^ :]*/)", "", msg)           # folders
+                k = re.sub(r"\b(0x)?[0-9a-f]*[0-9][0-9a-f]*\b", "N", k)  # numbers
+                k = cls + ": " + k[:150]
+                kinds[k] = kinds.get(k, 0) + 1
+        print("  kinds of problem (states):")
+        for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:10]:
+            print("    %4d  %s" % (n, k))
     print("%s: %d states checked, %d went wrong (%.1f s)" % (label, len(results), len(wrong), elapsed))
     if args.selftest_drop_syncs:
         alive = sum(1 for r in wrong if any(c in ("check", "content", "read") for c, _m in r["probs"]))
