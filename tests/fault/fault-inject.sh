@@ -74,6 +74,7 @@ root=$tmpdir
 shm=${FAULT_TMP:-/dev/shm}
 if [[ -d $shm && -w $shm ]] && root=$(mktemp -d "$shm/vmdkit-fault.XXXXXX" 2>/dev/null); then
   trap 'rm -rf "$tmpdir" "$root"' EXIT
+  trap 'exit 143' TERM INT HUP # so that the EXIT trap cleans /dev/shm
 else
   root=$tmpdir
 fi
