@@ -159,7 +159,14 @@ static bool aligned(const void *buf, size_t len, uint64_t off) {
 static int pwrite_all(int fd, const uint8_t **p, size_t *len, uint64_t *off,
                       size_t piece) {
   while (*len > 0) {
-    ssize_t n = pwrite(fd, *p, *len > piece ? piece : *len, (off_t)*off);
+    /* Pieces end at multiples of PIECE in the file, never inside a
+     * sector: a failure between two pieces leaves each sector old or
+     * new, not torn (tests/fault found pieces counted from an unaligned
+     * start tearing one). */
+    size_t want = *len;
+    if (want > piece - (size_t)(*off % piece))
+      want = piece - (size_t)(*off % piece);
+    ssize_t n = pwrite(fd, *p, want, (off_t)*off);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -383,9 +390,12 @@ static int write_parts(struct vfile *f, const uint8_t *p, size_t len,
   part = (part + unit - 1) / unit * unit;
   int ways = 0;
   for (size_t done = 0; done < len; ways++) {
-    size_t n = len - done < part || ways == PARALLEL_WRITE_WAYS - 1
-                   ? len - done /* the last part takes the rest */
-                   : part;
+    /* Parts end at 64 KiB boundaries of the file, so a part that fails
+     * beside one that landed tears no sector. */
+    uint64_t at = off + done;
+    size_t n = (size_t)((at + part) / unit * unit - at);
+    if (n == 0 || n > len - done || ways == PARALLEL_WRITE_WAYS - 1)
+      n = len - done; /* the last part takes the rest */
     w[ways] = (struct write_part){
         .fd = f->fd, .p = p + done, .len = n, .off = off + done,
         .begin = off + done};

@@ -204,7 +204,11 @@ int cmd_write(int argc, char **argv) {
 
   uint64_t pos = offset;
   for (;;) {
-    ssize_t n = read_input(in, buf, CLI_IO_CHUNK);
+    /* Chunks end at multiples of CLI_IO_CHUNK on the disk (so at sector
+     * boundaries): a chunk that fails after others landed leaves every
+     * sector old or new, never half of each. */
+    size_t want = CLI_IO_CHUNK - (size_t)(pos % CLI_IO_CHUNK);
+    ssize_t n = read_input(in, buf, want);
     if (n < 0)
       goto out;
     if (n == 0)
@@ -229,7 +233,7 @@ int cmd_write(int argc, char **argv) {
       goto out;
     }
     pos += (uint64_t)n;
-    if ((size_t)n < CLI_IO_CHUNK)
+    if ((size_t)n < want)
       break; /* read_stdin only comes back short at end of input */
   }
   ret = 0;
