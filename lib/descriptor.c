@@ -114,6 +114,17 @@ int desc_set_ddb(struct descriptor *d, const char *key, const char *value) {
   return kv_append(&d->ddb, &d->n_ddb, key, value);
 }
 
+void desc_del_ddb(struct descriptor *d, const char *key) {
+  for (size_t i = 0; i < d->n_ddb; i++)
+    if (strcasecmp(d->ddb[i].key, key) == 0) {
+      free(d->ddb[i].key);
+      free(d->ddb[i].value);
+      memmove(&d->ddb[i], &d->ddb[i + 1], (d->n_ddb - i - 1) * sizeof *d->ddb);
+      d->n_ddb--;
+      return;
+    }
+}
+
 int desc_add_extent(struct descriptor *d, enum ext_access acc,
                     uint64_t sectors, enum ext_type type,
                     const char *filename, uint64_t offset, bool has_offset) {

@@ -516,7 +516,9 @@ static int open_parent(struct vmdk_disk *d, struct chain *ch) {
     return -1;
   p->depth = d->depth + 1;
   d->parent = p;
-  if (!p->raw && p->desc->cid != desc->parent_cid)
+  const char *commit = desc_get_ddb(desc, DDB_COMMIT_CID);
+  if (!p->raw && p->desc->cid != desc->parent_cid &&
+      !(commit && strtoul(commit, NULL, 16) == p->desc->cid))
     return set_error(EINVAL, "%s: its parent %s was changed after it was made: "
                              "the parent's CID is %08" PRIx32
                              " but the child expects parentCID %08" PRIx32
@@ -665,15 +667,28 @@ int vmdk_set_backing(struct vmdk_disk *d, const char *backing, int format) {
   }
   char *old_hint = d->desc->parent_hint;
   uint32_t old_cid = d->desc->parent_cid;
+  /* A new link supersedes an interrupted commit's announcement. */
+  const char *c = desc_get_ddb(d->desc, DDB_COMMIT_CID);
+  char *commit = c ? strdup(c) : NULL;
+  if (c && !commit) {
+    free(hint);
+    vmdk_close(p);
+    return set_error(ENOMEM, "out of memory");
+  }
+  desc_del_ddb(d->desc, DDB_COMMIT_CID);
   d->desc->parent_hint = hint;
   d->desc->parent_cid = cid;
   if (disk_write_descriptor(d) != 0) {
     d->desc->parent_hint = old_hint;
     d->desc->parent_cid = old_cid;
+    if (commit)
+      desc_set_ddb(d->desc, DDB_COMMIT_CID, commit);
+    free(commit);
     free(hint);
     vmdk_close(p);
     return -1;
   }
+  free(commit);
   free(old_hint);
   vmdk_close(d->parent);
   d->parent = p;
@@ -742,6 +757,25 @@ int disk_before_write(struct vmdk_disk *d) {
   if (disk_write_descriptor(d) != 0) {
     d->desc->cid = old;
     d->cid_written = false;
+    return -1;
+  }
+  return 0;
+}
+
+uint32_t disk_new_cid(uint32_t avoid) {
+  return random_cid(avoid);
+}
+
+int disk_set_cid(struct vmdk_disk *d, uint32_t cid) {
+  if (d->raw || d->desc_none)
+    return 0;
+  uint32_t old = d->desc->cid;
+  bool written = d->cid_written;
+  d->desc->cid = cid;
+  d->cid_written = true;
+  if (disk_write_descriptor(d) != 0) {
+    d->desc->cid = old;
+    d->cid_written = written;
     return -1;
   }
   return 0;

@@ -179,6 +179,14 @@ void desc_free(struct descriptor *d);
  * the key is new.  Returns NULL / -1 on failure. */
 const char *desc_get_ddb(const struct descriptor *d, const char *key);
 int desc_set_ddb(struct descriptor *d, const char *key, const char *value);
+/* Remove a ddb key (case-insensitive match), if there. */
+void desc_del_ddb(struct descriptor *d, const char *key);
+/* A child being committed into its parent: the CID the parent is getting
+ * (8 hex digits).  While it is there, the child also accepts a parent with
+ * that CID: the parent's new CID and the child's parentCID cannot be
+ * written at once, and a crash between them must not cut the chain (the
+ * child reads the same either way).  vmdk_set_backing removes it. */
+#define DDB_COMMIT_CID "ddb.vmdkit.commitParentCID"
 int desc_add_extent(struct descriptor *d, enum ext_access acc,
                     uint64_t sectors, enum ext_type type,
                     const char *filename, uint64_t offset, bool has_offset);
@@ -606,6 +614,11 @@ bool disk_has_backing(const struct vmdk_disk *d);
  * write that changed nothing does not change the CID either; lifecycle.c
  * calls it before rewriting links and sizes. */
 int disk_before_write(struct vmdk_disk *d);
+/* A fresh random CID, never AVOID. */
+uint32_t disk_new_cid(uint32_t avoid);
+/* Write CID as D's new CID now (instead of a random one at the first
+ * change): for commit, whose child has announced it (DDB_COMMIT_CID). */
+int disk_set_cid(struct vmdk_disk *d, uint32_t cid);
 /* The before_write hook disk.c arms on a writable extent's file: EXTENT
  * is its struct extent; calls disk_before_write.  Kinds that take the
  * hook over (extent_sparse.c) call it first. */

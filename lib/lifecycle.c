@@ -60,11 +60,25 @@ int vmdk_commit(struct vmdk_disk *d, vmdk_progress_cb cb, void *opaque) {
     return -1;
   struct vmdk_disk *p = d->parent;
   int pformat = p->raw ? VMDK_FORMAT_RAW : VMDK_FORMAT_VMDK;
+  /* The parent's new CID is announced in the child first (durably), then
+   * given to the parent before its first change: at any crash the child
+   * accepts the parent's CID, old or new, until the re-link at the end
+   * replaces the announcement with parentCID (DDB_COMMIT_CID). */
+  uint32_t new_cid = p->raw ? NO_CID : disk_new_cid(p->desc->cid);
+  if (!p->raw) {
+    char hex[16];
+    snprintf(hex, sizeof hex, "%08" PRIx32, new_cid);
+    if (desc_set_ddb(d->desc, DDB_COMMIT_CID, hex) != 0 ||
+        disk_write_descriptor(d) != 0 || vmdk_flush(d) != 0)
+      return -1;
+  }
   unsigned pflags = (d->flags & ~VMDK_OPEN_RDWR) | VMDK_OPEN_RDWR;
   struct vmdk_disk *w =
       disk_open_confined(p->path, pformat, pflags, d->confine_root);
   if (!w)
     return -1;
+  if (!p->raw && disk_set_cid(w, new_cid) != 0)
+    return keep_error(w);
   if (w->size < d->size && vmdk_resize(w, d->size, 0) != 0)
     return keep_error(w);
   uint8_t *buf = malloc(COPY_CHUNK);
