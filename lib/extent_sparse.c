@@ -631,6 +631,12 @@ static int sparse_check(struct extent *e, struct check_ctx *c) {
   }
   if (sparse_shared_tables(s, c, file_sectors, skip) != 0)
     goto out;
+  if (e->size < s->h.capacity * SECTOR)
+    check_report(c, VMDK_PROBLEM_LEAK, 0,
+                 "%s: the header says %" PRIu64 " sectors but the descriptor "
+                 "gives the extent %" PRIu64 " (an interrupted resize; the "
+                 "disk is the descriptor's size)",
+                 path, s->h.capacity, e->size / SECTOR);
   if (regions_add(&rs, 0, 1, UINT32_MAX, UINT32_MAX, "the header") ||
       (s->h.desc_offset &&
        regions_add(&rs, s->h.desc_offset, s->h.desc_size, UINT32_MAX,
@@ -1351,10 +1357,21 @@ out:
   return ret;
 }
 
+static int sparse_resize(struct extent *e, uint64_t size);
+
 static int sparse_repair(struct extent *e, unsigned what, struct check_ctx *c) {
   struct sparse *s = e->priv;
   if (flush_metadata(s) != 0)
     return -1;
+  if (e->size < s->h.capacity * SECTOR) { /* an interrupted resize */
+    uint64_t was = s->h.capacity;
+    if (sparse_resize(e, e->size) != 0)
+      return -1;
+    check_report(c, VMDK_PROBLEM_LEAK, 0,
+                 "%s: the header said %" PRIu64 " sectors, the descriptor "
+                 "%" PRIu64 ": the header now agrees",
+                 s->f->path, was, e->size / SECTOR);
+  }
   gtc_drop_all(&s->gtc); /* after a flush: nothing in it is dirty */
   struct repair r = {.s = s, .c = c,
                      .all = (what & VMDK_REPAIR_ALL) == VMDK_REPAIR_ALL};
@@ -1646,7 +1663,12 @@ int sparse_open(struct extent *e, struct vfile *f) {
   s->table_bytes = s->grain_bytes * h->gtes_per_gt;
   uint64_t file_sectors = div_round_up(f->size, SECTOR);
   s->n_gdes = (uint32_t)div_round_up(h->capacity, h->grain * h->gtes_per_gt);
-  if (e->size != h->capacity * SECTOR) {
+  /* A descriptor that gives the extent fewer sectors than the header is
+   * what an interrupted resize leaves (the header goes first when growing,
+   * last when shrinking): the disk is the descriptor's size, and check
+   * reports it (check -r leaks brings the header in line).  More than the
+   * header holds is refused. */
+  if (e->size > h->capacity * SECTOR) {
     set_error(EINVAL, "%s: the descriptor gives the extent %" PRIu64
                       " sectors but its header says %" PRIu64,
               f->path, e->size / SECTOR, h->capacity);

@@ -272,15 +272,26 @@ int vmdk_resize(struct vmdk_disk *d, uint64_t size, int allow_shrink) {
                      ext_type_name(last->type));
   if (disk_before_write(d) != 0)
     return -1;
-  if (last->ops->resize(last, size - last->virt_start) != 0)
+  /* The descriptor never gives the extent more than its header holds (an
+   * extent whose descriptor gives less opens as the descriptor says: an
+   * interrupted resize): when growing, the extent first, then the
+   * descriptor; when shrinking, the descriptor first. */
+  uint64_t ext_size = size - last->virt_start;
+  bool grow = size > d->size;
+  if (grow && last->ops->resize(last, ext_size) != 0)
     return -1;
-  last->size = size - last->virt_start;
-  d->size = size;
   if (d->desc) {
-    d->desc->extents[d->n_extents - 1].sectors = last->size / SECTOR;
-    if (disk_write_descriptor(d) != 0)
+    uint64_t was = d->desc->extents[d->n_extents - 1].sectors;
+    d->desc->extents[d->n_extents - 1].sectors = ext_size / SECTOR;
+    if (disk_write_descriptor(d) != 0) {
+      d->desc->extents[d->n_extents - 1].sectors = was;
       return -1;
+    }
   }
+  last->size = ext_size;
+  d->size = size;
+  if (!grow && last->ops->resize(last, ext_size) != 0)
+    return -1;
   /* The part that is new to the disk reads as zeros, also where a larger
    * backing holds data there (or data this disk once hid past a shrink). */
   return expose_zeros(d, old_size, size);
