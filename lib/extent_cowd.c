@@ -25,10 +25,14 @@
  *     grain copied from it (copy-on-write).
  *  2. Grain table entries are changed in cached tables, marked dirty, and
  *     written back by cowd_flush (or when a dirty table is evicted), never
- *     before the grain data they point at: the flush issues the pending
- *     data write and the header when freeSector moved, syncs (barrier),
- *     sets the file's final length once, writes every dirty GT, then the GD
- *     when new tables were added, then syncs again.  freeSector goes
+ *     before the grain data they point at: the flush issues the held data
+ *     write, sets the file's final length once, writes the header when
+ *     freeSector moved (after the length, so that a crash does not leave
+ *     freeSector past the end of the file), syncs (barrier), writes every
+ *     dirty GT, then the GD when new tables were added, then syncs again.
+ *     (A power cut may still keep the header but not the new length: the
+ *     check reports such a freeSector as a leak, writes are refused until
+ *     `check -r leaks` lowers it.)  freeSector goes
  *     first: ESXi allocates there, so it must never lie below a grain or
  *     table the GD reaches (a crash between the two writes then leaves
  *     only unused space below it).  tests/unit/test-crash-kill.c found the
@@ -210,17 +214,17 @@ static int write_header(struct cowd *s) {
   return 0;
 }
 
-/* Rule 2: data and header, sync, length, tables, directory, sync. */
+/* Rule 2: data, length, header, sync, tables, directory, sync. */
 static int flush_metadata(struct cowd *s) {
   if (gtc_issue(&s->gtc) != 0)
     return -1;
   if (s->gtc.n_dirty == 0 && !s->gd_dirty && !s->header_dirty)
     return vf_sync(s->f);
+  if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
+    return -1;
   if (s->header_dirty && write_header(s) != 0)
     return -1;
   if (vf_sync(s->f) != 0)
-    return -1;
-  if (s->f->size < s->end && vf_truncate(s->f, s->end) != 0)
     return -1;
   for (uint32_t i = gtc_next_dirty(&s->gtc, 0); i != GTC_NONE;
        i = gtc_next_dirty(&s->gtc, i + 1))
@@ -788,14 +792,14 @@ static int cowd_repair(struct extent *e, unsigned what, struct check_ctx *c) {
                  "in use (sector %" PRIu64 "): set it to %" PRIu64,
                  s->f->path, s->h.free_sector, used, s->end / SECTOR);
     s->header_dirty = true;
-  } else if (all && s->free_past_eof) {
+  } else if (s->free_past_eof) {
     /* Allocation restarts right after the space in use (the file's own
      * length when the repair allocated nothing past it). */
     uint64_t file_end = div_round_up(s->f->size, SECTOR) * SECTOR;
     s->end = used * SECTOR > file_end ? used * SECTOR : file_end;
     s->open_bytes = s->alloc_base = s->end;
     s->free_past_eof = false;
-    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+    check_report(c, VMDK_PROBLEM_LEAK, 0,
                  "%s: freeSector %" PRIu64 " lay past the end of the file "
                  "(%" PRIu64 " sectors): set it to %" PRIu64,
                  s->f->path, s->h.free_sector, file_end / SECTOR,
@@ -906,10 +910,10 @@ static int cowd_check(struct extent *e, struct check_ctx *c) {
                  "at freeSector would overwrite data",
                  path, s->h.free_sector, covered);
   else if (s->h.free_sector > file_sectors)
-    check_report(c, VMDK_PROBLEM_CORRUPT, 0,
+    check_report(c, VMDK_PROBLEM_LEAK, 0,
                  "%s: freeSector %" PRIu64 " lies past the end of the file "
-                 "(%" PRIu64 " sectors): the file was cut short or the "
-                 "header is damaged",
+                 "(%" PRIu64 " sectors): a crash before the file grew, or a "
+                 "file cut short; writes are refused until check -r",
                  path, s->h.free_sector, file_sectors);
   c->res->total_grains += div_round_up(s->h.capacity, s->h.grain);
   ret = 0;

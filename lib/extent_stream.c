@@ -47,7 +47,9 @@
  *     table (GT marker + GT), the GD (GD marker + GD), the footer marker, the
  *     footer and the EOS marker are written after the last grain, the file
  *     cut there, the header made VMware's (version 3, GD_AT_END, markers),
- *     and synced.  Between the first new grain and that flush the file has
+ *     and synced.  When an append or that metadata fails part-way, the
+ *     metadata of the grains that landed is put back after them
+ *     (keep_whole), so a failed write leaves the stream whole.  Between the first new grain and that flush the file has
  *     no footer: another open (and any open after a crash there) finds it
  *     truncated -- refused, or read with VMDK_OPEN_SALVAGE by scanning the
  *     markers.  A stream whose open found it truncated is never appended
@@ -613,6 +615,25 @@ static int emit_pending(struct extent *e, struct stream *s) {
   return r;
 }
 
+static int write_metadata(struct stream *s);
+
+/* After an append failed part-way (rule 1 had cut the old trailing
+ * metadata): put the metadata of the grains the index holds -- the ones
+ * that landed -- back after them, so that the stream stays whole and reads
+ * as before the failed append (or with the grains that did land).  The
+ * pending grains stay pending for a retry.  Best effort: on a disk that
+ * stays full this fails too, and the stream is left truncated, which
+ * opens refuse and VMDK_OPEN_SALVAGE reads.  Returns -1 with the first
+ * error kept. */
+static int keep_whole(struct stream *s) {
+  char msg[1024];
+  int err = vmdk_get_errno();
+  snprintf(msg, sizeof msg, "%s", vmdk_get_error());
+  if (s->data_end && write_metadata(s) == 0 && vf_sync(s->f) == 0)
+    s->changed = false;
+  return set_error(err ? err : EIO, "%s", msg);
+}
+
 static int already_written(struct stream *s, uint64_t g) {
   return set_error(EROFS, "%s: grain %" PRIu64 " (bytes %" PRIu64 "..%" PRIu64
                           ") is already in the stream; streamOptimized grains "
@@ -628,7 +649,7 @@ static int pending_grain(struct extent *e, struct stream *s, uint64_t g,
   struct pending *p = find_pending(s, g);
   if (!p) {
     if (s->n_pend == s->max_pend && emit_pending(e, s) != 0)
-      return -1;
+      return keep_whole(s);
     uint8_t *buf = malloc(s->grain_bytes);
     if (!buf)
       return set_error(ENOMEM, "%s: out of memory", s->f->path);
@@ -998,11 +1019,11 @@ out:
 static int stream_flush(struct extent *e) {
   struct stream *s = e->priv;
   if (emit_pending(e, s) != 0)
-    return -1;
+    return keep_whole(s);
   if (!s->changed)
     return vf_sync(s->f);
   if (vf_sync(s->f) != 0 || write_metadata(s) != 0 || vf_sync(s->f) != 0)
-    return -1;
+    return keep_whole(s);
   s->changed = false;
   s->state = ST_COMPLETE; /* the metadata was written whole */
   free(s->damage);
