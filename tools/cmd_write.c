@@ -146,7 +146,7 @@ int cmd_write(int argc, char **argv) {
   }
   int ret = 1;
   int in = STDIN_FILENO;
-  unsigned char *buf = malloc(CLI_IO_CHUNK);
+  unsigned char *buf = malloc(CLI_IO_CHUNK + 512); /* see `want` below */
   if (!buf) {
     cli_error(NULL, "out of memory");
     goto out;
@@ -204,10 +204,10 @@ int cmd_write(int argc, char **argv) {
 
   uint64_t pos = offset;
   for (;;) {
-    /* Chunks end at multiples of CLI_IO_CHUNK on the disk (so at sector
-     * boundaries): a chunk that fails after others landed leaves every
-     * sector old or new, never half of each. */
-    size_t want = CLI_IO_CHUNK - (size_t)(pos % CLI_IO_CHUNK);
+    /* Chunks end at sector boundaries of the disk (the first one runs to
+     * the sector boundary after CLI_IO_CHUNK): a chunk that fails after
+     * others landed leaves every sector old or new, never half of each. */
+    size_t want = CLI_IO_CHUNK + (size_t)((512 - pos % 512) % 512);
     ssize_t n = read_input(in, buf, want);
     if (n < 0)
       goto out;
