@@ -294,6 +294,29 @@ else
   echo "nbdkit: skipped (nbdkit, qemu-io or the plugin is missing)"
 fi
 
+# 14. The FUSE mount under the shim: a client (not under the shim) writes
+#     200000 bytes into the mounted raw file with an fsync, then unmounts;
+#     the daemon closes (flushes) the image.  As for nbdkit, the client
+#     hears of a failure only while it is connected: the bytes decide.
+fmnt=$root/fmnt
+if [[ -c /dev/fuse ]] && command -v fusermount3 >/dev/null &&
+  command -v mountpoint >/dev/null && mkdir -p "$fmnt" &&
+  "$V" mount --help >/dev/null 2>&1; then
+  n=fuse
+  op $n nbd ENOSPC,EIO,SHORT '"$V" mount -f child.vmdk "$fmnt" 2>"$root/fuse-err" & fp=$!
+    for i in $(seq 200); do mountpoint -q "$fmnt" && break; sleep 0.05; done
+    (unset LD_PRELOAD; dd if=data of="$fmnt/child.raw" bs=200000 seek=1000000 oflag=seek_bytes conv=notrunc,fsync status=none); frc=$?
+    fusermount3 -u "$fmnt" 2>/dev/null || fusermount3 -uz "$fmnt"; wait $fp; drc=$?
+    cat "$root/fuse-err" >&2; [[ $frc -eq 0 && $drc -eq 0 ]]'
+  child_of_base "$fx/$n" child.vmdk monolithicSparse
+  cp "$C/data200k" "$fx/$n/data"
+  CHECK[$n]="child.vmdk:1"
+  SAME[$n]="base.vmdk data"
+  cp "$md/write-child/child.vmdk."{before,after} "$md/$n/"
+else
+  echo "fuse: skipped (no /dev/fuse, fusermount3 or vmdkit mount)"
+fi
+
 # The QEMU side: the same write workloads under qemu-io.
 qemu_ops=()
 if command -v qemu-io >/dev/null; then
