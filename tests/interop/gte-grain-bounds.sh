@@ -73,10 +73,14 @@ one_disk() {
     [[ $rc -eq 2 ]] || die "compare with $f: exit $rc, expected 2"
     grep -qF "$want" "$tmpdir/err" || die "compare with $f: got '$(cat "$tmpdir/err")'"
     # a write elsewhere must not go over the grain either: refused too
+    # and it changes no byte of the file: not even the CID or the unclean
+    # flag (both are written only with the first data that lands)
     printf 'x' >"$tmpdir/x"
+    sum_before=$(sha "$f")
     run "$V" write "$f" "$last" <"$tmpdir/x"
     [[ $rc -ne 0 ]] || die "write into the short grain of $f: accepted"
     grep -qF "$want" "$tmpdir/err" || die "write $f: got '$(cat "$tmpdir/err")'"
+    [[ $(sha "$f") == "$sum_before" ]] || die "the refused write changed $f (CID or unclean flag)"
     # check names it as corruption
     expect_rc 2 "$V" check "$f"
   done
