@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Thin driver around CMake/CTest.  The real build is CMakeLists.txt.
 #
 #   make            same as `make build`

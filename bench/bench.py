@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """vmdkit against qemu-img, side by side (issue 5).  Run it through
 bench/run.sh, which documents the options.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The nbdkit plugin against qemu-nbd on the same image, same run: nbdcopy of
 # the whole export to /dev/null, alternating, ROUNDS times (median), then the
 # plugin's aggregate read rate with 1, 2 and 4 parallel nbdcopy clients on a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit against qemu-img, side by side: the benchmark of issue 5.
 #
 #   bench/run.sh [--quick] [--rounds N] [--size GiB | --size-mib MiB]

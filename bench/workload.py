@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Build the benchmark workload: a raw disk image holding an ext4 file
 system full of real files, like a small cloud image.
 

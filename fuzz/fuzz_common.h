@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Helpers shared by the fuzz targets (header only: each target is its own
  * program, built twice: as a libFuzzer binary and with fuzz/replay.c).
  *

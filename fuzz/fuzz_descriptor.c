@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Fuzz target: the text descriptor parser and printer.
  *
  * The input is descriptor text.  When desc_parse accepts it, the printed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Fuzz target: open an untrusted image and use everything a reader does.
  *
  * The input is one image file, or several (descriptor + extents, child +

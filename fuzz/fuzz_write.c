@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Fuzz target: writes on a valid image never lose or invent data.
  *
  * Each input makes a fresh small image in the private folder and runs the

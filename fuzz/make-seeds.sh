@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Regenerate the seed corpora fuzz/corpus/{open,descriptor,write}/seed-*
 # (docs/FUZZING.md).  Seeds are small valid inputs of every subformat; every
 # one is under 64 KiB so that -max_len 65536 keeps it whole.

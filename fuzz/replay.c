@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Replay driver: run a fuzz target's LLVMFuzzerTestOneInput over saved
  * inputs, without libFuzzer, so any compiler builds it and ctest runs it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit — VMware virtual disk (VMDK) library.
  *
  * The one public header.  Everything a program (the vmdkit CLI, the nbdkit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Who points where in a hosted sparse or COWD extent file: the part of
  * their checks that is the same for both (extent_sparse.c, extent_cowd.c).
  *

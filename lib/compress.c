@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Grain compression: zlib-wrapped deflate (RFC 1950), as every
  * streamOptimized producer writes it.  libdeflate when built with it, else
  * zlib.  One codec per thread of use: a codec is not thread-safe.

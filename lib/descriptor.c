@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The text descriptor: parse what real producers write, print what the
  * strictest readers accept.
  *

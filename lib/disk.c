@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The disk: a descriptor and its extents laid end to end.
  *
  * Maps virtual byte ranges onto (extent, offset) pieces and calls the

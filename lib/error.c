@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The per-thread error: one message and one errno, set by the call that
  * failed and read with vmdk_get_error()/vmdk_get_errno(). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* ESXi host sparse extents ("COWD": vmfsSparse, NAME-delta.vmdk; QEMU's
  * "VMDK3").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* FLAT and VMFS extents (and raw images): the virtual bytes of the extent
  * are the bytes of a host file starting at a fixed offset.  Nothing to
  * allocate, nothing to order: a write is one pwrite. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* NBD sources: an nbd:// or nbd+unix:// URI opens, through libnbd, as a
  * read-only disk of one extent (as qemu-img reads an NBD export: raw), so
  * convert, compare and info take URIs; the server's base:allocation block

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* ESXi seSparse extents (SESPARSE, NAME-sesparse.vmdk; ESXi 6.5+ snapshots).
  * Read-only.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Hosted sparse extents ("KDMV": monolithicSparse, twoGbMaxExtentSparse).
  *
  * On disk: a 512-byte header, an optional embedded descriptor, a grain

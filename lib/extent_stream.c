@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* streamOptimized extents: a KDMV header whose grains are compressed, each
  * behind a grain marker {u64 LBA, u32 size}, with grain tables, the grain
  * directory and a footer (a copy of the header with the real GD offset)

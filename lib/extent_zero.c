@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* ZERO extents: no file; every byte reads as zero.  Writes are refused by
  * the disk layer unless they write zeros (vmdk_zero), which are no-ops. */
 #include <errno.h>

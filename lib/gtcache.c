@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The grain table cache of hosted sparse (extent_sparse.c) and COWD
  * (extent_cowd.c) extents: a bounded set of slots, each holding one grain
  * table decoded to host-order uint32 entries, found by GD entry.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit internals: shared by the lib/ sources and the unit tests, never by tools/.
  *
  * Layers (dependencies point down):

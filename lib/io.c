@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Positioned I/O on host files.
  *
  * Contract: vf_pread/vf_pwrite transfer the whole range or fail; reads past

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The image lifecycle: commit a child into its backing, rebase it onto
  * another backing, resize it.  Built on the public data calls (pread,
  * pwrite, zero, block_status) plus the descriptor and extent resize op, so

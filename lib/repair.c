@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdk_repair: the disk-level driver of the extents' repair ops.
  *
  * Each extent kind repairs its own metadata (extent_sparse.c, extent_cowd.c

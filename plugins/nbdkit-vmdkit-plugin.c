@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-vmdkit-plugin: serve any VMDK (or raw) image over NBD.
  *
  *   nbdkit vmdkit file=disk.vmdk [format=vmdk|raw] [confine=true|false]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit demo: the main job on a built-in sample disk.
 #
 # Makes a 64 MiB raw disk holding a real ext4 file system (built with

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Install the Debian packages vmdkit needs to build, test, fuzz and demo,
 # when (and only when) some are missing.
 #

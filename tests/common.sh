@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared helpers for tests/interop/*.sh (sourced, not run; every *.sh in
 # tests/interop/ is a test, so helpers live here).
 #

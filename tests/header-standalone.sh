@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # The public header compiles alone as C11 and, when a C++ compiler exists, as C++.
 set -e
 h="$1"

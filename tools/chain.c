@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit CLI: helpers for backing chains and long operations (see cli.h). */
 #include "cli.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit CLI: helpers shared by the subcommands (tools/common.c).
  *
  * The CLI is a thin adapter over include/vmdkit.h: it parses and validates

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit bench: a simple sequential I/O benchmark, with qemu-img bench's
  * flags, meaning and output, so that the two can be run side by side.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit check: check an image's metadata, reporting like `qemu-img check`;
  * with -r, repair it (vmdk_repair) and check it again.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit commit: write a child image's own data into its backing file, like
  * `qemu-img commit`. */
 #include "cli.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit compare: compare the contents of two images like `qemu-img
  * compare`.
  *

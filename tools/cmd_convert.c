@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit convert: copy the virtual disk of one image into a new raw or VMDK
  * image, leaving holes and zero runs unallocated.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit create: make a new VMDK or raw image. */
 #include "cli.h"
 

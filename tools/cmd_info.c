@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit info: describe an image, laid out like `qemu-img info`. */
 #include "cli.h"
 

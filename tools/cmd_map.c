@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit map: list the allocation of the virtual disk, laid out like
  * `qemu-img map`. */
 #include "cli.h"

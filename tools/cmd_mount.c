@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit mount: the virtual disk as one regular file in a FUSE file system.
  *
  * A thin adapter over include/vmdkit.h, like the nbdkit plugin.  Contracts:

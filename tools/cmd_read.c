@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit read: copy a byte range of the virtual disk to stdout. */
 #include "cli.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit rebase: point a child image at another backing file, like
  * `qemu-img rebase`. */
 #include "cli.h"

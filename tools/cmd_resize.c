@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit resize: change the virtual size of an image, like `qemu-img
  * resize` (which cannot resize VMDK at all). */
 #include "cli.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit write: write stdin into the virtual disk at an offset. */
 #include "cli.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit CLI: shared helpers (see cli.h for the contracts). */
 #include "cli.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit: command-line front end.  `vmdkit COMMAND [options] args...`
  * dispatches to cmd_COMMAND() (one file per command in tools/). */
 #include "cli.h"

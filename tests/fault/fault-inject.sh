@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Fault injection: every operation that writes an image is run once under
 # the LD_PRELOAD shim (tests/fault/shim.c) to count its K write-like calls
 # (pwrite, ftruncate, fallocate, fdatasync/fsync, sync_file_range) on the

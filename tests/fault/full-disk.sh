@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A real full disk (no shim): a 40 MiB tmpfs holds a chain -- a 16 MiB
 # monolithicSparse base, every byte 0x5A, and a child -- and a filler file
 # leaves a few MiB free.  `vmdkit write` puts 1 MiB pieces (at offsets that

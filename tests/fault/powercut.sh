@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Power-cut simulation.  Every workload runs under the recording shim
 # (tests/fault/shim.c: FAULT_MATCH=its folder, FAULT_LOG=a log of every
 # write, truncate, fallocate and sync that completed), one process per

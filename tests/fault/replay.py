@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Power-cut replay: the states a power cut could leave, checked.
 
 Usage: replay.py [options] SPEC

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* tests/fault/scatter.c -- scattered writes in one process, for
  * tests/fault/powercut.sh (a workload that touches more grain tables than
  * the table cache holds, so dirty tables are evicted part of the way).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Usage: sectors.py BEFORE AFTER GOT
 
 Every 512-byte sector of GOT must equal the same sector of BEFORE or of

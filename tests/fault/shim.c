@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* tests/fault/shim.c -- an LD_PRELOAD fault-injection and recording shim.
  *
  * It is independent of the code under test (it is not linked to vmdkit and

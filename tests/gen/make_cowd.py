@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Build a small ESXi vmfsSparse ("COWD", NAME-delta.vmdk) image from the
 format specification (VMDK-FORMAT.md section 1.6), with a known pattern.
 

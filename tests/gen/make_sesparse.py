@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Build a small ESXi seSparse image (NAME-sesparse.vmdk) from the format
 as documented in VMDK-FORMAT.md section 1.7 and QEMU's reader, with a known
 pattern.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Build hosted sparse and streamOptimized images the way VMware lays them
 out, from the format specification (VMDK-FORMAT.md sections 1.3-1.5), with
 a known pattern.  qemu-img cannot make these layouts.

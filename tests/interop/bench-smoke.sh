@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # bench/run.sh runs end to end on a tiny workload: it exits 0, prints the
 # results table with every case, and every output was verified by qemu-img
 # in the run (the "checked" column).  Timing is never checked here.

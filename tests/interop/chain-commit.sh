@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit commit: the backing file afterwards reads exactly as the child did
 # (qemu-img compare against a raw mirror of the child), both images pass
 # qemu-img check and vmdkit check, and the child still opens and reads the

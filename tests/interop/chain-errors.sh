@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Broken backing chains are refused with one clear error line, a non-zero
 # exit, and no file changed:
 #  - CID mismatch (the parent written after the child was made, by vmdkit

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # info and map on backing chains, against qemu-img on chains it builds:
 #  - info shows "backing file: X" / "backing file format: F" (with the
 #    actual path when it differs), JSON backing-filename,

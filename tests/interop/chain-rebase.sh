@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit rebase:
 #  - safe mode onto a different base, onto a raw base and onto nothing
 #    (-b ""): the child reads exactly as before (qemu-img compare with its

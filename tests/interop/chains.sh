@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Backing chains both ways.
 #  1. qemu-img builds chains (3 VMDK levels; a raw base), qemu-io writes at
 #     odd offsets in every layer (partial grains over parent data, whole and

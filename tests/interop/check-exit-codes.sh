@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit check exit codes: 0 clean, 3 leaks only, 2 corruption (with a
 # message), 1 could not check; --output=json agrees; check never changes the
 # image; qemu-img check agrees where it detects the same thing.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit check -r leaks|all on images broken on purpose: check lists every
 # problem (not just the first); -r all repairs them, says what it did and
 # double-checks like qemu-img; afterwards vmdkit check and qemu-img check

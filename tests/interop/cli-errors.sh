@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The CLI's contract for help and errors: every command's --help/-h exits 0
 # and prints its usage on stdout; mistakes exit non-zero with exactly one
 # stderr line "vmdkit: ..." and nothing on stdout; failures name the file.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # --confine and a sibling folder whose name starts with the image folder's
 # name: for an image in img/, "../img-evil/secret.bin" resolves to
 # .../img-evil/secret.bin, which starts with the string ".../img" but is not

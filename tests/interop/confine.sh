@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # --confine (VMDK_OPEN_CONFINE) on every command: extent files and backing
 # files that resolve -- after "..", symbolic links and absolute names --
 # outside the folder of the image named on the command line are refused

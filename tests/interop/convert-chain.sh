@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # convert and compare across chains and formats:
 #  - convert of a 3-level chain (qemu-made) flattens it: the output has no
 #    link and equals qemu-img convert of the chain, for -O raw and -O vmdk;

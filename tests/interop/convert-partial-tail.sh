@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # convert of a disk whose size is not a multiple of the cluster (64 KiB
 # grains, or convert's 64 KiB zero-detection block for raw targets), with
 # data in the last, partial cluster: every byte of it must arrive, in

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # raw (holes, runs of written zeros, data) -> vmdkit convert -O vmdk
 # (monolithicSparse, grain_size=4096, monolithicFlat) -> qemu-img compare
 # identical, qemu-img check clean, allocated grains exactly the grains with

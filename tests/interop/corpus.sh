@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The fuzzed afl9.vmdk (grain directory of ~3.4e13 entries): every vmdkit
 # command refuses it with exactly one stderr line "vmdkit: ..." that
 # mentions the grain directory, exits non-zero without crashing (< 128, no

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A COWD (vmfsSparse) extent whose freeSector lies past the end of its file
 # (a file cut short, or a damaged header):
 #  - reads still work (they do not depend on freeSector);

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmfsSparse ("COWD", NAME-delta.vmdk) images made from the specification by
 # tests/gen/make_cowd.py (qemu-img cannot create them), grain sizes 1 and 8
 # sectors, standalone (no parent: chains come with issue 4):

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The sector count of a descriptor's extent line is a decimal number and
 # nothing else: junk right after it ("2048x", "2048.0", "2048-", a quoted
 # type glued to it) is refused at open, with one error line that names the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit mount (FUSE): the mount point shows the disk as one raw file that
 # reads like qemu-img convert -O raw; dd conv=notrunc writes (odd offsets,
 # across grains), fallocate punch-hole, fsync, then fusermount3 -u and the

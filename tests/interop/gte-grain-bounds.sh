@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A grain-table entry whose grain ends exactly at the end of the file is
 # read; one whose grain runs one sector past it is refused, by every
 # reader of the data path (read, convert, map, compare), with the field and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit info --output=json says what qemu-img info --output=json says, with
 # the same keys: virtual-size, cluster-size, format, and under
 # format-specific.data: create-type, cid, parent-cid; for qemu-made images

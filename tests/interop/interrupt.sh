@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Ctrl-C (SIGINT) in the middle of convert, commit and rebase: the command
 # stops within moments, says so in one error line, exits non-zero, and
 # leaves valid images that read what they read before -- or, for convert,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Capacities at the format's limits, in memory that does not grow with the
 # capacity: hosted sparse and stream extents stop at 2 TiB (32-bit grain
 # offsets) and larger ones are refused at create and at open (QEMU 7.2

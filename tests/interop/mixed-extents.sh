@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Descriptors written by hand (as the spec allows and real files contain):
 #
 #  1. One disk mixing FLAT with a non-zero offset, ZERO, RDONLY FLAT, a

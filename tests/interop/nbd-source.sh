@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # NBD URIs as sources (libnbd): convert from an nbdkit `file` server and from
 # the vmdkit plugin; the server's block status makes holes and zeros stay
 # unallocated; compare and info take URIs too.

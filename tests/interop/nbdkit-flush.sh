@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The nbdkit plugin's flush and multi-conn contract, checked while the
 # server runs (not after: closing the last connection flushes anyway, and
 # whether nbdkit gets to close it before it exits is a race -- which made

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The nbdkit plugin with real clients: nbdinfo (size, --map), nbdcopy to a
 # raw file, qemu-io writing over NBD (then vmdkit check and qemu-img compare
 # against a raw mirror), eight parallel readers, what read-only kinds

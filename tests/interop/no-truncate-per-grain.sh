@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Allocating grains must not cost a file-size change or a sync per grain:
 # converting a raw image with >= 3000 non-zero grains into a VMDK makes at
 # most 2 ftruncate/fallocate calls and a handful of syncs (counted with

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # qemu-img creates VMDKs (monolithicSparse, with zeroed_grain=on, and
 # monolithicFlat), qemu-io writes at many odd offsets and lengths (across
 # grains, across the 32 MiB grain-table edge, zero writes that make zeroed

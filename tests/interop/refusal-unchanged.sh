@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Nothing changes on refusal, and read-only opens never write: for every
 # subformat, a chain, a dirty image and a list of broken or refused images,
 # the sha256, size and mtime of EVERY file in the image's folder are

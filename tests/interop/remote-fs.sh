@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Writes on network and user-space file systems (lib/io.c): on a FUSE mount
 # (bindfs, standing in for NFS/SMB/sshfs) a large write goes whole, as
 # several concurrent pwrites of disjoint parts from more than one thread;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit resize of a sparse image far past what its grain directory holds:
 # 1 GiB -> 20 GiB (32 -> 640 grain-directory entries: the directory no
 # longer fits in the sectors it had, so it must move; written in place it

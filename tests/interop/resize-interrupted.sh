@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # An interrupted resize of a monolithicSparse image: the header already
 # has the new capacity but the embedded descriptor still gives the old size
 # (a grow stopped between its two writes; a shrink writes the descriptor

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit resize (qemu-img cannot resize VMDK at all):
 #  - growing monolithicSparse (past new grain tables), monolithicFlat,
 #    twoGbMaxExtentSparse/Flat (past the 2047 MiB extent: a new extent

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # seSparse (NAME-sesparse.vmdk) images made from the format by
 # tests/gen/make_sesparse.py (qemu-img cannot create them), standalone:
 #  - vmdkit read / convert -O raw give the generator's raw bytes (allocated

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Split and ESXi layouts: twoGbMaxExtentSparse, twoGbMaxExtentFlat, vmfs.
 #
 #  1. vmdkit creates each one at 5 GiB (2047 MiB extents, like VMware and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A hostile streamOptimized file: the size field of a grain marker claims
 # more compressed bytes than the file has left after the marker.  The
 # stream is otherwise whole (VMware's layout, footer and end-of-stream

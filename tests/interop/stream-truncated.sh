@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Truncated streamOptimized images are never read silently.  Streams made by
 # vmdkit (VMware's layout: grains, tables, GD, footer, EOS) and by qemu-img
 # (QEMU's: tables at the front, then grains, no EOS marker) are cut inside

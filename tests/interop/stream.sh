@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # streamOptimized: VMware's layout (GD at the end, footer, EOS) and QEMU's
 # (GD at the front) read identically; what vmdkit writes is a valid VMware
 # stream (version 3, markers, footer, EOS, ascending grains) that qemu-img

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A subset of the CLI under valgrind (memcheck): every byte read must be
 # initialised and every allocation freed, on the main paths of the main
 # subformats (sparse, stream, flat, a chain).  Skipped in the sanitizer build

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vmdkit creates VMDKs (monolithicSparse with the default grain and with
 # grain_size=4 KiB / 1 MiB, zeroed_grain=on, monolithicFlat) and writes
 # random chunks at odd offsets with `vmdkit write`; the same bytes go into

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Layouts VMware writes and qemu-img cannot make, built from the spec by
 # tests/gen/make_vmware_layouts.py: a hosted sparse image whose grain tables
 # exist only where there is data (GD entries 0 elsewhere), and a VMware

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # `vmdkit write` goes in 1 MiB chunks, but a write that cannot be done
 # whole is refused before its first byte: input of more than 1 MiB that
 # ends in a RDONLY extent (or a ZERO extent, or an already written grain of

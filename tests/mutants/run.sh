@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The mutants harness: does the test suite fail when a small bug is planted?
 #
 #   bash tests/mutants/run.sh [NAME...]        (or: make mutants MUTANTS=a,b)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Hostile hosted-sparse headers and tables, crafted byte by byte (no
  * vmdk_create): every broken header is refused at open with a message that
  * names the field, without allocating absurd amounts of memory and without

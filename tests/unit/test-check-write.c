@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdk_check_write: the checks vmdk_pwrite makes before it writes, without
  * the write.  On a descriptor with a 2 MiB RW flat extent, a 1 MiB RDONLY
  * flat extent, a 1 MiB ZERO extent and a 1 MiB NOACCESS extent:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* COWD (vmfsSparse) through the public API, on files this test lays out
  * itself (an empty ESXi-style delta: header, grain directory, no tables):
  *

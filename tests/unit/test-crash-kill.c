@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Crash consistency: a writer process is killed (SIGKILL) at a random
  * moment, and then the image must hold no corruption and every write
  * acknowledged before the writer's last completed vmdk_flush must read

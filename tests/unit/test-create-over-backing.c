@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdk_create refuses a path that is a file of its own backing chain
  * before making any file: creating it would truncate the backing (found by
  * a helper's reproducer: the base was destroyed). */

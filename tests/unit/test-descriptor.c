@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Descriptor text: desc_parse / desc_print round trips on what qemu-img and
  * VMware write, and the error cases (desc_parse returns NULL and the
  * thread's error names the problem).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* VMDK_OPEN_NOCACHE (-t none): files are opened O_DIRECT where the file
  * system allows it, and unaligned transfers go through an aligned bounce
  * buffer.  Random unaligned writes on every writable layout, then a

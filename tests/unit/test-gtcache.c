@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The grain table cache (lib/gtcache.c) against a model: the cache it
  * replaced in extent_sparse.c and extent_cowd.c (a linear scan for the
  * lowest free slot, else the smallest last-use stamp), so that the new one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Failing I/O, in process: this test defines pwrite, ftruncate, fallocate
  * and fdatasync (the library is linked statically into it, so its calls
  * come here) and makes the N-th of them fail, for every N, while the

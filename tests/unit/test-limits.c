@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Limits on every size read from a file (issue 6): each case is the
  * smallest file that shows one problem, refused (or checked) with the exact
  * error text, and every file involved is byte-for-byte and mtime-for-mtime

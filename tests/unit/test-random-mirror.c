@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Random writes, zeroes, flushes and reads on a fresh 64 MiB monolithicSparse
  * image, checked against an in-memory mirror; halfway through the image is
  * closed and reopened read-write (new grains must then go past the old

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Writes and zeroes at grain and grain-table edges of images made by
  * vmdk_create (monolithicSparse with grains of 8, 16, 128 and 1024 sectors,
  * with and without the zeroed-grain flag, and monolithicFlat), checked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Hosted sparse header details: version 3 without compression opens
  * read-write (VMware writes such files; QEMU refuses to write them); the
  * uncleanShutdown byte is set while a writable open has changed the image

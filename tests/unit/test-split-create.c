@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdk_create for the descriptor-file layouts (twoGbMaxExtentSparse,
  * twoGbMaxExtentFlat, vmfs) and the disk layer's handling of mixed-extent
  * descriptors, through the public API:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Truncated streams through the API (VMDK_OPEN_SALVAGE): an append that
  * never reached its flush (the handle dropped with vmdk_close_discard after
  * a batch of grains went out, as a killed writer leaves it) leaves a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* streamOptimized through the API: within one open, random unaligned writes
  * (in any order) and zeroing over grains not yet written accumulate in
  * memory and read back before and after the flush; a grain already in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Large writes on network and user-space file systems (lib/io.c): a
  * vf_pwrite of 1 MiB or more on a file marked remote goes as up to 8
  * concurrent pwrites of disjoint parts.  Lengths that are and are not

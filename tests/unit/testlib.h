@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Small helpers shared by the unit tests (header only: every test-*.c is its
  * own program, so each gets its own copy of these static functions).
  *
