@@ -752,15 +752,7 @@ int disk_write_descriptor(struct vmdk_disk *d) {
 int disk_before_write(struct vmdk_disk *d) {
   if (d->raw || d->desc_none || d->cid_written)
     return 0;
-  uint32_t old = d->desc->cid;
-  d->desc->cid = random_cid(old);
-  d->cid_written = true; /* the descriptor write below is a change too */
-  if (disk_write_descriptor(d) != 0) {
-    d->desc->cid = old;
-    d->cid_written = false;
-    return -1;
-  }
-  return 0;
+  return disk_set_cid(d, random_cid(d->desc->cid));
 }
 
 uint32_t disk_new_cid(uint32_t avoid) {
@@ -773,7 +765,7 @@ int disk_set_cid(struct vmdk_disk *d, uint32_t cid) {
   uint32_t old = d->desc->cid;
   bool written = d->cid_written;
   d->desc->cid = cid;
-  d->cid_written = true;
+  d->cid_written = true; /* the descriptor write below is a change too */
   if (disk_write_descriptor(d) != 0) {
     d->desc->cid = old;
     d->cid_written = written;

@@ -281,16 +281,22 @@ for sub in monolithicSparse streamOptimized; do
   cp "$md/$n/out.vmdk.after" "$md/$n/out.vmdk.before" # unused: no output before
 done
 
+# The fixture and models of operation 1 (write-child) for operation NAME,
+# which writes the same 200000 bytes at 1000000 another way.
+like_write_child() {
+  child_of_base "$fx/$1" child.vmdk monolithicSparse
+  cp "$C/data200k" "$fx/$1/data"
+  CHECK[$1]="child.vmdk:1"
+  SAME[$1]="base.vmdk data"
+  cp "$md/write-child/child.vmdk."{before,after} "$md/$1/"
+}
+
 # 13. The nbdkit plugin under the shim; qemu-io writes and flushes over NBD.
 plugin=${BUILD_DIR:-$SRC_DIR/build}/nbdkit-vmdkit-plugin.so
 if command -v nbdkit >/dev/null && command -v qemu-io >/dev/null && [[ -f $plugin ]]; then
   n=nbdkit
   op $n nbd ENOSPC,EIO,SHORT "timeout 60 nbdkit -U - $(printf %q "$plugin") file=child.vmdk --run 'unset LD_PRELOAD; qemu-io -f raw \"\$uri\" -c \"write -s data 1000000 200000\" -c flush'"
-  child_of_base "$fx/$n" child.vmdk monolithicSparse
-  cp "$C/data200k" "$fx/$n/data"
-  CHECK[$n]="child.vmdk:1"
-  SAME[$n]="base.vmdk data"
-  cp "$md/write-child/child.vmdk."{before,after} "$md/$n/"
+  like_write_child "$n"
 else
   echo "nbdkit: skipped (nbdkit, qemu-io or the plugin is missing)"
 fi
@@ -309,11 +315,7 @@ if [[ -c /dev/fuse ]] && command -v fusermount3 >/dev/null &&
     (unset LD_PRELOAD; dd if=data of="$fmnt/child.raw" bs=200000 seek=1000000 oflag=seek_bytes conv=notrunc,fsync status=none); frc=$?
     fusermount3 -u "$fmnt" 2>/dev/null || fusermount3 -uz "$fmnt"; wait $fp; drc=$?
     cat "$root/fuse-err" >&2; [[ $frc -eq 0 && $drc -eq 0 ]]'
-  child_of_base "$fx/$n" child.vmdk monolithicSparse
-  cp "$C/data200k" "$fx/$n/data"
-  CHECK[$n]="child.vmdk:1"
-  SAME[$n]="base.vmdk data"
-  cp "$md/write-child/child.vmdk."{before,after} "$md/$n/"
+  like_write_child "$n"
 else
   echo "fuse: skipped (no /dev/fuse, fusermount3 or vmdkit mount)"
 fi
