@@ -26,6 +26,10 @@ packages=(
   libfuse3-dev fuse3               # the FUSE mount
   nbdkit nbdkit-plugin-dev         # the nbdkit plugin
   libnbd-bin libnbd-dev            # nbdinfo/nbdcopy peers
+  perl man-db                      # pod2man/podchecker: the man pages
+  bash-completion                  # tests of the bash completion
+  abigail-tools                    # abidw/abidiff: the ABI baseline
+  debhelper dpkg-dev fakeroot lintian # make deb and its tests
 )
 
 if [[ "${VMDKIT_SKIP_DEPS:-0}" == 1 ]]; then
