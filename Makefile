@@ -14,6 +14,15 @@
 #                   check; ~4 min per mutant).  MUTANTS=a,b picks some,
 #                   CTEST_ARGS='-R name' restricts the tests, MUTANT_TIMEOUT
 #                   (s) bounds each run; the result goes to docs/MUTANTS.md
+#   make install    build, then install into $(DESTDIR)$(PREFIX): the CLI,
+#                   libvmdkit.so.0 and libvmdkit.a, vmdkit.h, vmdkit.pc, the
+#                   CMake package, the nbdkit plugin, man pages and bash
+#                   completion.  PREFIX defaults to /usr/local; DESTDIR
+#                   stages the files elsewhere (for packaging)
+#   make uninstall  remove what the last `make install` installed
+#   make deb        build the Debian packages into build-deb/ (debian/)
+#   make abi-update record the current ABI as the baseline abi/libvmdkit.abi
+#                   (on purpose only: tests/package/abi.sh compares with it)
 #   make clean      remove build/ and build-asan/
 #
 # JOBS sets the build and test parallelism (the machines have 2 cores).
@@ -23,6 +32,8 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 CMAKE      ?= cmake
 CTEST      ?= ctest
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
 # Sanitizer settings for the ASan test run.
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
@@ -33,7 +44,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
 CTEST_FLAGS = --output-on-failure --no-tests=error -j$(JOBS)
 
 .DEFAULT_GOAL := build
-.PHONY: build deps asan check demo clean mutants
+.PHONY: build deps asan check demo clean mutants install uninstall deb abi-update
 
 deps:
 	@bash scripts/install-deps.sh
@@ -63,6 +74,26 @@ demo: deps build
 mutants: deps
 	MUTANTS='$(MUTANTS)' CTEST_ARGS='$(CTEST_ARGS)' MUTANT_TIMEOUT='$(MUTANT_TIMEOUT)' \
 	  JOBS=$(JOBS) bash tests/mutants/run.sh
+
+# The prefix is configured into the tree (vmdkit.pc, the CMake package and
+# RUNPATHs name it); DESTDIR only moves where the files are written.  When
+# installing for real as root, ldconfig makes the new library known.
+install: deps
+	$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	MAKEFLAGS= $(CMAKE) --build $(BUILD) -j$(JOBS)
+	DESTDIR='$(DESTDIR)' $(CMAKE) --install $(BUILD)
+	@if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+uninstall:
+	@test -f $(BUILD)/install_manifest.txt || { echo "uninstall: no $(BUILD)/install_manifest.txt (nothing installed from $(BUILD))" >&2; exit 1; }
+	xargs -d '\n' rm -f -- < $(BUILD)/install_manifest.txt
+
+deb: deps
+	bash scripts/make-deb.sh build-deb
+
+abi-update: build
+	bash tests/package/abi.sh --update $(BUILD)/libvmdkit.so.0
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
