@@ -93,7 +93,7 @@ deb: deps
 	bash scripts/make-deb.sh build-deb
 
 abi-update: build
-	bash tests/package/abi.sh --update $(BUILD)/libvmdkit.so.0
+	bash tests/package/abi.sh --update . $(BUILD)/libvmdkit.so.0
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

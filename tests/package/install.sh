@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Proof from the outside: install the build into a staging folder
+# (`make install DESTDIR=...`), then build examples/ against the *installed*
+# library only -- with `pkg-config --cflags --libs vmdkit` (shared and
+# static) and with `find_package(vmdkit)` -- run them and compare what they
+# read and write with qemu-img.  The installed CLI and nbdkit plugin are run
+# from the staging folder too.
+#
+#   install.sh SRC_DIR BUILD_DIR
+set -euo pipefail
+src=$(cd "$1" && pwd) build=$(cd "$2" && pwd)
+for t in qemu-img qemu-io pkg-config cc make cmake readelf; do
+  command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }
+done
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/install.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+stage=$tmp/stage
+
+# ---- install ------------------------------------------------------------
+prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$build/CMakeCache.txt")
+libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' "$build/CMakeCache.txt")
+[[ -n $prefix && -n $libdir ]] || fail "no install prefix/libdir in $build/CMakeCache.txt"
+[[ $libdir == /* ]] || libdir=$prefix/$libdir
+make -s -C "$build" install DESTDIR="$stage" >"$tmp/install.log" 2>&1 ||
+  { cat "$tmp/install.log"; fail "make install DESTDIR=$stage failed"; }
+root=$stage$prefix
+slib=$stage$libdir
+
+# Everything a user of the library needs is there, and nothing of the
+# build tree leaks into it.
+for f in bin/vmdkit include/vmdkit.h; do
+  [[ -f $root/$f ]] || fail "not installed: $prefix/$f"
+done
+for f in libvmdkit.a libvmdkit.so libvmdkit.so.0 pkgconfig/vmdkit.pc \
+  cmake/vmdkit/vmdkitConfig.cmake cmake/vmdkit/vmdkitConfigVersion.cmake \
+  cmake/vmdkit/vmdkitTargets.cmake; do
+  [[ -e $slib/$f ]] || fail "not installed: $libdir/$f"
+done
+[[ $(readlink "$slib/libvmdkit.so") == libvmdkit.so.0 ]] || fail "libvmdkit.so does not point at libvmdkit.so.0"
+[[ -f $slib/$(readlink "$slib/libvmdkit.so.0") ]] || fail "libvmdkit.so.0 is a dangling link"
+cmp -s "$src/include/vmdkit.h" "$root/include/vmdkit.h" || fail "the installed vmdkit.h differs from include/vmdkit.h"
+if grep -rlF "$build" "$stage" >"$tmp/leaks"; then
+  cat "$tmp/leaks"; fail "installed files name the build folder $build"
+fi
+# The man pages and the completion, when this build makes them.
+for f in share/man/man1/vmdkit.1 share/man/man1/nbdkit-vmdkit-plugin.1 share/man/man3/vmdkit.3 \
+  share/bash-completion/completions/vmdkit; do
+  if [[ -f $build/$(basename "$f") || -f $build/docs/man/$(basename "$f") || -f $build/completion/$(basename "$f") ]]; then
+    [[ -f $root/$f ]] || fail "built but not installed: $prefix/$f"
+  fi
+done
+
+# ---- pkg-config against the staging folder --------------------------------
+# PKG_CONFIG_SYSROOT_DIR puts $stage in front of the -I/-L paths, as for
+# any staged or cross install; the source tree is never on the command line.
+export PKG_CONFIG_PATH=$slib/pkgconfig PKG_CONFIG_LIBDIR=$slib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$stage
+pkg-config --exists vmdkit || fail "pkg-config does not find vmdkit in $slib/pkgconfig"
+ver=$(pkg-config --modversion vmdkit)
+hver=$(sed -n 's/^#define VMDKIT_VERSION_STRING "\(.*\)"/\1/p' "$src/include/vmdkit.h")
+[[ $ver == "$hver" ]] || fail "vmdkit.pc says version $ver, vmdkit.h $hver"
+cflags=$(pkg-config --cflags vmdkit) libs=$(pkg-config --libs vmdkit)
+echo "pkg-config --cflags --libs vmdkit: $cflags $libs"
+[[ $cflags == *"-I$root/include"* || $root/include == /usr/include ]] || fail "--cflags '$cflags' does not name the staged include folder"
+[[ $libs == *-lvmdkit* ]] || fail "--libs '$libs' has no -lvmdkit"
+
+cp "$src"/examples/*.c "$src"/examples/Makefile "$src"/examples/CMakeLists.txt "$tmp/"
+mkdir "$tmp/shared" "$tmp/static" "$tmp/cmake"
+cp "$src"/examples/*.c "$src"/examples/Makefile "$tmp/shared/"
+cp "$src"/examples/*.c "$src"/examples/Makefile "$tmp/static/"
+make -s -C "$tmp/shared" CFLAGS='-O2 -Wall -Wextra -Werror' >"$tmp/make.log" 2>&1 ||
+  { cat "$tmp/make.log"; fail "examples do not build with pkg-config against the installed library"; }
+make -s -C "$tmp/static" STATIC=1 CFLAGS='-O2 -Wall -Wextra -Werror' >"$tmp/make.log" 2>&1 ||
+  { cat "$tmp/make.log"; fail "examples do not build against the installed libvmdkit.a"; }
+readelf -d "$tmp/shared/vmdk-cat" | grep -q 'NEEDED.*\[libvmdkit\.so\.0\]' || fail "vmdk-cat is not linked to libvmdkit.so.0"
+! readelf -d "$tmp/static/vmdk-cat" | grep -q 'libvmdkit' || fail "the static vmdk-cat still needs libvmdkit.so"
+
+# ---- find_package(vmdkit) against the staging folder ----------------------
+cmake -S "$src/examples" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$root" \
+  -DCMAKE_FIND_ROOT_PATH="$stage" -DCMAKE_C_FLAGS='-Wall -Wextra -Werror' >"$tmp/cmake.log" 2>&1 &&
+  cmake --build "$tmp/cmake" >>"$tmp/cmake.log" 2>&1 ||
+  { cat "$tmp/cmake.log"; fail "examples do not build with find_package(vmdkit)"; }
+grep -q "vmdkit_DIR:PATH=$slib/cmake/vmdkit" "$tmp/cmake/CMakeCache.txt" ||
+  fail "find_package(vmdkit) did not use the staged package: $(grep vmdkit_DIR "$tmp/cmake/CMakeCache.txt")"
+
+# The shared programs load the staged library, not one from elsewhere.
+export LD_LIBRARY_PATH=$slib
+ldd "$tmp/shared/vmdk-cat" | grep -q "libvmdkit.so.0 => $slib/" || { ldd "$tmp/shared/vmdk-cat"; fail "vmdk-cat does not load the staged libvmdkit.so.0"; }
+
+# ---- run them, compare with qemu-img ----------------------------------------
+# vmdk-make: create, write 3 MiB of data at 1 MiB + 512 in a 64 MiB disk;
+# qemu-img reads it back as the same bytes.
+head -c $((3 * 1024 * 1024)) /dev/urandom >"$tmp/data"
+truncate -s 64M "$tmp/expect.raw"
+dd if="$tmp/data" of="$tmp/expect.raw" bs=512 seek=$((2048 + 1)) conv=notrunc status=none
+for kind in shared static cmake; do
+  for sub in monolithicSparse streamOptimized twoGbMaxExtentSparse monolithicFlat; do
+    img=$tmp/$kind-$sub.vmdk
+    "$tmp/$kind/vmdk-make" "$img" "$sub" $((64 * 1024 * 1024)) $((1024 * 1024 + 512)) <"$tmp/data" ||
+      fail "$kind vmdk-make $sub failed"
+    qemu-img convert -f vmdk -O raw "$img" "$tmp/got.raw"
+    cmp "$tmp/expect.raw" "$tmp/got.raw" || fail "$kind vmdk-make $sub: qemu-img reads other bytes"
+    qemu-img check -q -f vmdk "$img" || fail "$kind vmdk-make $sub: qemu-img check complains"
+  done
+done
+
+# vmdk-cat: an image qemu-img made and wrote, read to stdout; the bytes are
+# qemu-img convert's.
+qemu-img create -q -f vmdk -o subformat=monolithicSparse "$tmp/q.vmdk" 40M
+qemu-io -f vmdk -c 'write -P 0x5a 3M 1M' -c 'write -P 0x17 20971000 4096' -c 'write -z 30M 64k' \
+  "$tmp/q.vmdk" >/dev/null
+qemu-img create -q -f vmdk -b q.vmdk -F vmdk "$tmp/child.vmdk"
+qemu-io -f vmdk -c 'write -P 0xc3 3584k 1M' "$tmp/child.vmdk" >/dev/null
+for img in q child; do
+  qemu-img convert -f vmdk -O raw "$tmp/$img.vmdk" "$tmp/$img.raw"
+  for kind in shared static cmake; do
+    "$tmp/$kind/vmdk-cat" "$tmp/$img.vmdk" >"$tmp/cat.raw" || fail "$kind vmdk-cat $img.vmdk failed"
+    cmp "$tmp/$img.raw" "$tmp/cat.raw" || fail "$kind vmdk-cat $img.vmdk: not qemu-img's bytes"
+  done
+done
+# A bad argument: one line naming the file, non-zero exit.
+set +e
+"$tmp/shared/vmdk-cat" "$tmp/missing.vmdk" >/dev/null 2>"$tmp/err"; rc=$?
+set -e
+((rc != 0)) && [[ $(wc -l <"$tmp/err") == 1 ]] && grep -q missing.vmdk "$tmp/err" ||
+  { cat "$tmp/err"; fail "vmdk-cat of a missing file: exit $rc"; }
+
+# ---- the installed CLI and plugin, from the staging folder -------------------
+unset LD_LIBRARY_PATH
+"$root/bin/vmdkit" --version | grep -q "vmdkit version $hver (library $hver)" ||
+  fail "the installed CLI does not run: $("$root/bin/vmdkit" --version 2>&1)"
+LD_LIBRARY_PATH=$slib "$root/bin/vmdkit" convert -O raw "$tmp/child.vmdk" "$tmp/cli.raw"
+cmp "$tmp/child.raw" "$tmp/cli.raw" || fail "the installed CLI converts other bytes than qemu-img"
+plugin=$(find "$stage" -name nbdkit-vmdkit-plugin.so | head -1)
+if [[ -n $plugin ]] && command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null &&
+  [[ ${VMDKIT_SANITIZED:-0} != 1 ]]; then
+  LD_LIBRARY_PATH=$slib nbdkit -U - "$plugin" file="$tmp/child.vmdk" \
+    --run "nbdcopy \"\$uri\" $tmp/nbd.raw"
+  cmp "$tmp/child.raw" "$tmp/nbd.raw" || fail "the installed plugin serves other bytes than qemu-img reads"
+fi
+echo "ok: installed into $stage$prefix; examples built with pkg-config (shared, static) and find_package, their reads and writes match qemu-img's"
