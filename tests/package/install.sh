@@ -41,16 +41,27 @@ done
 [[ $(readlink "$slib/libvmdkit.so") == libvmdkit.so.0 ]] || fail "libvmdkit.so does not point at libvmdkit.so.0"
 [[ -f $slib/$(readlink "$slib/libvmdkit.so.0") ]] || fail "libvmdkit.so.0 is a dangling link"
 cmp -s "$src/include/vmdkit.h" "$root/include/vmdkit.h" || fail "the installed vmdkit.h differs from include/vmdkit.h"
-if grep -rlF "$build" "$stage" >"$tmp/leaks"; then
+# (Text files: pc, CMake package, man pages, completion.  Binaries keep
+# the build folder in their debug information, as any -g build does, but
+# not in a RUNPATH.)
+if grep -rlIF "$build" "$stage" >"$tmp/leaks"; then
   cat "$tmp/leaks"; fail "installed files name the build folder $build"
 fi
-# The man pages and the completion, when this build makes them.
-for f in share/man/man1/vmdkit.1 share/man/man1/nbdkit-vmdkit-plugin.1 share/man/man3/vmdkit.3 \
-  share/bash-completion/completions/vmdkit; do
-  if [[ -f $build/$(basename "$f") || -f $build/docs/man/$(basename "$f") || -f $build/completion/$(basename "$f") ]]; then
-    [[ -f $root/$f ]] || fail "built but not installed: $prefix/$f"
+while read -r f; do
+  if readelf -d "$f" 2>/dev/null | grep -E 'RPATH|RUNPATH' | grep -qF "$build"; then
+    fail "$f has a RUNPATH into the build folder: $(readelf -d "$f" | grep -E 'RPATH|RUNPATH')"
   fi
-done
+done < <(find "$stage" -type f \( -name '*.so*' -o -path '*/bin/*' \))
+# The man pages and the completion, once the tree has them.
+if [[ -f $src/docs/man/CMakeLists.txt ]]; then
+  for f in man1/vmdkit.1 man1/nbdkit-vmdkit-plugin.1 man3/vmdkit.3; do
+    [[ -f $root/share/man/$f ]] || fail "not installed: $prefix/share/man/$f"
+  done
+fi
+if [[ -f $src/completion/CMakeLists.txt ]]; then
+  [[ -f $root/share/bash-completion/completions/vmdkit ]] ||
+    fail "not installed: $prefix/share/bash-completion/completions/vmdkit"
+fi
 
 # ---- pkg-config against the staging folder --------------------------------
 # PKG_CONFIG_SYSROOT_DIR puts $stage in front of the -I/-L paths, as for
