@@ -130,6 +130,18 @@ for img in q child; do
     cmp "$tmp/$img.raw" "$tmp/cat.raw" || fail "$kind vmdk-cat $img.vmdk: not qemu-img's bytes"
   done
 done
+# The README's library example, as printed there: builds against the
+# installed library and writes what qemu-img then reads.
+awk '/^```c$/ {on = 1; next} /^```$/ {if (on) exit} on' "$src/README.md" >"$tmp/hello.c"
+grep -q vmdk_create "$tmp/hello.c" || fail "no C example found in README.md"
+cc -Wall -Wextra -Werror -o "$tmp/hello" "$tmp/hello.c" $(pkg-config --cflags --libs vmdkit) ||
+  fail "README.md's example does not build against the installed library"
+(cd "$tmp" && rm -f disk.vmdk && ./hello) || fail "README.md's example failed"
+qemu-img convert -f vmdk -O raw "$tmp/disk.vmdk" "$tmp/hello.raw"
+[[ $(stat -c %s "$tmp/hello.raw") == 1073741824 ]] && [[ $(dd if="$tmp/hello.raw" bs=1 skip=4096 count=5 status=none) == hello ]] ||
+  fail "README.md's example: qemu-img does not read 'hello' at 4096 of a 1 GiB disk"
+rm -f "$tmp/hello.raw"
+
 # A bad argument: one line naming the file, non-zero exit.
 set +e
 "$tmp/shared/vmdk-cat" "$tmp/missing.vmdk" >/dev/null 2>"$tmp/err"; rc=$?
