@@ -76,8 +76,7 @@ echo "pkg-config --cflags --libs vmdkit: $cflags $libs"
 [[ $cflags == *"-I$root/include"* || $root/include == /usr/include ]] || fail "--cflags '$cflags' does not name the staged include folder"
 [[ $libs == *-lvmdkit* ]] || fail "--libs '$libs' has no -lvmdkit"
 
-cp "$src"/examples/*.c "$src"/examples/Makefile "$src"/examples/CMakeLists.txt "$tmp/"
-mkdir "$tmp/shared" "$tmp/static" "$tmp/cmake"
+mkdir "$tmp/shared" "$tmp/static"
 cp "$src"/examples/*.c "$src"/examples/Makefile "$tmp/shared/"
 cp "$src"/examples/*.c "$src"/examples/Makefile "$tmp/static/"
 make -s -C "$tmp/shared" CFLAGS='-O2 -Wall -Wextra -Werror' >"$tmp/make.log" 2>&1 ||
@@ -94,6 +93,11 @@ cmake -S "$src/examples" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$root" \
   { cat "$tmp/cmake.log"; fail "examples do not build with find_package(vmdkit)"; }
 grep -q "vmdkit_DIR:PATH=$slib/cmake/vmdkit" "$tmp/cmake/CMakeCache.txt" ||
   fail "find_package(vmdkit) did not use the staged package: $(grep vmdkit_DIR "$tmp/cmake/CMakeCache.txt")"
+cmake -S "$src/examples" -B "$tmp/cmake-static" -DCMAKE_PREFIX_PATH="$root" -DVMDKIT_STATIC=ON \
+  -DCMAKE_C_FLAGS='-Wall -Wextra -Werror' >"$tmp/cmake.log" 2>&1 &&
+  cmake --build "$tmp/cmake-static" >>"$tmp/cmake.log" 2>&1 ||
+  { cat "$tmp/cmake.log"; fail "examples do not build with find_package(vmdkit) and vmdkit::vmdkit-static"; }
+! readelf -d "$tmp/cmake-static/vmdk-make" | grep -q 'libvmdkit' || fail "vmdkit::vmdkit-static links libvmdkit.so"
 
 # The shared programs load the staged library, not one from elsewhere.
 export LD_LIBRARY_PATH=$slib
@@ -105,7 +109,7 @@ ldd "$tmp/shared/vmdk-cat" | grep -q "libvmdkit.so.0 => $slib/" || { ldd "$tmp/s
 head -c $((3 * 1024 * 1024)) /dev/urandom >"$tmp/data"
 truncate -s 64M "$tmp/expect.raw"
 dd if="$tmp/data" of="$tmp/expect.raw" bs=512 seek=$((2048 + 1)) conv=notrunc status=none
-for kind in shared static cmake; do
+for kind in shared static cmake cmake-static; do
   for sub in monolithicSparse streamOptimized twoGbMaxExtentSparse monolithicFlat; do
     img=$tmp/$kind-$sub.vmdk
     "$tmp/$kind/vmdk-make" "$img" "$sub" $((64 * 1024 * 1024)) $((1024 * 1024 + 512)) <"$tmp/data" ||
@@ -125,7 +129,7 @@ qemu-img create -q -f vmdk -b q.vmdk -F vmdk "$tmp/child.vmdk"
 qemu-io -f vmdk -c 'write -P 0xc3 3584k 1M' "$tmp/child.vmdk" >/dev/null
 for img in q child; do
   qemu-img convert -f vmdk -O raw "$tmp/$img.vmdk" "$tmp/$img.raw"
-  for kind in shared static cmake; do
+  for kind in shared static cmake cmake-static; do
     "$tmp/$kind/vmdk-cat" "$tmp/$img.vmdk" >"$tmp/cat.raw" || fail "$kind vmdk-cat $img.vmdk failed"
     cmp "$tmp/$img.raw" "$tmp/cat.raw" || fail "$kind vmdk-cat $img.vmdk: not qemu-img's bytes"
   done
