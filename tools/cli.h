@@ -23,24 +23,128 @@
 
 #include "vmdkit.h"
 
-/* ---- subcommands -------------------------------------------------------- */
+/* ---- commands: one description each (tools/cmdline.c) ------------------- */
 
-/* int cmd_X(argc, argv): argv[0] is the command name; returns the process
- * exit status. */
+/* Every command is described once, by a struct cli_command in its
+ * tools/cmd_X.c: its options table drives the parsing (cli_getopt(), on
+ * getopt_long), `vmdkit CMD --help`, the man page (`vmdkit help --pod`)
+ * and the bash completion (`vmdkit help --bash-completion`, tools/gendoc.c).
+ * Help and option texts are single paragraphs, unwrapped: they are wrapped
+ * where they are printed.  In them, an upper-case word that names an
+ * option argument or operand of the command ("FILE", "FMT") and an option
+ * of the command ("-b", "--shrink") are marked up in the man page. */
 
-int cmd_create(int argc, char **argv);
-int cmd_info(int argc, char **argv);
-int cmd_check(int argc, char **argv);
-int cmd_map(int argc, char **argv);
-int cmd_compare(int argc, char **argv);
-int cmd_convert(int argc, char **argv);
-int cmd_read(int argc, char **argv);
-int cmd_write(int argc, char **argv);
-int cmd_commit(int argc, char **argv);
-int cmd_rebase(int argc, char **argv);
-int cmd_resize(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_mount(int argc, char **argv); /* a stub without libfuse3 */
+/* What an option's argument or an operand is.  Drives the shell completion
+ * only: each command still checks the values it is given. */
+enum cli_values {
+  CLI_NONE,           /* an option that takes no argument */
+  CLI_TEXT,           /* free text: nothing to complete */
+  CLI_FILE,           /* a file name */
+  CLI_DIRECTORY,      /* a directory name */
+  CLI_SIZE,           /* a size or offset (cli_parse_size) */
+  CLI_NUMBER,         /* a plain integer (cli_parse_uint) */
+  CLI_FORMAT,         /* an image format: cli_value_words(CLI_FORMAT) */
+  CLI_OUTPUT,         /* --output: human, json */
+  CLI_CACHE,          /* -t: a cache mode (cli_parse_cache) */
+  CLI_REPAIR,         /* check -r: leaks, all */
+  CLI_AIO,            /* bench -i: threads, native, io_uring */
+  CLI_CREATE_OPTIONS, /* -o key=value,...: cli_create_option_values() */
+};
+
+/* Key of the common option --confine (no short option); 'h' is -h/--help.
+ * A command's own keys are other printable characters (short options) and
+ * values from CLI_OPT_FIRST up (long-only options). */
+#define CLI_OPT_CONFINE 0x1c0f
+#define CLI_OPT_FIRST 0x100
+
+struct cli_option {
+  int key;               /* short option character, or >= CLI_OPT_FIRST
+                            for an option that has only a long name */
+  const char *long_name; /* without "--"; NULL: short option only */
+  const char *arg;       /* argument name ("FMT"); NULL: takes none */
+  enum cli_values values; /* what the argument is; CLI_NONE iff !arg */
+  unsigned flags;        /* CLI_REQUIRED */
+  const char *help;      /* one paragraph */
+};
+#define CLI_REQUIRED 1u /* shown without [ ] in the synopsis */
+
+struct cli_operand {
+  const char *name;       /* as the synopsis shows it: "FILE", "[SIZE]",
+                             "[+|-]SIZE" */
+  enum cli_values values; /* what it is */
+};
+
+struct cli_command {
+  const char *name;
+  const char *summary;     /* its line in `vmdkit --help` */
+  const char *description; /* paragraphs separated by "\n\n" */
+  const char *epilog;      /* paragraphs after the options, or NULL */
+  /* The command's own options, in help order, ending with a zero key;
+   * --confine and -h/--help are added to every command. */
+  const struct cli_option *options;
+  const struct cli_operand *operands; /* in order, ending with a NULL name */
+  int error_status; /* exit status of a usage error; 0 means 1 */
+  /* argv[0] is the command name; returns the process exit status. */
+  int (*run)(int argc, char **argv);
+};
+
+extern const struct cli_command cmd_create, cmd_info, cmd_check, cmd_map,
+    cmd_compare, cmd_convert, cmd_read, cmd_write, cmd_commit, cmd_rebase,
+    cmd_resize, cmd_bench, cmd_mount; /* mount: a stub without libfuse3 */
+
+/* Every command, in `vmdkit --help` order, ending with NULL. */
+extern const struct cli_command *const cli_commands[];
+
+/* The options every command takes (--confine, -h/--help), ending with a
+ * zero key. */
+extern const struct cli_option cli_common_options[];
+
+/* ---- option parsing (tools/cmdline.c) ----------------------------------- */
+
+/* Built from a command's table by cli_parser_init(). */
+#define CLI_MAX_OPTIONS 32 /* own options per command */
+struct cli_parser {
+  const struct cli_command *cmd;
+  int argc;
+  char **argv;
+  char optstring[2 + 3 * (CLI_MAX_OPTIONS + 2)];
+  struct option longopts[CLI_MAX_OPTIONS + 3];
+  int status; /* the exit status after cli_getopt() returned -1 */
+};
+
+/* Prepare to parse ARGV (argv[0] the command name) with CMD's options. */
+void cli_parser_init(struct cli_parser *p, const struct cli_command *cmd,
+                     int argc, char **argv);
+
+/* The next option, like getopt_long(): its key (> 0; optarg holds its
+ * argument) for an option of the command's own table; 0 when the options
+ * are done (argv[optind] is the first operand); or -1 when the command must
+ * return P->status now.  That is after -h/--help (the help is printed:
+ * status 0, or the command's error status if stdout failed) and after a
+ * bad option (unknown, missing or unexpected argument: one line
+ * "vmdkit: CMD: ... (try 'vmdkit CMD --help')", the error status).
+ * --confine is handled here: it sets VMDK_OPEN_CONFINE in cli_open_flags. */
+int cli_getopt(struct cli_parser *p);
+
+/* For the default: of a command's option switch: KEY is in the table but
+ * not handled (a bug).  Prints so; returns the command's error status. */
+int cli_unhandled(const struct cli_parser *p, int key);
+
+/* `vmdkit CMD --help` on stdout: 0, or the error status when stdout
+ * failed. */
+int cli_print_command_help(const struct cli_command *cmd);
+
+/* Text of an option's name as help shows it: "-f FMT", "--output=FORMAT",
+ * "-r, --read-only".  BUF holds 64 bytes; returns BUF. */
+char *cli_option_label(char *buf, const struct cli_option *o);
+
+/* ---- generated documents (tools/gendoc.c) -------------------------------- */
+
+/* `vmdkit help --pod`: a "=head2 vmdkit NAME" section per command, to go
+ * under a =head1 of the vmdkit(1) page.  0, or 1 after an error. */
+int cli_print_pod(void);
+/* `vmdkit help --bash-completion`: the bash completion script. */
+int cli_print_bash_completion(void);
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -57,40 +161,18 @@ void cli_error(const char *file, const char *fmt, ...)
 void cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Report what getopt_long() returned for a bad option (C is '?' or ':',
- * the option string must start with ':').  ARGV and LONG_OPTIONS are what
- * getopt_long() was given. */
-void cli_bad_option(const char *cmd, char **argv, int c,
-                    const struct option *long_options);
-
-/* Print TEXT (a command's usage) on stdout; returns 0, or 1 when stdout
- * could not be written. */
-int cli_print_help(const char *text);
-
 /* fflush(stdout) and check it ever failed: 0, or -1 after printing
  * "vmdkit: write error on stdout: ...". */
 int cli_flush_stdout(void);
 
 /* ---- --confine: every command --------------------------------------------- */
 
-/* Every command takes --confine: each image it opens -- sources, targets,
- * backings -- is opened with VMDK_OPEN_CONFINE, so extent and backing
- * files that resolve (after .. and symbolic links) outside the folder of
- * the image named on the command line are refused before they are opened.
- * A command puts CLI_CONFINE_OPTION in its long options, a
- * `case CLI_OPT_CONFINE: cli_open_flags |= VMDK_OPEN_CONFINE;` in its
- * option switch, CLI_CONFINE_HELP (options column 15) or CLI_CONFINE_HELP22
- * (column 22) in its usage, and ORs cli_open_flags into every open and
- * create flags. */
-#define CLI_OPT_CONFINE 0x1c0f /* getopt_long value: no short option */
-#define CLI_CONFINE_OPTION {"confine", no_argument, NULL, CLI_OPT_CONFINE}
-#define CLI_CONFINE_HELP                                                       \
-  "  --confine    refuse extent and backing files that resolve (after ..\n"    \
-  "               and symlinks) outside the image's folder\n"
-#define CLI_CONFINE_HELP22                                                     \
-  "  --confine           refuse extent and backing files that resolve "       \
-  "(after ..\n"                                                               \
-  "                      and symlinks) outside the image's folder\n"
+/* Every command takes --confine (cli_common_options): each image it opens
+ * -- sources, targets, backings -- is opened with VMDK_OPEN_CONFINE, so
+ * extent and backing files that resolve (after .. and symbolic links)
+ * outside the folder of the image named on the command line are refused
+ * before they are opened.  cli_getopt() sets the flag; a command ORs
+ * cli_open_flags into every open and create flags. */
 extern unsigned cli_open_flags; /* VMDK_OPEN_CONFINE after --confine */
 
 /* ---- argument parsing (each prints its own one-line error, returns -1) -- */
@@ -100,6 +182,21 @@ extern unsigned cli_open_flags; /* VMDK_OPEN_CONFINE after --confine */
  * 1024).  WHAT names the argument in messages ("size", "offset").  Junk,
  * signs, fractions and values above UINT64_MAX are refused. */
 int cli_parse_size(const char *what, const char *s, uint64_t *out);
+
+/* The words a value of kind V is one of, NULL-terminated: CLI_FORMAT,
+ * CLI_OUTPUT, CLI_CACHE (the names cli_parse_cache() lists; it also takes
+ * "off"), CLI_REPAIR, CLI_AIO; CLI_CREATE_OPTIONS: the -o keys.  NULL for
+ * the other kinds. */
+const char *const *cli_value_words(enum cli_values v);
+
+/* The index of S in WORDS (NULL-terminated), or -1. */
+int cli_word_index(const char *const *words, const char *s);
+
+/* The values the -o key KEY takes, for completion: up to MAX of them into
+ * WORDS (static strings; the subformats are the library's, without raw).
+ * Returns how many; 0 for a key whose value is free (hwversion=N). */
+size_t cli_create_option_values(const char *key, const char **words,
+                                size_t max);
 
 /* -f / -O format names: "vmdk" -> VMDK_FORMAT_VMDK, "raw" ->
  * VMDK_FORMAT_RAW. */

@@ -20,7 +20,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -28,57 +27,69 @@
 #include <string.h>
 #include <time.h>
 
-static const char usage[] =
-    "Usage: vmdkit bench [-c COUNT] [-d DEPTH] [-f FMT] "
-    "[--flush-interval=N] [-i AIO]\n"
-    "                    [-n] [--no-drain] [-o OFFSET] [--pattern=N] [-q] "
-    "[-s SIZE]\n"
-    "                    [-S STEP] [-t CACHE] [-U] [-w] FILE\n"
-    "\n"
-    "Run a simple sequential I/O benchmark on the image FILE, with the flags "
-    "and\n"
-    "the output of 'qemu-img bench': COUNT requests of SIZE bytes, the first "
-    "at\n"
-    "OFFSET, each next one STEP bytes further (wrapping around at the end of "
-    "the\n"
-    "disk).  Reads by default; writes with -w.  Prints the time the requests "
-    "took\n"
-    "(not counting opening the image and the final flush on close).\n"
-    "\n"
-    "  -c COUNT     number of requests (default 75000)\n"
-    "  -d DEPTH     requests in parallel (default 64).  vmdkit makes them one "
-    "at a\n"
-    "               time (a disk handle is not thread-safe); DEPTH only counts "
-    "for\n"
-    "               the --flush-interval check and the report\n"
-    "  -f FMT       image format: vmdk or raw (default: probe)\n"
-    "  -o OFFSET    offset of the first request (default 0)\n"
-    "  -s SIZE      bytes per request (default 4096)\n"
-    "  -S STEP      distance between request offsets (default SIZE)\n"
-    "  -t CACHE     none, writeback (default), unsafe, writethrough, "
-    "directsync:\n"
-    "               none = O_DIRECT where possible; unsafe = flushes do not "
-    "sync;\n"
-    "               writethrough and directsync flush after every request\n"
-    "  -w           write test (default: read test)\n"
-    "  --pattern=N  byte value written (0-255, default 0)\n"
-    "  --flush-interval=N  write test: flush whenever the number of "
-    "requests\n"
-    "               left is a multiple of N (N >= DEPTH unless --no-drain)\n"
-    "  --no-drain   accepted for qemu-img compatibility (nothing to drain)\n"
-    "  -i AIO, -n   accepted for qemu-img compatibility (threads, native, "
-    "io_uring;\n"
-    "               -n needs -t none or directsync, as in qemu-img); no "
-    "effect\n"
-    "  -U           accepted for qemu-img compatibility; no effect\n"
-    "  -q           quiet: print nothing on success\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n";
-
 enum {
-  OPT_PATTERN = 256,
+  OPT_PATTERN = CLI_OPT_FIRST,
   OPT_FLUSH_INTERVAL,
   OPT_NO_DRAIN,
+};
+
+static int bench_run(int argc, char **argv);
+
+const struct cli_command cmd_bench = {
+    .name = "bench",
+    .summary = "time sequential reads or writes (as qemu-img bench)",
+    .description =
+        "Run a simple sequential I/O benchmark on the image FILE, with the "
+        "flags and the output of 'qemu-img bench': COUNT requests of SIZE "
+        "bytes, the first at OFFSET, each next one STEP bytes further "
+        "(wrapping around at the end of the disk).  Reads by default; writes "
+        "with -w.  Prints the time the requests took (not counting opening "
+        "the image and the final flush on close).",
+    .options =
+        (const struct cli_option[]){
+            {'c', NULL, "COUNT", CLI_NUMBER, 0,
+             "number of requests (default 75000)"},
+            {'d', NULL, "DEPTH", CLI_NUMBER, 0,
+             "requests in parallel (default 64).  vmdkit makes them one at a "
+             "time (a disk handle is not thread-safe); DEPTH only counts for "
+             "the --flush-interval check and the report"},
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "image format: vmdk or raw (default: probe)"},
+            {'o', NULL, "OFFSET", CLI_SIZE, 0,
+             "offset of the first request (default 0)"},
+            {'s', NULL, "SIZE", CLI_SIZE, 0,
+             "bytes per request (default 4096)"},
+            {'S', NULL, "STEP", CLI_SIZE, 0,
+             "distance between request offsets (default SIZE)"},
+            {'t', NULL, "CACHE", CLI_CACHE, 0,
+             "none, writeback (default), unsafe, writethrough, directsync: "
+             "none = O_DIRECT where possible; unsafe = flushes do not sync; "
+             "writethrough and directsync flush after every request"},
+            {'w', NULL, NULL, CLI_NONE, 0,
+             "write test (default: read test)"},
+            {OPT_PATTERN, "pattern", "N", CLI_NUMBER, 0,
+             "byte value written (0-255, default 0)"},
+            {OPT_FLUSH_INTERVAL, "flush-interval", "N", CLI_NUMBER, 0,
+             "write test: flush whenever the number of requests left is a "
+             "multiple of N (N >= DEPTH unless --no-drain)"},
+            {OPT_NO_DRAIN, "no-drain", NULL, CLI_NONE, 0,
+             "accepted for qemu-img compatibility (nothing to drain)"},
+            {'i', NULL, "AIO", CLI_AIO, 0,
+             "threads, native or io_uring: accepted for qemu-img "
+             "compatibility; no effect (native needs -t none or directsync, "
+             "as in qemu-img)"},
+            {'n', NULL, NULL, CLI_NONE, 0,
+             "native AIO, as -i native: accepted for qemu-img compatibility; "
+             "no effect"},
+            {'U', NULL, NULL, CLI_NONE, 0,
+             "accepted for qemu-img compatibility; no effect"},
+            {'q', NULL, NULL, CLI_NONE, 0,
+             "quiet: print nothing on success"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands =
+        (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},
+    .run = bench_run,
 };
 
 /* Seconds between two CLOCK_MONOTONIC readings. */
@@ -88,15 +99,8 @@ static double seconds_between(const struct timespec *a,
          (double)(b->tv_nsec - a->tv_nsec) / 1e9;
 }
 
-int cmd_bench(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {"pattern", required_argument, NULL, OPT_PATTERN},
-      {"flush-interval", required_argument, NULL, OPT_FLUSH_INTERVAL},
-      {"no-drain", no_argument, NULL, OPT_NO_DRAIN},
-      {NULL, 0, NULL, 0},
-  };
+static int bench_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   uint64_t count = 75000, depth = 64, size = 4096, step = 0, offset = 0;
   uint64_t pattern = 0, flush_interval = 0;
@@ -106,10 +110,8 @@ int cmd_bench(int argc, char **argv) {
   uint64_t v;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":c:d:f:i:no:qs:S:t:Uwh", long_options,
-                          NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_bench, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'c':
       if (cli_parse_uint("request count", optarg, 0, INT_MAX, &count) < 0)
@@ -124,8 +126,7 @@ int cmd_bench(int argc, char **argv) {
         return 1;
       break;
     case 'i':
-      if (strcmp(optarg, "threads") != 0 && strcmp(optarg, "native") != 0 &&
-          strcmp(optarg, "io_uring") != 0) {
+      if (cli_word_index(cli_value_words(CLI_AIO), optarg) < 0) {
         cli_error(NULL, "invalid aio option '%s' (valid: threads, native, "
                         "io_uring)",
                   optarg);
@@ -183,16 +184,12 @@ int cmd_bench(int argc, char **argv) {
     case OPT_NO_DRAIN:
       no_drain = true;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 1) {
     cli_usage_error(argv[0], "expected FILE");
     return 1;

@@ -7,42 +7,50 @@
  * what the second check finds. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-static const char usage[] =
-    "Usage: vmdkit check [-f vmdk|raw] [--output=human|json] [-q]\n"
-    "                    [-r leaks|all] FILE\n"
-    "\n"
-    "Check the metadata of the image FILE: grain directories against their\n"
-    "redundant copies, grain table entries past the end of the file, grains\n"
-    "overlapping each other or the metadata, and leaked space.  Every problem\n"
-    "is printed on stderr.  Without -r the image is opened read-only "
-    "(nothing is\n"
-    "repaired).  A streamOptimized image that was truncated (no footer, grains\n"
-    "cut off) is checked as far as its markers go and reported as corrupt,\n"
-    "with what is missing.\n"
-    "\n"
-    "  -f FMT              image format: vmdk or raw (default: probe)\n"
-    "  --output=FORMAT     human (default) or json\n"
-    "  -q                  quiet: no summary (problems are still printed)\n"
-    "  -r leaks|all        open the image read-write and repair: leaks\n"
-    "                      reclaims leaked space (and brings redundant tables\n"
-    "                      an interrupted update left behind in line); all\n"
-    "                      also repairs corruption (directory and redundant\n"
-    "                      copies that disagree, grain table entries past the\n"
-    "                      end of the file or into the metadata are cleared,\n"
-    "                      grains shared by two entries each get a copy).\n"
-    "                      Each repair is printed on stderr, then the image\n"
-    "                      is checked again.\n"
-    CLI_CONFINE_HELP22
-    "  -h, --help          show this help\n"
-    "\n"
-    "Exit status: 0 no problems, 2 corruption, 3 leaked space only, 1 the "
-    "check\n"
-    "could not be done; with -r, of what remains after the repair.\n";
+enum { OPT_OUTPUT = CLI_OPT_FIRST };
+
+static int check_run(int argc, char **argv);
+
+const struct cli_command cmd_check = {
+    .name = "check",
+    .summary = "check an image's metadata for corruption and leaks",
+    .description =
+        "Check the metadata of the image FILE: grain directories against "
+        "their redundant copies, grain table entries past the end of the "
+        "file, grains overlapping each other or the metadata, and leaked "
+        "space.  Every problem is printed on stderr.  Without -r the image "
+        "is opened read-only (nothing is repaired).  A streamOptimized image "
+        "that was truncated (no footer, grains cut off) is checked as far as "
+        "its markers go and reported as corrupt, with what is missing.",
+    .epilog = "Exit status: 0 no problems, 2 corruption, 3 leaked space only, "
+              "1 the check could not be done; with -r, of what remains after "
+              "the repair.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "image format: vmdk or raw (default: probe)"},
+            {OPT_OUTPUT, "output", "FORMAT", CLI_OUTPUT, 0,
+             "human (default) or json"},
+            {'q', NULL, NULL, CLI_NONE, 0,
+             "quiet: no summary (problems are still printed)"},
+            {'r', NULL, "MODE", CLI_REPAIR, 0,
+             "open the image read-write and repair (MODE leaks or all): "
+             "leaks reclaims leaked space (and brings redundant tables an interrupted update left "
+             "behind in line); all also repairs corruption (directory and "
+             "redundant copies that disagree, grain table entries past the "
+             "end of the file or into the metadata are cleared, grains shared "
+             "by two entries each get a copy).  Each repair is printed on "
+             "stderr, then the image is checked again."},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands =
+        (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},
+    .run = check_run,
+};
 
 /* Each problem goes to stderr at once, so it is seen even if a later step
  * fails; the message names the file. */
@@ -116,28 +124,22 @@ static void json_summary(struct strbuf *sb, const char *file,
   sb_puts(sb, "\n");
 }
 
-int cmd_check(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {"output", required_argument, NULL, 'O'},
-      {NULL, 0, NULL, 0},
-  };
+static int check_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   enum cli_output output = CLI_OUTPUT_HUMAN;
   bool quiet = false;
   unsigned repair = 0; /* VMDK_REPAIR_*, 0: check only */
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:qr:h", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_check, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
         return 1;
       break;
-    case 'O':
+    case OPT_OUTPUT:
       if (cli_parse_output(optarg, &output) < 0)
         return 1;
       break;
@@ -145,26 +147,26 @@ int cmd_check(int argc, char **argv) {
       quiet = true;
       break;
     case 'r':
-      if (strcmp(optarg, "leaks") == 0) {
+      /* MODE is one of cli_value_words(CLI_REPAIR): leaks, all. */
+      switch (cli_word_index(cli_value_words(CLI_REPAIR), optarg)) {
+      case 0:
         repair = VMDK_REPAIR_LEAKS;
-      } else if (strcmp(optarg, "all") == 0) {
+        break;
+      case 1:
         repair = VMDK_REPAIR_ALL;
-      } else {
+        break;
+      default:
         cli_usage_error(argv[0], "unknown repair mode '%s' (leaks or all)",
                         optarg);
         return 1;
       }
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 1) {
     cli_usage_error(argv[0], "expected one FILE");
     return 1;

@@ -3,42 +3,43 @@
  * `qemu-img commit`. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <stdio.h>
 
-static const char usage[] =
-    "Usage: vmdkit commit [-f vmdk|raw] [-p] [-q] FILE\n"
-    "\n"
-    "Write everything the child image FILE holds itself (its allocated and\n"
-    "zeroed grains) into its backing file, so that the backing file then "
-    "reads\n"
-    "as FILE did (it is grown if FILE is larger).  FILE keeps its data and "
-    "its\n"
-    "link, and its parentCID is updated so that it still opens.  Images "
-    "further\n"
-    "down the chain are not changed.  Other children of the same backing "
-    "file\n"
-    "no longer open afterwards (their parentCID no longer matches).\n"
-    "\n"
-    "  -f FMT       format of FILE: vmdk or raw (default: probe)\n"
-    "  -p           show progress on stderr\n"
-    "  -q           quiet: no progress, no 'Image committed.' line\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n";
+static int commit_run(int argc, char **argv);
 
-int cmd_commit(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
+const struct cli_command cmd_commit = {
+    .name = "commit",
+    .summary = "write a child image's data into its backing file",
+    .description =
+        "Write everything the child image FILE holds itself (its allocated "
+        "and zeroed grains) into its backing file, so that the backing file "
+        "then reads as FILE did (it is grown if FILE is larger).  FILE keeps "
+        "its data and its link, and its parentCID is updated so that it "
+        "still opens.  Images further down the chain are not changed.  Other "
+        "children of the same backing file no longer open afterwards (their "
+        "parentCID no longer matches).",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "format of FILE: vmdk or raw (default: probe)"},
+            {'p', NULL, NULL, CLI_NONE, 0, "show progress on stderr"},
+            {'q', NULL, NULL, CLI_NONE, 0,
+             "quiet: no progress, no 'Image committed.' line"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands =
+        (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},
+    .run = commit_run,
+};
+
+static int commit_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   bool progress = false, quiet = false;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:pqh", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_commit, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
@@ -50,16 +51,12 @@ int cmd_commit(int argc, char **argv) {
     case 'q':
       quiet = true;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 1) {
     cli_usage_error(argv[0], "expected one FILE");
     return 1;

@@ -6,30 +6,40 @@
  * so that 1 always means "different"). */
 #include "cli.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] =
-    "Usage: vmdkit compare [-f FMT] [-F FMT] [-p] [-q] [-s] IMAGE1 IMAGE2\n"
-    "\n"
-    "Compare the virtual disks of IMAGE1 and IMAGE2.  When their sizes "
-    "differ,\n"
-    "the bytes past the end of the smaller one must be zeros in the larger.\n"
-    "\n"
-    "  -f FMT       format of IMAGE1: vmdk or raw (default: probe)\n"
-    "  -F FMT       format of IMAGE2: vmdk or raw (default: probe)\n"
-    "  -p           show progress on stderr\n"
-    "  -q           quiet: print nothing but errors\n"
-    "  -s           strict: different sizes or a different allocation "
-    "(allocated\n"
-    "               in one image, not in the other) count as a mismatch\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n"
-    "\n"
-    "Exit status: 0 identical, 1 different, 2 error.\n";
+static int compare_run(int argc, char **argv);
+
+const struct cli_command cmd_compare = {
+    .name = "compare",
+    .summary = "compare the contents of two images",
+    .description =
+        "Compare the virtual disks of IMAGE1 and IMAGE2.  When their sizes "
+        "differ, the bytes past the end of the smaller one must be zeros in "
+        "the larger.",
+    .epilog = "Exit status: 0 identical, 1 different, 2 error.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "format of IMAGE1: vmdk or raw (default: probe)"},
+            {'F', NULL, "FMT", CLI_FORMAT, 0,
+             "format of IMAGE2: vmdk or raw (default: probe)"},
+            {'p', NULL, NULL, CLI_NONE, 0, "show progress on stderr"},
+            {'q', NULL, NULL, CLI_NONE, 0, "quiet: print nothing but errors"},
+            {'s', NULL, NULL, CLI_NONE, 0,
+             "strict: different sizes or a different allocation (allocated in "
+             "one image, not in the other) count as a mismatch"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands = (const struct cli_operand[]){{"IMAGE1", CLI_FILE},
+                                             {"IMAGE2", CLI_FILE},
+                                             {NULL, CLI_NONE}},
+    .error_status = 2, /* FAILED: 1 means "different" */
+    .run = compare_run,
+};
 
 enum { SAME = 0, DIFFERENT = 1, FAILED = 2 };
 
@@ -156,19 +166,14 @@ static int compare_tail(struct compare *cmp, struct run_cursor *c,
   return SAME;
 }
 
-int cmd_compare(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
+static int compare_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format1 = VMDK_FORMAT_AUTO, format2 = VMDK_FORMAT_AUTO;
   bool quiet = false, strict = false, progress = false;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:F:pqsh", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_compare, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format1) < 0)
@@ -187,16 +192,12 @@ int cmd_compare(int argc, char **argv) {
     case 's':
       strict = true;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage) == 0 ? 0 : FAILED;
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return FAILED;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 2) {
     cli_usage_error(argv[0], "expected IMAGE1 IMAGE2");
     return FAILED;

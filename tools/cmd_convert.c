@@ -16,7 +16,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,55 +25,60 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char usage[] =
-    "Usage: vmdkit convert [-f FMT] [-O raw|vmdk] [-o OPTIONS] "
-    "[-B BACKING [-F FMT]] [-p] [-q]\n"
-    "                      [-t CACHE] [-m N] [-W] [--salvage] SOURCE DEST\n"
-    "\n"
-    "Copy the virtual disk of the image SOURCE into the new image DEST (which "
-    "is\n"
-    "overwritten).  Zero runs and all-zero clusters are not written, so they "
-    "stay\n"
-    "unallocated in DEST.  A SOURCE with a backing chain is read through it: "
-    "DEST\n"
-    "is the flattened whole.\n"
-    "\n"
-    "With -B, DEST is made a child of BACKING (-O vmdk, a sparse subformat) "
-    "and\n"
-    "holds only the clusters whose content differs from what BACKING reads "
-    "there.\n"
-    "A relative BACKING is relative to DEST's folder, as in qemu-img.\n"
-    "\n"
-    "  -f FMT       format of SOURCE: vmdk or raw (default: probe)\n"
-    "  -O FMT       format of DEST: raw (default, like qemu-img) or vmdk\n"
-    "  -B BACKING   make DEST a child of BACKING holding only the difference\n"
-    "  -F FMT       format of BACKING: vmdk or raw (default: probe)\n"
-    "  -o OPTIONS   VMDK options for DEST, as for 'vmdkit create' "
-    "('-o help')\n"
-    "  -p           show progress on stderr\n"
-    "  -q           quiet (no progress)\n"
-    "  -t CACHE     cache mode for DEST, as qemu-img: unsafe (the default "
-    "for\n"
-    "               convert, as in qemu-img: nothing is synced), writeback "
-    "(synced\n"
-    "               at the end), none (O_DIRECT where possible), "
-    "writethrough and\n"
-    "               directsync (flush after every write)\n"
-    "  -m N         worker threads, 1 to 16 (qemu-img's coroutines); they "
-    "compress\n"
-    "               streamOptimized grains (default: one per CPU)\n"
-    "  -W           allow out-of-order writes (accepted as in qemu-img; no "
-    "effect:\n"
-    "               writes stay in order)\n"
-    "  --salvage    convert a truncated streamOptimized SOURCE (no footer, "
-    "grains\n"
-    "               cut off; refused without it): the grains found whole by "
-    "its\n"
-    "               markers are copied, everything else reads as zeros; "
-    "what was\n"
-    "               missing is printed as a warning\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n";
+enum { OPT_SALVAGE = CLI_OPT_FIRST };
+
+static int convert_run(int argc, char **argv);
+
+const struct cli_command cmd_convert = {
+    .name = "convert",
+    .summary = "copy an image to a new raw or VMDK image",
+    .description =
+        "Copy the virtual disk of the image SOURCE into the new image DEST "
+        "(which is overwritten).  Zero runs and all-zero clusters are not "
+        "written, so they stay unallocated in DEST.  A SOURCE with a backing "
+        "chain is read through it: DEST is the flattened whole."
+        "\n\n"
+        "With -B, DEST is made a child of BACKING (-O vmdk, a sparse "
+        "subformat) and holds only the clusters whose content differs from "
+        "what BACKING reads there.  A relative BACKING is relative to DEST's "
+        "folder, as in qemu-img.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "format of SOURCE: vmdk or raw (default: probe)"},
+            {'O', NULL, "FMT", CLI_FORMAT, 0,
+             "format of DEST: raw (default, like qemu-img) or vmdk"},
+            {'o', NULL, "OPTIONS", CLI_CREATE_OPTIONS, 0,
+             "VMDK options for DEST, as for 'vmdkit create' ('-o help')"},
+            {'B', NULL, "BACKING", CLI_FILE, 0,
+             "make DEST a child of BACKING holding only the difference"},
+            {'F', NULL, "FMT", CLI_FORMAT, 0,
+             "format of BACKING: vmdk or raw (default: probe)"},
+            {'p', NULL, NULL, CLI_NONE, 0, "show progress on stderr"},
+            {'q', NULL, NULL, CLI_NONE, 0, "quiet (no progress)"},
+            {'t', NULL, "CACHE", CLI_CACHE, 0,
+             "cache mode for DEST, as qemu-img: unsafe (the default for "
+             "convert, as in qemu-img: nothing is synced), writeback (synced "
+             "at the end), none (O_DIRECT where possible), writethrough and "
+             "directsync (flush after every write)"},
+            {'m', NULL, "N", CLI_NUMBER, 0,
+             "worker threads, 1 to 16 (qemu-img's coroutines); they compress "
+             "streamOptimized grains (default: one per CPU)"},
+            {'W', NULL, NULL, CLI_NONE, 0,
+             "allow out-of-order writes (accepted as in qemu-img; no effect: "
+             "writes stay in order)"},
+            {OPT_SALVAGE, "salvage", NULL, CLI_NONE, 0,
+             "convert a truncated streamOptimized SOURCE (no footer, grains "
+             "cut off; refused without it): the grains found whole by its "
+             "markers are copied, everything else reads as zeros; what was "
+             "missing is printed as a warning"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands = (const struct cli_operand[]){{"SOURCE", CLI_FILE},
+                                             {"DEST", CLI_FILE},
+                                             {NULL, CLI_NONE}},
+    .run = convert_run,
+};
 
 /* Bytes read from the source per call; chunks are aligned to this size on
  * the virtual disk, so they are also aligned to every smaller power-of-two
@@ -444,13 +448,8 @@ static int copy_difference(struct copy *cp) {
   return 0;
 }
 
-int cmd_convert(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {"salvage", no_argument, NULL, 'S'},
-      {NULL, 0, NULL, 0},
-  };
+static int convert_run(int argc, char **argv) {
+  struct cli_parser parser;
   struct vmdk_create_options opts = {0};
   bool salvage = false;
   int src_format = VMDK_FORMAT_AUTO, dst_format = VMDK_FORMAT_RAW;
@@ -464,10 +463,8 @@ int cmd_convert(int argc, char **argv) {
   uint64_t threads = 0; /* -m; 0: the library's default */
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:O:o:B:F:pqt:m:Wh", long_options, NULL)) !=
-         -1) {
+  cli_parser_init(&parser, &cmd_convert, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &src_format) < 0)
@@ -508,19 +505,15 @@ int cmd_convert(int argc, char **argv) {
     case 'W':
       out_of_order = true;
       break;
-    case 'S':
+    case OPT_SALVAGE:
       salvage = true;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (help)
     return cli_flush_stdout() == 0 ? 0 : 1;
   if (argc - optind != 2) {

@@ -2,60 +2,62 @@
 /* vmdkit create: make a new VMDK or raw image. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] =
-    "Usage: vmdkit create [-f vmdk|raw] [-o OPTIONS] [-q] FILE SIZE\n"
-    "       vmdkit create -b BACKING [-F vmdk|raw] [-o OPTIONS] [-q] FILE "
-    "[SIZE]\n"
-    "\n"
-    "Create the image FILE with a virtual size of SIZE bytes (suffixes b, K, "
-    "M, G,\n"
-    "T, P, E: powers of 1024; rounded up to 512 bytes).  Existing files are\n"
-    "overwritten.\n"
-    "\n"
-    "With -b, FILE is a copy-on-write child of the image BACKING: it starts "
-    "empty\n"
-    "and reads every grain it does not hold from BACKING (and BACKING's own\n"
-    "backing files, to any depth).  A relative BACKING is relative to FILE's\n"
-    "folder, as in qemu-img; an absolute one inside FILE's folder (or below) "
-    "is\n"
-    "stored relative to it, so the two can be moved together.  SIZE defaults "
-    "to\n"
-    "BACKING's size.  The child records BACKING's CID (parentCID): writing "
-    "to\n"
-    "BACKING afterwards makes the child refuse to open.\n"
-    "\n"
-    "  -f FMT       image format: vmdk (default) or raw\n"
-    "  -b BACKING   make a child of BACKING (subformat monolithicSparse or\n"
-    "               twoGbMaxExtentSparse)\n"
-    "  -F FMT       format of BACKING: vmdk or raw (default: probe)\n"
-    "  -o OPTIONS   VMDK options key=value[,key=value...]; '-o help' lists "
-    "them:\n"
-    "               subformat=monolithicSparse|monolithicFlat|\n"
-    "                 twoGbMaxExtentSparse|twoGbMaxExtentFlat|streamOptimized|"
-    "vmfs,\n"
-    "               adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi,\n"
-    "               hwversion=N, zeroed_grain=on|off, grain_size=BYTES\n"
-    "  -q           quiet: do not print the 'Formatting ...' line\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n";
+static int create_run(int argc, char **argv);
+
+const struct cli_command cmd_create = {
+    .name = "create",
+    .summary = "create a new image",
+    .description =
+        "Create the image FILE with a virtual size of SIZE bytes (suffixes b, "
+        "K, M, G, T, P, E: powers of 1024; rounded up to 512 bytes).  SIZE "
+        "is needed unless -b is given.  Existing files are overwritten."
+        "\n\n"
+        "With -b, FILE is a copy-on-write child of the image BACKING: it "
+        "starts empty and reads every grain it does not hold from BACKING "
+        "(and BACKING's own backing files, to any depth).  A relative BACKING "
+        "is relative to FILE's folder, as in qemu-img; an absolute one inside "
+        "FILE's folder (or below) is stored relative to it, so the two can be "
+        "moved together.  SIZE defaults to BACKING's size.  The child records "
+        "BACKING's CID (parentCID): writing to BACKING afterwards makes the "
+        "child refuse to open.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "image format: vmdk (default) or raw"},
+            {'b', NULL, "BACKING", CLI_FILE, 0,
+             "make a child of BACKING (subformat monolithicSparse or "
+             "twoGbMaxExtentSparse)"},
+            {'F', NULL, "FMT", CLI_FORMAT, 0,
+             "format of BACKING: vmdk or raw (default: probe)"},
+            {'o', NULL, "OPTIONS", CLI_CREATE_OPTIONS, 0,
+             "VMDK options key=value[,key=value...]; '-o help' lists them: "
+             "subformat=NAME (monolithicSparse, monolithicFlat, "
+             "twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or "
+             "vmfs), adapter_type=ide|buslogic|lsilogic|legacyESX|pvscsi, "
+             "hwversion=N, zeroed_grain=on|off, grain_size=BYTES, "
+             "compression_level=N (streamOptimized)"},
+            {'q', NULL, NULL, CLI_NONE, 0,
+             "quiet: do not print the 'Formatting ...' line"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands =
+        (const struct cli_operand[]){
+            {"FILE", CLI_FILE}, {"[SIZE]", CLI_SIZE}, {NULL, CLI_NONE}},
+    .run = create_run,
+};
 
 static const char *subformat_name(enum vmdk_subformat s) {
   const char *n = vmdk_subformat_name(s);
   return n ? n : "?";
 }
 
-int cmd_create(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
+static int create_run(int argc, char **argv) {
+  struct cli_parser parser;
   struct vmdk_create_options opts = {0};
   int format = VMDK_FORMAT_VMDK, backing_format = VMDK_FORMAT_AUTO;
   const char *backing = NULL;
@@ -63,9 +65,8 @@ int cmd_create(int argc, char **argv) {
   bool have_opts = false, quiet = false, help = false;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":b:f:F:o:qh", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_create, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
@@ -87,16 +88,12 @@ int cmd_create(int argc, char **argv) {
     case 'q':
       quiet = true;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (help) /* -o help: the option list is printed */
     return cli_flush_stdout() == 0 ? 0 : 1;
   int nargs = argc - optind;

@@ -2,32 +2,42 @@
 /* vmdkit info: describe an image, laid out like `qemu-img info`. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] =
-    "Usage: vmdkit info [-f vmdk|raw] [--backing-chain] "
-    "[--output=human|json] FILE\n"
-    "\n"
-    "Show the format, sizes and VMDK details (CIDs, create type, adapter,\n"
-    "extents, backing file) of the image FILE.  The layout and the JSON keys\n"
-    "follow 'qemu-img info'.  A streamOptimized extent also shows whether the\n"
-    "stream is whole (JSON keys of the extent: \"stream\": \"complete\",\n"
-    "\"no-end-of-stream\" or \"truncated\"; \"stream-grains\": the grains in\n"
-    "it, or recovered from a truncated one; \"stream-damage\": what is\n"
-    "missing, with the numbers).  A truncated stream is shown, not refused.\n"
-    "\n"
-    "  -f FMT              image format: vmdk or raw (default: probe)\n"
-    "  --backing-chain     show every image of FILE's backing chain, FILE "
-    "first\n"
-    "                      (human: a blank line between images; json: an "
-    "array)\n"
-    "  --output=FORMAT     human (default) or json\n"
-    CLI_CONFINE_HELP22
-    "  -h, --help          show this help\n";
+enum { OPT_OUTPUT = CLI_OPT_FIRST, OPT_BACKING_CHAIN };
+
+static int info_run(int argc, char **argv);
+
+const struct cli_command cmd_info = {
+    .name = "info",
+    .summary = "show information about an image",
+    .description =
+        "Show the format, sizes and VMDK details (CIDs, create type, "
+        "adapter, extents, backing file) of the image FILE.  The layout and "
+        "the JSON keys follow 'qemu-img info'.  A streamOptimized extent also "
+        "shows whether the stream is whole (JSON keys of the extent: "
+        "\"stream\": \"complete\", \"no-end-of-stream\" or \"truncated\"; "
+        "\"stream-grains\": the grains in it, or recovered from a truncated "
+        "one; \"stream-damage\": what is missing, with the numbers).  A "
+        "truncated stream is shown, not refused.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "image format: vmdk or raw (default: probe)"},
+            {OPT_BACKING_CHAIN, "backing-chain", NULL, CLI_NONE, 0,
+             "show every image of FILE's backing chain, FILE first (human: a "
+             "blank line between images; json: an array)"},
+            {OPT_OUTPUT, "output", "FORMAT", CLI_OUTPUT, 0,
+             "human (default) or json"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands =
+        (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},
+    .run = info_run,
+};
 
 static bool is_vmdk(const struct vmdk_info *info) {
   return info->format && strcmp(info->format, "vmdk") == 0;
@@ -167,44 +177,33 @@ static void json_info(struct json *j, const char *file,
   json_close_object(j);
 }
 
-int cmd_info(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {"output", required_argument, NULL, 'O'},
-      {"backing-chain", no_argument, NULL, 'B'},
-      {NULL, 0, NULL, 0},
-  };
+static int info_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   bool chain = false;
   enum cli_output output = CLI_OUTPUT_HUMAN;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:h", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_info, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
         return 1;
       break;
-    case 'O':
+    case OPT_OUTPUT:
       if (cli_parse_output(optarg, &output) < 0)
         return 1;
       break;
-    case 'B':
+    case OPT_BACKING_CHAIN:
       chain = true;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 1) {
     cli_usage_error(argv[0], "expected one FILE");
     return 1;

@@ -3,29 +3,37 @@
  * `qemu-img map`. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-static const char usage[] =
-    "Usage: vmdkit map [-f vmdk|raw] [--output=human|json] FILE\n"
-    "\n"
-    "Show how the virtual disk of FILE maps onto its files.  The human "
-    "table\n"
-    "lists the runs that hold data, with their offset in the extent file "
-    "and\n"
-    "that file (for a child image, runs read from a backing file show the\n"
-    "backing's file); the JSON list (like 'qemu-img map --output=json')\n"
-    "describes every run: start, length, depth (0: FILE itself, 1: its "
-    "backing\n"
-    "file, ...), present, zero, data and, for data stored uncompressed, "
-    "offset.\n"
-    "\n"
-    "  -f FMT              image format: vmdk or raw (default: probe)\n"
-    "  --output=FORMAT     human (default) or json\n"
-    CLI_CONFINE_HELP22
-    "  -h, --help          show this help\n";
+enum { OPT_OUTPUT = CLI_OPT_FIRST };
+
+static int map_run(int argc, char **argv);
+
+const struct cli_command cmd_map = {
+    .name = "map",
+    .summary = "show which parts of the disk are allocated, and where",
+    .description =
+        "Show how the virtual disk of FILE maps onto its files.  The human "
+        "table lists the runs that hold data, with their offset in the "
+        "extent file and that file (for a child image, runs read from a "
+        "backing file show the backing's file); the JSON list (like 'qemu-img "
+        "map --output=json') describes every run: start, length, depth (0: "
+        "FILE itself, 1: its backing file, ...), present, zero, data and, for "
+        "data stored uncompressed, offset.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "image format: vmdk or raw (default: probe)"},
+            {OPT_OUTPUT, "output", "FORMAT", CLI_OUTPUT, 0,
+             "human (default) or json"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands =
+        (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},
+    .run = map_run,
+};
 
 struct map_state {
   const char *image; /* for messages */
@@ -127,39 +135,29 @@ static int map_cb(void *opaque, const struct vmdk_run *run) {
   return 0;
 }
 
-int cmd_map(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {"output", required_argument, NULL, 'O'},
-      {NULL, 0, NULL, 0},
-  };
+static int map_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   enum cli_output output = CLI_OUTPUT_HUMAN;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:h", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_map, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
         return 1;
       break;
-    case 'O':
+    case OPT_OUTPUT:
       if (cli_parse_output(optarg, &output) < 0)
         return 1;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 1) {
     cli_usage_error(argv[0], "expected one FILE");
     return 1;

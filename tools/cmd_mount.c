@@ -25,13 +25,55 @@
  *    once the process is a daemon (its stderr is then /dev/null). */
 #include "cli.h"
 
+enum { OPT_FORMAT = CLI_OPT_FIRST };
+
+static int mount_run(int argc, char **argv);
+
+/* Described (help, man page, completion) also when built without FUSE. */
+const struct cli_command cmd_mount = {
+    .name = "mount",
+    .summary = "show the virtual disk as a raw file (FUSE)",
+    .description =
+        "Show the virtual disk of IMAGE as one regular file in MOUNTPOINT: a "
+        "raw view of the whole disk, named after IMAGE with its extension "
+        "replaced by \".raw\" (disk.vmdk -> MOUNTPOINT/disk.raw; an NBD URI "
+        "shows as disk.raw).  Reads and writes go through the image's own "
+        "format: grains are allocated as needed, SEEK_DATA/SEEK_HOLE show "
+        "what is allocated, fallocate(PUNCH_HOLE) and ZERO_RANGE zero without "
+        "allocating, fsync flushes the image.  The file keeps the disk's "
+        "size: it cannot be truncated or extended (use 'vmdkit resize')."
+        "\n\n"
+        "The command returns once the file system is mounted and keeps "
+        "serving it in the background (messages then go to syslog).  Unmount "
+        "with 'fusermount3 -u MOUNTPOINT': the image is then flushed and "
+        "closed.",
+    .options =
+        (const struct cli_option[]){
+            {'r', "read-only", NULL, CLI_NONE, 0,
+             "mount read-only (the image is opened read-only, the file is "
+             "0444)"},
+            {'f', "foreground", NULL, CLI_NONE, 0,
+             "stay in the foreground until unmounted (messages on stderr; "
+             "SIGINT/SIGTERM unmount)"},
+            {'o', NULL, "OPTS", CLI_TEXT, 0,
+             "FUSE mount options, comma-separated, e.g. allow_other (may be "
+             "repeated)"},
+            {OPT_FORMAT, "format", "FMT", CLI_FORMAT, 0,
+             "image format: vmdk or raw (default: probe)"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands = (const struct cli_operand[]){{"IMAGE", CLI_FILE},
+                                             {"MOUNTPOINT", CLI_DIRECTORY},
+                                             {NULL, CLI_NONE}},
+    .run = mount_run,
+};
+
 #ifdef HAVE_FUSE3
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -43,41 +85,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char usage[] =
-    "Usage: vmdkit mount [-r] [-f] [-o OPTS] [--format=vmdk|raw] IMAGE "
-    "MOUNTPOINT\n"
-    "\n"
-    "Show the virtual disk of IMAGE as one regular file in MOUNTPOINT: a "
-    "raw view\n"
-    "of the whole disk, named after IMAGE with its extension replaced by "
-    "\".raw\"\n"
-    "(disk.vmdk -> MOUNTPOINT/disk.raw; an NBD URI shows as disk.raw).  "
-    "Reads and\n"
-    "writes go through the image's own format: grains are allocated as "
-    "needed,\n"
-    "SEEK_DATA/SEEK_HOLE show what is allocated, fallocate(PUNCH_HOLE) and\n"
-    "ZERO_RANGE zero without allocating, fsync flushes the image.  The file "
-    "keeps\n"
-    "the disk's size: it cannot be truncated or extended (use 'vmdkit "
-    "resize').\n"
-    "\n"
-    "The command returns once the file system is mounted and keeps serving "
-    "it in\n"
-    "the background (messages then go to syslog).  Unmount with\n"
-    "'fusermount3 -u MOUNTPOINT': the image is then flushed and closed.\n"
-    "\n"
-    "  -r, --read-only     mount read-only (the image is opened read-only, "
-    "the\n"
-    "                      file is 0444)\n"
-    "  -f, --foreground    stay in the foreground until unmounted (messages "
-    "on\n"
-    "                      stderr; SIGINT/SIGTERM unmount)\n"
-    "  -o OPTS             FUSE mount options, comma-separated, e.g. "
-    "allow_other\n"
-    "                      (may be repeated)\n"
-    "  --format=FMT        image format: vmdk or raw (default: probe)\n"
-    CLI_CONFINE_HELP22
-    "  -h, --help          show this help\n";
+
 
 /* ---- state --------------------------------------------------------------- */
 
@@ -674,24 +682,15 @@ static int add_option(char **list, const char *opt, bool escape) {
   return 0;
 }
 
-int cmd_mount(int argc, char **argv) {
-  enum { OPT_FORMAT = 0x100 };
-  static const struct option long_options[] = {
-      {"read-only", no_argument, NULL, 'r'},
-      {"foreground", no_argument, NULL, 'f'},
-      {"format", required_argument, NULL, OPT_FORMAT},
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
+static int mount_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   bool readonly = false, foreground = false;
   char *user_opts = NULL; /* -o arguments, joined with commas */
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":rfo:h", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_mount, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'r':
       readonly = true;
@@ -712,17 +711,14 @@ int cmd_mount(int argc, char **argv) {
         return 1;
       }
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      free(user_opts);
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
       free(user_opts);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
+  }
+  if (c < 0) {
+    free(user_opts);
+    return parser.status;
   }
   if (argc - optind != 2) {
     cli_usage_error(argv[0], "expected IMAGE MOUNTPOINT");
@@ -856,7 +852,7 @@ out:
 
 #include <stdio.h>
 
-int cmd_mount(int argc, char **argv) {
+static int mount_run(int argc, char **argv) {
   (void)argc;
   (void)argv;
   cli_error(NULL, "mount: this vmdkit was built without FUSE (libfuse3-dev "

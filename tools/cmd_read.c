@@ -3,7 +3,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,17 +10,27 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char usage[] =
-    "Usage: vmdkit read [-f vmdk|raw] FILE OFFSET LENGTH\n"
-    "\n"
-    "Write LENGTH bytes of the virtual disk of FILE, starting at OFFSET, to\n"
-    "stdout.  OFFSET and LENGTH take the suffixes b, K, M, G, T, P, E "
-    "(powers\n"
-    "of 1024) or a 0x prefix for hex.\n"
-    "\n"
-    "  -f FMT       image format: vmdk or raw (default: probe)\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n";
+static int read_run(int argc, char **argv);
+
+const struct cli_command cmd_read = {
+    .name = "read",
+    .summary = "copy bytes of the virtual disk to stdout",
+    .description =
+        "Write LENGTH bytes of the virtual disk of FILE, starting at OFFSET, "
+        "to stdout.  OFFSET and LENGTH take the suffixes b, K, M, G, T, P, E "
+        "(powers of 1024) or a 0x prefix for hex.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "image format: vmdk or raw (default: probe)"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands = (const struct cli_operand[]){{"FILE", CLI_FILE},
+                                             {"OFFSET", CLI_SIZE},
+                                             {"LENGTH", CLI_SIZE},
+                                             {NULL, CLI_NONE}},
+    .run = read_run,
+};
 
 /* Write all N bytes of BUF to fd 1.  0, 1 when the reader went away
  * (EPIPE), or -1 after printing an error. */
@@ -42,33 +51,24 @@ static int write_stdout(const unsigned char *buf, size_t n) {
   return 0;
 }
 
-int cmd_read(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
+static int read_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:h", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_read, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
         return 1;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 3) {
     cli_usage_error(argv[0], "expected FILE OFFSET LENGTH");
     return 1;

@@ -3,56 +3,59 @@
  * `qemu-img rebase`. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char usage[] =
-    "Usage: vmdkit rebase [-f vmdk|raw] -b BACKING [-F vmdk|raw] [-u] [-p] "
-    "[-q] FILE\n"
-    "\n"
-    "Make BACKING the backing file of the child image FILE.  -b \"\" means "
-    "no\n"
-    "backing file: FILE then stands alone.\n"
-    "\n"
-    "Safe mode (the default) first copies into FILE every range that reads\n"
-    "differently through BACKING than through FILE's current backing chain, "
-    "so\n"
-    "what FILE reads does not change; the current chain must open.  With -u\n"
-    "(unsafe) only the link is rewritten (parentFileNameHint and "
-    "parentCID):\n"
-    "use it when BACKING holds the same data as the old backing file, e.g. "
-    "a\n"
-    "renamed or moved copy of it.\n"
-    "\n"
-    "A relative BACKING is relative to FILE's folder, as in qemu-img; an\n"
-    "absolute one inside FILE's folder (or below) is stored relative to it.\n"
-    "\n"
-    "  -f FMT       format of FILE: vmdk or raw (default: probe)\n"
-    "  -b BACKING   the new backing file (\"\": none)\n"
-    "  -F FMT       format of BACKING: vmdk or raw (default: probe)\n"
-    "  -u           unsafe: rewrite the link only, copy nothing\n"
-    "  -p           show progress on stderr (safe mode)\n"
-    "  -q           quiet: no progress\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n";
+static int rebase_run(int argc, char **argv);
 
-int cmd_rebase(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
+const struct cli_command cmd_rebase = {
+    .name = "rebase",
+    .summary = "change the backing file of an image",
+    .description =
+        "Make BACKING the backing file of the child image FILE.  -b \"\" "
+        "means no backing file: FILE then stands alone."
+        "\n\n"
+        "Safe mode (the default) first copies into FILE every range that "
+        "reads differently through BACKING than through FILE's current "
+        "backing chain, so what FILE reads does not change; the current "
+        "chain must open.  With -u (unsafe) only the link is rewritten "
+        "(parentFileNameHint and parentCID): use it when BACKING holds the "
+        "same data as the old backing file, e.g. a renamed or moved copy of "
+        "it."
+        "\n\n"
+        "A relative BACKING is relative to FILE's folder, as in qemu-img; an "
+        "absolute one inside FILE's folder (or below) is stored relative to "
+        "it.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "format of FILE: vmdk or raw (default: probe)"},
+            {'b', NULL, "BACKING", CLI_FILE, CLI_REQUIRED,
+             "the new backing file (\"\": none)"},
+            {'F', NULL, "FMT", CLI_FORMAT, 0,
+             "format of BACKING: vmdk or raw (default: probe)"},
+            {'u', NULL, NULL, CLI_NONE, 0,
+             "unsafe: rewrite the link only, copy nothing"},
+            {'p', NULL, NULL, CLI_NONE, 0,
+             "show progress on stderr (safe mode)"},
+            {'q', NULL, NULL, CLI_NONE, 0, "quiet: no progress"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands =
+        (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},
+    .run = rebase_run,
+};
+
+static int rebase_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO, backing_format = VMDK_FORMAT_AUTO;
   const char *backing = NULL;
   bool unsafe = false, progress = false, quiet = false,
        have_backing_format = false;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:b:F:upqh", long_options, NULL)) !=
-         -1) {
+  cli_parser_init(&parser, &cmd_rebase, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
@@ -75,16 +78,12 @@ int cmd_rebase(int argc, char **argv) {
     case 'q':
       quiet = true;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 1) {
     cli_usage_error(argv[0], "expected one FILE");
     return 1;

@@ -3,31 +3,39 @@
  * resize` (which cannot resize VMDK at all). */
 #include "cli.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-static const char usage[] =
-    "Usage: vmdkit resize [-f vmdk|raw] [--shrink] [-q] FILE [+|-]SIZE\n"
-    "\n"
-    "Set the virtual size of FILE to SIZE bytes, or grow it by +SIZE or "
-    "shrink\n"
-    "it by -SIZE (suffixes b, K, M, G, T, P, E: powers of 1024; the result "
-    "is\n"
-    "rounded up to 512 bytes).  Growing works for raw, monolithicSparse,\n"
-    "monolithicFlat and split (twoGbMaxExtent*) images; the new part reads "
-    "as\n"
-    "zeros.  Shrinking needs --shrink and is refused when the part cut off\n"
-    "holds data of FILE's own.\n"
-    "\n"
-    "  -f FMT       format of FILE: vmdk or raw (default: probe)\n"
-    "  --shrink     allow the size to go down\n"
-    "  -q           quiet: no 'Image resized.' line\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n";
+enum { OPT_SHRINK = CLI_OPT_FIRST };
 
-enum { OPT_SHRINK = 256 };
+static int resize_run(int argc, char **argv);
+
+const struct cli_command cmd_resize = {
+    .name = "resize",
+    .summary = "grow or shrink the virtual disk",
+    .description =
+        "Set the virtual size of FILE to SIZE bytes, or grow it by +SIZE or "
+        "shrink it by -SIZE (suffixes b, K, M, G, T, P, E: powers of 1024; "
+        "the result is rounded up to 512 bytes).  Growing works for raw, "
+        "monolithicSparse, monolithicFlat and split (twoGbMaxExtent*) "
+        "images; the new part reads as zeros.  Shrinking needs --shrink and "
+        "is refused when the part cut off holds data of FILE's own.",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "format of FILE: vmdk or raw (default: probe)"},
+            {OPT_SHRINK, "shrink", NULL, CLI_NONE, 0,
+             "allow the size to go down"},
+            {'q', NULL, NULL, CLI_NONE, 0,
+             "quiet: no 'Image resized.' line"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands = (const struct cli_operand[]){{"FILE", CLI_FILE},
+                                             {"[+|-]SIZE", CLI_SIZE},
+                                             {NULL, CLI_NONE}},
+    .run = resize_run,
+};
 
 /* Whether S looks like a negative size ("-1G"), which getopt would take
  * for an option. */
@@ -35,13 +43,8 @@ static bool is_negative_size(const char *s) {
   return s[0] == '-' && s[1] >= '0' && s[1] <= '9';
 }
 
-int cmd_resize(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {"shrink", no_argument, NULL, OPT_SHRINK},
-      {NULL, 0, NULL, 0},
-  };
+static int resize_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   bool shrink = false, quiet = false;
   const char *size_arg = NULL;
@@ -52,9 +55,8 @@ int cmd_resize(int argc, char **argv) {
     size_arg = argv[argc - 1];
     argc--;
   }
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:qh", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_resize, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
@@ -66,16 +68,12 @@ int cmd_resize(int argc, char **argv) {
     case 'q':
       quiet = true;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != (size_arg ? 1 : 2)) {
     cli_usage_error(argv[0], "expected FILE [+|-]SIZE");
     return 1;

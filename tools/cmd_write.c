@@ -3,7 +3,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,24 +11,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char usage[] =
-    "Usage: vmdkit write [-f vmdk|raw] FILE OFFSET\n"
-    "\n"
-    "Read stdin to its end and write it into the virtual disk of FILE at "
-    "OFFSET\n"
-    "(suffixes b, K, M, G, T, P, E: powers of 1024, or a 0x prefix).  The "
-    "data\n"
-    "must fit inside the disk, and every extent it covers must take writes "
-    "(not\n"
-    "RDONLY, NOACCESS or ZERO): a write that cannot be done whole is refused "
-    "before\n"
-    "any byte is written (input from a pipe that reaches a part that cannot "
-    "be\n"
-    "written is first read to its end, into a temporary file in $TMPDIR).\n"
-    "\n"
-    "  -f FMT       image format: vmdk or raw (default: probe)\n"
-    CLI_CONFINE_HELP
-    "  -h, --help   show this help\n";
+static int write_run(int argc, char **argv);
+
+const struct cli_command cmd_write = {
+    .name = "write",
+    .summary = "write stdin into the virtual disk",
+    .description =
+        "Read stdin to its end and write it into the virtual disk of FILE at "
+        "OFFSET (suffixes b, K, M, G, T, P, E: powers of 1024, or a 0x "
+        "prefix).  The data must fit inside the disk, and every extent it "
+        "covers must take writes (not RDONLY, NOACCESS or ZERO): a write that "
+        "cannot be done whole is refused before any byte is written (input "
+        "from a pipe that reaches a part that cannot be written is first "
+        "read to its end, into a temporary file in $TMPDIR).",
+    .options =
+        (const struct cli_option[]){
+            {'f', NULL, "FMT", CLI_FORMAT, 0,
+             "image format: vmdk or raw (default: probe)"},
+            {0, NULL, NULL, CLI_NONE, 0, NULL},
+        },
+    .operands = (const struct cli_operand[]){{"FILE", CLI_FILE},
+                                             {"OFFSET", CLI_SIZE},
+                                             {NULL, CLI_NONE}},
+    .run = write_run,
+};
 
 /* Fill up to N bytes of BUF from FD (stdin or the spool).  Returns the
  * bytes read (< N only at end of input), or -1 after printing an error. */
@@ -104,33 +109,24 @@ fail:
   return -1;
 }
 
-int cmd_write(int argc, char **argv) {
-  static const struct option long_options[] = {
-      CLI_CONFINE_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
+static int write_run(int argc, char **argv) {
+  struct cli_parser parser;
   int format = VMDK_FORMAT_AUTO;
   int c;
 
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:h", long_options, NULL)) != -1) {
+  cli_parser_init(&parser, &cmd_write, argc, argv);
+  while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
       if (cli_parse_format(optarg, &format) < 0)
         return 1;
       break;
-    case CLI_OPT_CONFINE:
-      cli_open_flags |= VMDK_OPEN_CONFINE;
-      break;
-    case 'h':
-      return cli_print_help(usage);
     default:
-      cli_bad_option(argv[0], argv, c, long_options);
-      return 1;
+      return cli_unhandled(&parser, c);
     }
   }
+  if (c < 0)
+    return parser.status;
   if (argc - optind != 2) {
     cli_usage_error(argv[0], "expected FILE OFFSET");
     return 1;

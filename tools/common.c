@@ -53,42 +53,6 @@ void cli_usage_error(const char *cmd, const char *fmt, ...) {
   fprintf(stderr, " (try 'vmdkit %s --help')\n", cmd);
 }
 
-void cli_bad_option(const char *cmd, char **argv, int c,
-                    const struct option *long_options) {
-  /* getopt_long has advanced optind past the offending word, except for a
-   * short option that is not the last of a cluster ("-xq"). */
-  const char *word = optind > 0 ? argv[optind - 1] : "";
-  bool is_long = false;
-  size_t n = strcspn(word, "=");
-  if (strncmp(word, "--", 2) == 0) {
-    if (optopt == 0) /* unknown or ambiguous long option */
-      is_long = true;
-    for (const struct option *o = long_options; o && o->name; o++)
-      if (o->val == optopt && n > 2 && strncmp(o->name, word + 2, n - 2) == 0)
-        is_long = true;
-  }
-  char name[64];
-  if (is_long) {
-    if (n >= sizeof name)
-      n = sizeof name - 1;
-    memcpy(name, word, n);
-    name[n] = '\0';
-  } else {
-    snprintf(name, sizeof name, "-%c", optopt ? optopt : '?');
-  }
-  if (c == ':')
-    cli_usage_error(cmd, "option '%s' requires an argument", name);
-  else if (!is_long && optopt >= '0' && optopt <= '9')
-    cli_usage_error(cmd,
-                    "unknown option '%s' (sizes and offsets cannot be "
-                    "negative)",
-                    name);
-  else if (is_long && optopt)
-    cli_usage_error(cmd, "option '%s' does not take an argument", name);
-  else
-    cli_usage_error(cmd, "unknown option '%s'", name);
-}
-
 int cli_flush_stdout(void) {
   if (fflush(stdout) != 0 || ferror(stdout)) {
     cli_error(NULL, "write error on stdout: %s", strerror(errno));
@@ -97,12 +61,76 @@ int cli_flush_stdout(void) {
   return 0;
 }
 
-int cli_print_help(const char *text) {
-  fputs(text, stdout);
-  return cli_flush_stdout() == 0 ? 0 : 1;
+/* ---- argument parsing --------------------------------------------------- */
+
+/* The fixed lists of values (cli_value_words()); the parsers below look
+ * names up in them, so completion offers exactly what they take. */
+static const char *const format_names[] = {"vmdk", "raw", NULL};
+static const int format_values[] = {VMDK_FORMAT_VMDK, VMDK_FORMAT_RAW};
+static const char *const output_names[] = {"human", "json", NULL};
+static const enum cli_output output_values[] = {CLI_OUTPUT_HUMAN,
+                                                CLI_OUTPUT_JSON};
+/* cli_parse_cache() takes these (and "off"). */
+static const char *const cache_names[] = {
+    "none", "writeback", "unsafe", "writethrough", "directsync", NULL};
+static const char *const repair_names[] = {"leaks", "all", NULL};
+static const char *const aio_names[] = {"threads", "native", "io_uring",
+                                        NULL};
+static const char *const create_option_keys[] = {
+    "subformat",    "adapter_type", "hwversion",
+    "zeroed_grain", "grain_size",   "compression_level", NULL};
+static const char *const adapter_types[] = {"ide",       "buslogic",
+                                            "lsilogic",  "legacyESX",
+                                            "pvscsi",    NULL};
+static const char *const on_off[] = {"on", "off", NULL};
+
+const char *const *cli_value_words(enum cli_values v) {
+  switch (v) {
+  case CLI_FORMAT:
+    return format_names;
+  case CLI_OUTPUT:
+    return output_names;
+  case CLI_CACHE:
+    return cache_names;
+  case CLI_REPAIR:
+    return repair_names;
+  case CLI_AIO:
+    return aio_names;
+  case CLI_CREATE_OPTIONS:
+    return create_option_keys;
+  default:
+    return NULL;
+  }
 }
 
-/* ---- argument parsing --------------------------------------------------- */
+int cli_word_index(const char *const *words, const char *s) {
+  for (int i = 0; words && words[i]; i++)
+    if (strcmp(words[i], s) == 0)
+      return i;
+  return -1;
+}
+
+size_t cli_create_option_values(const char *key, const char **words,
+                                size_t max) {
+  size_t n = 0;
+  if (strcmp(key, "subformat") == 0) {
+    /* Every subformat the library names, as apply_create_option() takes
+     * them: raw is not a VMDK layout.  (The enum has no holes; a few more
+     * values are tried in case it grows.) */
+    for (int v = 0; v < 64 && n < max; v++) {
+      const char *name = vmdk_subformat_name((enum vmdk_subformat)v);
+      if (name && v != VMDK_SUBFORMAT_RAW)
+        words[n++] = name;
+    }
+    return n;
+  }
+  const char *const *list = strcmp(key, "adapter_type") == 0   ? adapter_types
+                            : strcmp(key, "zeroed_grain") == 0 ? on_off
+                                                               : NULL;
+  for (; list && list[n] && n < max; n++)
+    words[n] = list[n];
+  return n;
+}
 
 static int digit_value(char ch, int base) {
   int v;
@@ -203,26 +231,22 @@ int cli_parse_size(const char *what, const char *s, uint64_t *out) {
 }
 
 int cli_parse_format(const char *s, int *format) {
-  if (strcmp(s, "vmdk") == 0)
-    *format = VMDK_FORMAT_VMDK;
-  else if (strcmp(s, "raw") == 0)
-    *format = VMDK_FORMAT_RAW;
-  else {
+  int i = cli_word_index(format_names, s);
+  if (i < 0) {
     cli_error(NULL, "unknown image format '%s' (valid: vmdk, raw)", s);
     return -1;
   }
+  *format = format_values[i];
   return 0;
 }
 
 int cli_parse_output(const char *s, enum cli_output *out) {
-  if (strcmp(s, "human") == 0)
-    *out = CLI_OUTPUT_HUMAN;
-  else if (strcmp(s, "json") == 0)
-    *out = CLI_OUTPUT_JSON;
-  else {
+  int i = cli_word_index(output_names, s);
+  if (i < 0) {
     cli_error(NULL, "unknown --output format '%s' (valid: human, json)", s);
     return -1;
   }
+  *out = output_values[i];
   return 0;
 }
 
@@ -282,22 +306,11 @@ int cli_parse_uint(const char *what, const char *s, uint64_t min, uint64_t max,
   return 0;
 }
 
-static const char *const adapter_types[] = {"ide", "buslogic", "lsilogic",
-                                            "legacyESX", "pvscsi"};
-
 #define CREATE_OPTION_KEYS                                                     \
   "subformat, adapter_type, hwversion, zeroed_grain, grain_size, "             \
   "compression_level"
-static const char *const create_option_keys[] = {
-    "subformat",  "adapter_type", "hwversion",
-    "zeroed_grain", "grain_size", "compression_level"};
-
 static bool is_create_option_key(const char *key) {
-  for (size_t i = 0; i < sizeof create_option_keys / sizeof *create_option_keys;
-       i++)
-    if (strcmp(key, create_option_keys[i]) == 0)
-      return true;
-  return false;
+  return cli_word_index(create_option_keys, key) >= 0;
 }
 
 static const char create_options_help[] =
@@ -339,7 +352,7 @@ static int apply_create_option(const char *key, const char *val,
     }
     opts->subformat = sf;
   } else if (strcmp(key, "adapter_type") == 0) {
-    size_t i, n = sizeof adapter_types / sizeof adapter_types[0];
+    size_t i, n = sizeof adapter_types / sizeof adapter_types[0] - 1;
     for (i = 0; i < n; i++)
       if (strcasecmp(val, adapter_types[i]) == 0)
         break;

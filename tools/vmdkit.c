@@ -1,46 +1,31 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit: command-line front end.  `vmdkit COMMAND [options] args...`
- * dispatches to cmd_COMMAND() (one file per command in tools/). */
+ * dispatches to the run function of cmd_COMMAND, the struct cli_command
+ * that describes the command (one file per command in tools/). */
 #include "cli.h"
 
 #include <stdio.h>
 #include <sys/resource.h>
 #include <string.h>
 
-struct command {
-  const char *name;
-  int (*run)(int argc, char **argv);
-  const char *summary; /* one line for `vmdkit --help` */
+const struct cli_command *const cli_commands[] = {
+    &cmd_create,  &cmd_info, &cmd_check,  &cmd_map,    &cmd_compare,
+    &cmd_convert, &cmd_read, &cmd_write,  &cmd_commit, &cmd_rebase,
+    &cmd_resize,  &cmd_bench, &cmd_mount, NULL,
 };
-
-static const struct command commands[] = {
-    {"create", cmd_create, "create a new image"},
-    {"info", cmd_info, "show information about an image"},
-    {"check", cmd_check, "check an image's metadata for corruption and leaks"},
-    {"map", cmd_map, "show which parts of the disk are allocated, and where"},
-    {"compare", cmd_compare, "compare the contents of two images"},
-    {"convert", cmd_convert, "copy an image to a new raw or VMDK image"},
-    {"read", cmd_read, "copy bytes of the virtual disk to stdout"},
-    {"write", cmd_write, "write stdin into the virtual disk"},
-    {"commit", cmd_commit, "write a child image's data into its backing file"},
-    {"rebase", cmd_rebase, "change the backing file of an image"},
-    {"resize", cmd_resize, "grow or shrink the virtual disk"},
-    {"bench", cmd_bench, "time sequential reads or writes (as qemu-img bench)"},
-    {"mount", cmd_mount, "show the virtual disk as a raw file (FUSE)"},
-};
-
-#define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static int print_main_help(void) {
   struct strbuf sb = STRBUF_INIT;
   sb_puts(&sb, "Usage: vmdkit COMMAND [OPTIONS] ARGS...\n"
+               "       vmdkit help [COMMAND | --pod | --bash-completion]\n"
                "       vmdkit --version | --help\n"
                "\n"
                "Work with VMware virtual disks (VMDK) and raw images.\n"
                "\n"
                "Commands:\n");
-  for (size_t i = 0; i < N_COMMANDS; i++)
-    sb_printf(&sb, "  %-9s %s\n", commands[i].name, commands[i].summary);
+  for (size_t i = 0; cli_commands[i]; i++)
+    sb_printf(&sb, "  %-9s %s\n", cli_commands[i]->name,
+              cli_commands[i]->summary);
   sb_puts(&sb, "\n"
                "Run 'vmdkit COMMAND --help' for the options of a command.\n"
                "Sizes and offsets take the suffixes b, K, M, G, T, P, E "
@@ -50,10 +35,10 @@ static int print_main_help(void) {
   return ret;
 }
 
-static const struct command *find_command(const char *name) {
-  for (size_t i = 0; i < N_COMMANDS; i++)
-    if (strcmp(commands[i].name, name) == 0)
-      return &commands[i];
+static const struct cli_command *find_command(const char *name) {
+  for (size_t i = 0; cli_commands[i]; i++)
+    if (strcmp(cli_commands[i]->name, name) == 0)
+      return cli_commands[i];
   return NULL;
 }
 
@@ -80,10 +65,16 @@ int main(int argc, char **argv) {
   if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0)
     return print_main_help();
   if (strcmp(name, "help") == 0) {
-    /* `vmdkit help COMMAND` is `vmdkit COMMAND --help`. */
+    /* `vmdkit help COMMAND` is `vmdkit COMMAND --help`; --pod and
+     * --bash-completion print documents generated from every command's
+     * description (tools/gendoc.c). */
     if (argc < 3)
       return print_main_help();
-    const struct command *cmd = find_command(argv[2]);
+    if (strcmp(argv[2], "--pod") == 0)
+      return cli_print_pod();
+    if (strcmp(argv[2], "--bash-completion") == 0)
+      return cli_print_bash_completion();
+    const struct cli_command *cmd = find_command(argv[2]);
     if (!cmd) {
       cli_error(NULL, "unknown command '%s' (try 'vmdkit --help')", argv[2]);
       return 1;
@@ -97,7 +88,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  const struct command *cmd = find_command(name);
+  const struct cli_command *cmd = find_command(name);
   if (!cmd) {
     cli_error(NULL, "unknown command '%s' (try 'vmdkit --help')", name);
     return 1;
