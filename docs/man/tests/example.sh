@@ -76,8 +76,6 @@ for img in base child flat; do
     qemu-img convert -f vmdk -O raw $img.vmdk $img.qemu
     cmp $img.out $img.qemu || die "$img.vmdk: the example's output is not what qemu-img convert -O raw gives"
   fi
-  [[ $(stat -c %s $img.out) -eq $("$VMDKIT" info --output=json $img.vmdk |
-    perl -ne 'if (/"virtual-size": (\d+)/) { print $1; exit }') ]] || die "$img.vmdk: output size"
   head -n 1 $img.err | grep -Eq "^$img\\.vmdk: vmdk [A-Za-z]+, [0-9]+ bytes \\(library [0-9.]+\\)\$" ||
     die "$img.vmdk: first stderr line: $(head -n 1 $img.err)"
   grep -Eq '^ +[0-9]+ +[0-9]+ data' $img.err || die "$img.vmdk: no data run on stderr: $(cat $img.err)"
