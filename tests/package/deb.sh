@@ -246,6 +246,7 @@ for m in man1/vmdkit.1 man1/nbdkit-vmdkit-plugin.1 man3/vmdkit.3; do
 done
 bash -c 'source "$1" && complete -p vmdkit' _ "$tmp/x/vmdkit/usr/share/bash-completion/completions/vmdkit" \
   >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "the packaged completion does not complete vmdkit"; }
+echo "man pages vmdkit(1), nbdkit-vmdkit-plugin(1), vmdkit(3) and the bash completion are in their packages"
 
 # ---- they work, without being installed -------------------------------------------
 libdir=$tmp/x/libvmdkit0/$L
