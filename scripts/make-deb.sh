@@ -18,6 +18,8 @@
 #     OUT_DIR/build.log; its end is printed when the build fails (VERBOSE=1
 #     prints all of it as it goes). The .deb, .buildinfo and .changes files
 #     land in OUT_DIR/src/; the .deb files are also linked into OUT_DIR/.
+#     (OUT_DIR/src/ and the earlier .deb files of these packages in OUT_DIR
+#     are removed first; nothing else there is touched.)
 #  3. Runs lintian on the .changes, prints what it says, and fails (exit 1)
 #     when it reports an error (E:). Warnings are printed, not fatal.
 #
@@ -52,9 +54,13 @@ source=$(dpkg-parsechangelog -l "$root/debian/changelog" -S Source)
 # ---- 1. a clean copy of the source ----------------------------------------
 srcdir="$out/src"
 tree="$srcdir/$source-$version"
-# Only what earlier runs of this script made there.
+# Only what earlier runs of this script made there: OUT_DIR/src, the log
+# and the .deb files of debian/control's packages (and their -dbgsym).
 rm -rf "$srcdir"
-rm -f "$out"/*.deb "$out/build.log"
+rm -f "$out/build.log"
+while read -r pkg; do
+  rm -f "$out/${pkg}_"*.deb "$out/${pkg}-dbgsym_"*.deb
+done < <(sed -n 's/^Package: *//p' "$root/debian/control")
 mkdir -p "$tree"
 
 if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1 &&

@@ -172,6 +172,7 @@ has_dep libvmdkit-dev Depends 'libdeflate-dev'
 has_dep vmdkit Depends "libvmdkit0 \(>= $v\)"
 has_dep vmdkit Depends 'libfuse3-3( \(>= [0-9.~]+\))?'
 no_dep vmdkit Depends 'nbdkit'
+has_dep vmdkit Recommends 'fuse3'
 has_dep nbdkit-plugin-vmdkit Depends 'nbdkit'
 has_dep nbdkit-plugin-vmdkit Depends "libvmdkit0 \(>= $v\)"
 no_dep nbdkit-plugin-vmdkit Depends 'libfuse3-3'
