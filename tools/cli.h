@@ -23,16 +23,16 @@
 
 #include "vmdkit.h"
 
-/* ---- commands: one description each (tools/cmdline.c) ------------------- */
+/* ---- commands: one description each (tools/cmdline.c) ------------------ */
 
 /* Every command is described once, by a struct cli_command in its
  * tools/cmd_X.c: its options table drives the parsing (cli_getopt(), on
  * getopt_long), `vmdkit CMD --help`, the man page (`vmdkit help --pod`)
  * and the bash completion (`vmdkit help --bash-completion`, tools/gendoc.c).
- * Help and option texts are single paragraphs, unwrapped: they are wrapped
- * where they are printed.  In them, an upper-case word that names an
- * option argument or operand of the command ("FILE", "FMT") and an option
- * of the command ("-b", "--shrink") are marked up in the man page. */
+ * Texts are not wrapped (they are wrapped where they are printed); "\n\n"
+ * separates paragraphs.  In them, an upper-case word that names an option
+ * argument or operand of the command ("FILE", "FMT") and an option of the
+ * command ("-b", "--shrink") are marked up in the man page. */
 
 /* What an option's argument or an operand is.  Drives the shell completion
  * only: each command still checks the values it is given. */
@@ -52,19 +52,20 @@ enum cli_values {
 };
 
 /* Key of the common option --confine (no short option); 'h' is -h/--help.
- * A command's own keys are other printable characters (short options) and
- * values from CLI_OPT_FIRST up (long-only options). */
+ * A command's own keys are other letters (short options; not '?' nor ':',
+ * which getopt returns for errors) and values from CLI_OPT_FIRST up
+ * (long-only options). */
 #define CLI_OPT_CONFINE 0x1c0f
 #define CLI_OPT_FIRST 0x100
 
 struct cli_option {
-  int key;               /* short option character, or >= CLI_OPT_FIRST
-                            for an option that has only a long name */
-  const char *long_name; /* without "--"; NULL: short option only */
-  const char *arg;       /* argument name ("FMT"); NULL: takes none */
+  int key;                /* short option character, or >= CLI_OPT_FIRST
+                             for an option that has only a long name */
+  const char *long_name;  /* without "--"; NULL: short option only */
+  const char *arg;        /* argument name ("FMT"); NULL: takes none */
   enum cli_values values; /* what the argument is; CLI_NONE iff !arg */
-  unsigned flags;        /* CLI_REQUIRED */
-  const char *help;      /* one paragraph */
+  unsigned flags;         /* CLI_REQUIRED */
+  const char *help;       /* one paragraph */
 };
 #define CLI_REQUIRED 1u /* shown without [ ] in the synopsis */
 
@@ -134,11 +135,7 @@ int cli_unhandled(const struct cli_parser *p, int key);
  * failed. */
 int cli_print_command_help(const struct cli_command *cmd);
 
-/* Text of an option's name as help shows it: "-f FMT", "--output=FORMAT",
- * "-r, --read-only".  BUF holds 64 bytes; returns BUF. */
-char *cli_option_label(char *buf, const struct cli_option *o);
-
-/* ---- generated documents (tools/gendoc.c) -------------------------------- */
+/* ---- generated documents (tools/gendoc.c) ------------------------------ */
 
 /* `vmdkit help --pod`: a "=head2 vmdkit NAME" section per command, to go
  * under a =head1 of the vmdkit(1) page.  0, or 1 after an error. */
@@ -165,7 +162,7 @@ void cli_usage_error(const char *cmd, const char *fmt, ...)
  * "vmdkit: write error on stdout: ...". */
 int cli_flush_stdout(void);
 
-/* ---- --confine: every command --------------------------------------------- */
+/* ---- --confine: every command ------------------------------------------ */
 
 /* Every command takes --confine (cli_common_options): each image it opens
  * -- sources, targets, backings -- is opened with VMDK_OPEN_CONFINE, so

@@ -45,9 +45,9 @@ const struct cli_command cmd_create = {
              "quiet: do not print the 'Formatting ...' line"},
             {0, NULL, NULL, CLI_NONE, 0, NULL},
         },
-    .operands =
-        (const struct cli_operand[]){
-            {"FILE", CLI_FILE}, {"[SIZE]", CLI_SIZE}, {NULL, CLI_NONE}},
+    .operands = (const struct cli_operand[]){{"FILE", CLI_FILE},
+                                             {"[SIZE]", CLI_SIZE},
+                                             {NULL, CLI_NONE}},
     .run = create_run,
 };
 

@@ -133,7 +133,9 @@ int cli_unhandled(const struct cli_parser *p, int key) {
 
 /* ---- help ---------------------------------------------------------------- */
 
-char *cli_option_label(char *buf, const struct cli_option *o) {
+/* An option's name as help shows it: "-f FMT", "--output=FORMAT",
+ * "-r, --read-only".  BUF holds 64 bytes; returns BUF. */
+static char *option_label(char *buf, const struct cli_option *o) {
   const size_t size = 64;
   if (o->key < CLI_OPT_FIRST && o->long_name)
     snprintf(buf, size, "-%c, --%s%s%s", o->key, o->long_name,
@@ -238,7 +240,7 @@ static void help_options(struct strbuf *sb, const struct cli_command *cmd) {
   size_t column = 0;
   for (size_t l = 0; l < 2; l++)
     for (const struct cli_option *o = lists[l]; o && o->key; o++) {
-      size_t w = 2 + strlen(cli_option_label(label, o)) + 3;
+      size_t w = 2 + strlen(option_label(label, o)) + 3;
       if (w > column)
         column = w;
     }
@@ -246,7 +248,7 @@ static void help_options(struct strbuf *sb, const struct cli_command *cmd) {
     column = HELP_MAX_COLUMN;
   for (size_t l = 0; l < 2; l++)
     for (const struct cli_option *o = lists[l]; o && o->key; o++) {
-      size_t w = 2 + strlen(cli_option_label(label, o));
+      size_t w = 2 + strlen(option_label(label, o));
       sb_printf(sb, "  %s", label);
       if (w + 2 > column) { /* too long: the text starts on the next line */
         sb_puts(sb, "\n");

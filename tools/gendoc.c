@@ -9,15 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* ---- POD ------------------------------------------------------------------- */
+/* ---- POD ---------------------------------------------------------------- */
 
 static bool is_word_char(char c) {
   return isalnum((unsigned char)c) || c == '_';
 }
 
 /* Whether the N bytes at S are an option of CMD ("-f", "--output"). */
-static bool is_option(const struct cli_command *cmd, const char *s,
-                      size_t n) {
+static bool is_option(const struct cli_command *cmd, const char *s, size_t n) {
   const struct cli_option *lists[] = {cmd->options, cli_common_options};
   for (size_t l = 0; l < 2; l++)
     for (const struct cli_option *o = lists[l]; o && o->key; o++) {
@@ -181,7 +180,7 @@ int cli_print_pod(void) {
   return ret;
 }
 
-/* ---- bash completion ---------------------------------------------------------- */
+/* ---- bash completion ---------------------------------------------------- */
 
 /* The name of each kind of value in the script. */
 static const char *const kind_names[] = {

@@ -9,8 +9,8 @@
 #include <string.h>
 
 const struct cli_command *const cli_commands[] = {
-    &cmd_create,  &cmd_info, &cmd_check,  &cmd_map,    &cmd_compare,
-    &cmd_convert, &cmd_read, &cmd_write,  &cmd_commit, &cmd_rebase,
+    &cmd_create,  &cmd_info,  &cmd_check, &cmd_map,    &cmd_compare,
+    &cmd_convert, &cmd_read,  &cmd_write, &cmd_commit, &cmd_rebase,
     &cmd_resize,  &cmd_bench, &cmd_mount, NULL,
 };
 
