@@ -23,7 +23,7 @@
 #   make deb        build the Debian packages into build-deb/ (debian/)
 #   make abi-update record the current ABI as the baseline abi/libvmdkit.abi
 #                   (on purpose only: tests/package/abi.sh compares with it)
-#   make clean      remove build/ and build-asan/
+#   make clean      remove build/, build-asan/ and build-deb/
 #
 # JOBS sets the build and test parallelism (the machines have 2 cores).
 
@@ -96,4 +96,4 @@ abi-update: build
 	bash tests/package/abi.sh --update . $(BUILD)/libvmdkit.so.0
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) build-deb
