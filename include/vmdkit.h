@@ -103,11 +103,13 @@ VMDK_API int vmdk_set_backing(struct vmdk_disk *disk, const char *backing,
 
 /* The backing (parent) image DISK reads its unallocated grains from, or
  * NULL.  Opened read-only with DISK and owned by it: valid until DISK is
- * closed; do not close it. */
+ * closed or its link changes (vmdk_set_backing, vmdk_rebase, vmdk_commit:
+ * call this again after them); do not close it. */
 VMDK_API struct vmdk_disk *vmdk_get_backing(struct vmdk_disk *disk);
 
 /* Write everything pending (vmdk_flush), release the handle.  Returns -1
- * if the final flush failed; the handle is released either way. */
+ * if the final flush or closing a file failed; the handle is released
+ * either way. */
 VMDK_API int vmdk_close(struct vmdk_disk *disk);
 
 /* Release the handle WITHOUT writing what is pending: writes not yet
@@ -140,7 +142,7 @@ enum vmdk_subformat {
 VMDK_API const char *vmdk_subformat_name(enum vmdk_subformat s);
 /* Look up a subformat by name, case-insensitively; accepts the spellings
  * real files use ("2GbMaxExtentSparse" as well as "twoGbMaxExtentSparse").
- * Returns 0, or -1 (EINVAL) for an unknown or uncreatable name. */
+ * Returns 0, or -1 (EINVAL) for an unknown name. */
 VMDK_API int vmdk_subformat_from_name(const char *name,
                                       enum vmdk_subformat *s);
 
@@ -151,7 +153,8 @@ struct vmdk_create_options {
   enum vmdk_subformat subformat; /* default monolithicSparse */
   const char *adapter_type;      /* ide|buslogic|lsilogic|legacyESX|pvscsi;
                                     default "lsilogic" */
-  unsigned hw_version;           /* ddb.virtualHWVersion; default 4 */
+  unsigned hw_version;           /* ddb.virtualHWVersion; default 4 (14
+                                    for streamOptimized, for vSphere) */
   uint32_t grain_sectors;        /* grain size in sectors, power of two,
                                     8..2^21 (hosted sparse limit); default 128 */
   const char *backing_file;      /* make a copy-on-write child of this
