@@ -69,6 +69,16 @@ struct cli_option {
 };
 #define CLI_REQUIRED 1u /* shown without [ ] in the synopsis */
 
+/* Rows many tables share: -f FMT of the image a command works on,
+ * --output=human|json (KEY: the command's own key for it), and the row that
+ * ends every options table. */
+#define CLI_OPTION_FORMAT                                                      \
+  {'f', NULL, "FMT", CLI_FORMAT, 0,                                            \
+   "image format: vmdk or raw (default: probe)"}
+#define CLI_OPTION_OUTPUT(key)                                                 \
+  {(key), "output", "FORMAT", CLI_OUTPUT, 0, "human (default) or json"}
+#define CLI_OPTIONS_END {0, NULL, NULL, CLI_NONE, 0, NULL}
+
 struct cli_operand {
   const char *name;       /* as the synopsis shows it: "FILE", "[SIZE]",
                              "[+|-]SIZE" */

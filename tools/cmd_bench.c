@@ -53,8 +53,7 @@ const struct cli_command cmd_bench = {
              "requests in parallel (default 64).  vmdkit makes them one at a "
              "time (a disk handle is not thread-safe); DEPTH only counts for "
              "the --flush-interval check and the report"},
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
-             "image format: vmdk or raw (default: probe)"},
+            CLI_OPTION_FORMAT,
             {'o', NULL, "OFFSET", CLI_SIZE, 0,
              "offset of the first request (default 0)"},
             {'s', NULL, "SIZE", CLI_SIZE, 0,
@@ -85,7 +84,7 @@ const struct cli_command cmd_bench = {
              "accepted for qemu-img compatibility; no effect"},
             {'q', NULL, NULL, CLI_NONE, 0,
              "quiet: print nothing on success"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands =
         (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},

@@ -31,10 +31,8 @@ const struct cli_command cmd_check = {
               "the repair.",
     .options =
         (const struct cli_option[]){
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
-             "image format: vmdk or raw (default: probe)"},
-            {OPT_OUTPUT, "output", "FORMAT", CLI_OUTPUT, 0,
-             "human (default) or json"},
+            CLI_OPTION_FORMAT,
+            CLI_OPTION_OUTPUT(OPT_OUTPUT),
             {'q', NULL, NULL, CLI_NONE, 0,
              "quiet: no summary (problems are still printed)"},
             {'r', NULL, "MODE", CLI_REPAIR, 0,
@@ -45,7 +43,7 @@ const struct cli_command cmd_check = {
              "end of the file or into the metadata are cleared, grains shared "
              "by two entries each get a copy).  Each repair is printed on "
              "stderr, then the image is checked again."},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands =
         (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},

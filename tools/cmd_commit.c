@@ -25,7 +25,7 @@ const struct cli_command cmd_commit = {
             {'p', NULL, NULL, CLI_NONE, 0, "show progress on stderr"},
             {'q', NULL, NULL, CLI_NONE, 0,
              "quiet: no progress, no 'Image committed.' line"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands =
         (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},

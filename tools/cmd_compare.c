@@ -32,7 +32,7 @@ const struct cli_command cmd_compare = {
             {'s', NULL, NULL, CLI_NONE, 0,
              "strict: different sizes or a different allocation (allocated in "
              "one image, not in the other) count as a mismatch"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands = (const struct cli_operand[]){{"IMAGE1", CLI_FILE},
                                              {"IMAGE2", CLI_FILE},

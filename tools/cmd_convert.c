@@ -72,7 +72,7 @@ const struct cli_command cmd_convert = {
              "cut off; refused without it): the grains found whole by its "
              "markers are copied, everything else reads as zeros; what was "
              "missing is printed as a warning"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands = (const struct cli_operand[]){{"SOURCE", CLI_FILE},
                                              {"DEST", CLI_FILE},

@@ -43,7 +43,7 @@ const struct cli_command cmd_create = {
              "compression_level=N (streamOptimized)"},
             {'q', NULL, NULL, CLI_NONE, 0,
              "quiet: do not print the 'Formatting ...' line"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands = (const struct cli_operand[]){{"FILE", CLI_FILE},
                                              {"[SIZE]", CLI_SIZE},

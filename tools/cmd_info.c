@@ -25,14 +25,12 @@ const struct cli_command cmd_info = {
         "truncated stream is shown, not refused.",
     .options =
         (const struct cli_option[]){
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
-             "image format: vmdk or raw (default: probe)"},
+            CLI_OPTION_FORMAT,
             {OPT_BACKING_CHAIN, "backing-chain", NULL, CLI_NONE, 0,
              "show every image of FILE's backing chain, FILE first (human: a "
              "blank line between images; json: an array)"},
-            {OPT_OUTPUT, "output", "FORMAT", CLI_OUTPUT, 0,
-             "human (default) or json"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTION_OUTPUT(OPT_OUTPUT),
+            CLI_OPTIONS_END,
         },
     .operands =
         (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},

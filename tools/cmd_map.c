@@ -24,11 +24,9 @@ const struct cli_command cmd_map = {
         "data stored uncompressed, offset.",
     .options =
         (const struct cli_option[]){
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
-             "image format: vmdk or raw (default: probe)"},
-            {OPT_OUTPUT, "output", "FORMAT", CLI_OUTPUT, 0,
-             "human (default) or json"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTION_FORMAT,
+            CLI_OPTION_OUTPUT(OPT_OUTPUT),
+            CLI_OPTIONS_END,
         },
     .operands =
         (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},

@@ -60,7 +60,7 @@ const struct cli_command cmd_mount = {
              "repeated)"},
             {OPT_FORMAT, "format", "FMT", CLI_FORMAT, 0,
              "image format: vmdk or raw (default: probe)"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands = (const struct cli_operand[]){{"IMAGE", CLI_FILE},
                                              {"MOUNTPOINT", CLI_DIRECTORY},

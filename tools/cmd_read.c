@@ -21,9 +21,8 @@ const struct cli_command cmd_read = {
         "(powers of 1024) or a 0x prefix for hex.",
     .options =
         (const struct cli_option[]){
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
-             "image format: vmdk or raw (default: probe)"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTION_FORMAT,
+            CLI_OPTIONS_END,
         },
     .operands = (const struct cli_operand[]){{"FILE", CLI_FILE},
                                              {"OFFSET", CLI_SIZE},

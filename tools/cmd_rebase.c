@@ -39,7 +39,7 @@ const struct cli_command cmd_rebase = {
             {'p', NULL, NULL, CLI_NONE, 0,
              "show progress on stderr (safe mode)"},
             {'q', NULL, NULL, CLI_NONE, 0, "quiet: no progress"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands =
         (const struct cli_operand[]){{"FILE", CLI_FILE}, {NULL, CLI_NONE}},

@@ -29,7 +29,7 @@ const struct cli_command cmd_resize = {
              "allow the size to go down"},
             {'q', NULL, NULL, CLI_NONE, 0,
              "quiet: no 'Image resized.' line"},
-            {0, NULL, NULL, CLI_NONE, 0, NULL},
+            CLI_OPTIONS_END,
         },
     .operands = (const struct cli_operand[]){{"FILE", CLI_FILE},
                                              {"[+|-]SIZE", CLI_SIZE},

@@ -17,7 +17,7 @@ const struct cli_option cli_common_options[] = {
      "refuse extent and backing files that resolve (after .. and symlinks) "
      "outside the image's folder"},
     {'h', "help", NULL, CLI_NONE, 0, "show this help"},
-    {0, NULL, NULL, CLI_NONE, 0, NULL},
+    CLI_OPTIONS_END,
 };
 
 static int error_status(const struct cli_command *cmd) {
