@@ -1492,6 +1492,43 @@ static void release_old_directory(struct sparse *s, uint64_t at,
   (void)vf_zero_range(s->f, sectors * SECTOR, at * SECTOR);
 }
 
+/* After a shrink is durable (the header's capacity no longer covers them):
+ * release the grain tables of directory entries N and up, and the sectors
+ * of the directories only those entries used, so that check finds no leak
+ * where a growth had put them; then forget them (the cache too, so a later
+ * growth of this handle starts from empty tables).  Tables in the metadata
+ * area before overHead stay (release_old_directory).  Best effort, as
+ * there: a failure leaves only leaked space. */
+static void release_cut_tables(struct sparse *s, uint32_t n) {
+  uint32_t old_n = s->n_gdes;
+  if (n >= old_n)
+    return;
+  uint64_t old_dir = div_round_up((uint64_t)old_n * 4, SECTOR);
+  uint64_t new_dir = div_round_up((uint64_t)n * 4, SECTOR);
+  uint32_t *cut = malloc((size_t)(old_n - n) * 2 * sizeof *cut);
+  for (uint32_t i = n; i < old_n; i++) {
+    if (cut) {
+      cut[(i - n) * 2] = s->gd[i];
+      cut[(i - n) * 2 + 1] = s->rgd ? s->rgd[i] : 0;
+    }
+    s->gd[i] = 0;
+    if (s->rgd)
+      s->rgd[i] = 0;
+  }
+  s->n_gdes = n; /* from here on, only entries below N are live */
+  gtc_drop_all(&s->gtc);
+  for (uint32_t k = 0; cut && k < (old_n - n) * 2; k++)
+    if (cut[k])
+      release_old_directory(s, cut[k], s->gt_sectors);
+  free(cut);
+  if (old_dir > new_dir) {
+    release_old_directory(s, s->h.gd_offset + new_dir, old_dir - new_dir);
+    if (s->rgd)
+      release_old_directory(s, s->h.rgd_offset + new_dir, old_dir - new_dir);
+  }
+  (void)vf_sync(s->f);
+}
+
 /* Grow or shrink the capacity.  When the grain directory must grow, a new
  * GD and RGD are written at the end of the file (with new, preallocated
  * tables when the image had every table preallocated), synced, and only
@@ -1500,7 +1537,9 @@ static void release_old_directory(struct sparse *s, uint64_t at,
  * released when an earlier growth had put them in the data area
  * (release_old_directory), then synced: a crash before that leaves only
  * leaked space.  On shrink, entries past the new capacity are cleared
- * (their grains are leaked; the disk layer checked they hold no data). */
+ * (their grains are leaked; the disk layer checked they hold no data), and
+ * once the header is synced the tables of the directory entries cut off
+ * are released (release_cut_tables). */
 static int sparse_resize(struct extent *e, uint64_t size) {
   struct sparse *s = e->priv;
   uint64_t cap = size / SECTOR;
@@ -1590,6 +1629,8 @@ static int sparse_resize(struct extent *e, uint64_t size) {
     if (old_rgd)
       release_old_directory(s, old_rgd, old_dir_sectors);
     (void)vf_sync(s->f);
+  } else if (n < s->n_gdes) { /* shrunk: the header no longer covers them */
+    release_cut_tables(s, n);
   }
   return 0;
 }

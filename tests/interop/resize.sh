@@ -163,6 +163,29 @@ truncate -s 256K small-child.raw
 truncate -s 1M small-child.raw
 verify small-child.vmdk small-child.raw $M
 
+# ---- grow past the directory, shrink back: nothing leaks --------------------
+# The growth moves the directories to the end of the file and adds tables
+# there; the shrink must release what the smaller disk no longer uses
+# (vmdkit check: exit 0, not 3 for leaked space), and a growth after it
+# starts from empty tables.
+"$VMDKIT" create -q gs.vmdk 10G
+head -c 1M /dev/urandom >gs.dat
+"$VMDKIT" write gs.vmdk 0 <gs.dat
+resize_ok gs.vmdk 20G
+"$VMDKIT" write gs.vmdk 4G <gs.dat
+resize_ok --shrink gs.vmdk 5G
+expect_rc 0 "$VMDKIT" check gs.vmdk
+expect_rc 0 qemu-img check gs.vmdk
+resize_ok gs.vmdk 30G
+"$VMDKIT" write gs.vmdk 25G <gs.dat
+expect_rc 0 "$VMDKIT" check gs.vmdk
+truncate -s 30G gs.raw # the mirror: sparse, 3 MiB of data
+for at in 0 $((4 * 1024)) $((25 * 1024)); do
+  dd if=gs.dat of=gs.raw bs=1M seek=$at conv=notrunc status=none
+done
+verify gs.vmdk gs.raw $((30 * 1024 * M))
+rm -f gs.raw
+
 # ---- quiet, usage ---------------------------------------------------------------------
 expect_rc 0 "$VMDKIT" resize -q sp.vmdk +1M
 [[ ! -s out && ! -s err ]] || die "resize -q printed: $(cat out err)"
