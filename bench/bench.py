@@ -298,6 +298,41 @@ def convert_rows(a, vmdkit, raw, work, inputs, modes, threads, has_level):
     return rows
 
 
+def qemu_rows(vmdkit, raw, work, qcow2_in, sparse_in, threads):
+    """Case 8: QEMU's formats through qemu-nbd, side by side with qemu-img
+    convert on the same input: qcow2 -> monolithicSparse, qcow2 ->
+    streamOptimized, monolithicSparse -> qcow2 (qemu's qcow2 writer either
+    way: vmdkit writes through qemu-nbd)."""
+    odir = os.path.join(work, "out")
+
+    def out(case, tool, ext):
+        return os.path.join(odir, "8%s-%s.%s" % (case, tool, ext))
+
+    def cmp_raw(fmt, path):
+        return [["qemu-img", "compare", "-q", "-f", "raw", "-F", fmt, raw,
+                 path]]
+
+    rows = []
+    so = ["-o", "subformat=streamOptimized"]
+    for case, name, src, sfmt, ofmt, vopts, qopts, target in (
+            ("a", "qcow2 → monolithicSparse", qcow2_in, "qcow2", "vmdk", [],
+             [], 0.5),
+            ("b", "qcow2 → streamOptimized", qcow2_in, "qcow2", "vmdk",
+             ["-m", str(threads)] + so, so, 0.2),
+            ("c", "monolithicSparse → qcow2", sparse_in, "vmdk", "qcow2", [],
+             [], 1.2)):
+        v, q = out(case, "vmdkit", ofmt), out(case, "qemu", ofmt)
+        cs = [Contender("vmdkit", [vmdkit, "convert", "-f", sfmt, "-O", ofmt]
+                        + vopts + [src, v], v, verify=cmp_raw(ofmt, v)),
+              Contender("qemu-img", ["qemu-img", "convert", "-f", sfmt, "-O",
+                                     ofmt] + qopts + [src, q], q,
+                        verify=cmp_raw(ofmt, q))]
+        rows.append(Row("8" + case, name, "default (unsafe)", cs, [
+            ("8%s %s" % (case, name), 0, 1, "≤ %g" % target,
+             lambda x, y, tg=target: ratio(x.median(), y.median()) <= tg)]))
+    return rows
+
+
 def bench_rows(a, vmdkit, work, modes, count):
     """Case 5: COUNT 4 KiB writes 64 KiB apart into a fresh image."""
     template = os.path.join(work, "bench-template.vmdk")
@@ -668,7 +703,7 @@ def main():
     ap.add_argument("--modes", help="cache modes for cases 1-4, "
                     "comma-separated (default, none, writeback, ...)")
     ap.add_argument("--bench-modes", help="cache modes for case 5")
-    ap.add_argument("--cases", default="1,2,3,4,5,6,7")
+    ap.add_argument("--cases", default="1,2,3,4,5,6,7,8")
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--drop-caches", action="store_true")
@@ -714,12 +749,12 @@ def main():
         has_level = "compression_level" in run([a.vmdkit, "create", "-o",
                                                 "help"])
         rows = []
+        sparse_in = os.path.join(work, "input-sparse.vmdk")
         if cases & {"1", "2", "3", "4"}:
-            sparse_in = os.path.join(work, "input-sparse.vmdk")
             stream_in = os.path.join(work, "input-stream.vmdk")
             log("inputs: qemu-img makes the monolithicSparse and "
                 "streamOptimized sources of cases 3 and 4")
-            if "4" in cases:
+            if "4" in cases or "8" in cases:
                 run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw,
                      sparse_in])
             if "3" in cases:
@@ -729,6 +764,17 @@ def main():
                                              (sparse_in, stream_in), modes,
                                              threads, has_level)
                      if r.case in cases]
+        if "8" in cases:
+            qcow2_in = os.path.join(work, "input.qcow2")
+            log("inputs: qemu-img makes the qcow2 and monolithicSparse "
+                "sources of case 8")
+            run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw,
+                 qcow2_in])
+            if not os.path.exists(sparse_in):
+                run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw,
+                     sparse_in])
+            rows += qemu_rows(a.vmdkit, raw, work, qcow2_in, sparse_in,
+                              threads)
         if "5" in cases:
             rows += bench_rows(a, a.vmdkit, work, bmodes, count)
         if "6" in cases:

@@ -19,6 +19,9 @@
 #   7  strace: system calls of convert -t writeback -O vmdk, on the work
 #      folder's file system and on a bindfs (FUSE) mount standing in for
 #      NFS/SMB; and raw -> monolithicSparse -t writeback timed on that mount
+#   8  QEMU formats through qemu-nbd, against qemu-img convert on the same
+#      input: qcow2 -> monolithicSparse, qcow2 -> streamOptimized (vmdkit
+#      -m NCPU), monolithicSparse -> qcow2 (default cache mode)
 # Prints a markdown table (progress goes to stderr) and writes it to
 # bench/results/latest.md (or --out FILE).  Every output is verified with
 # qemu-img in the same run; a failed verification exits 1.  Speed targets
@@ -34,7 +37,7 @@
 #                    "default" passes no -t: unsafe for convert, as qemu-img)
 #   --bench-modes LIST  cache modes of case 5 (default: default,unsafe,none;
 #                    "default" is writeback, as qemu-img bench)
-#   --cases LIST     which cases (default 1,2,3,4,5,6,7)
+#   --cases LIST     which cases (default 1,2,3,4,5,6,7,8)
 #   --workdir DIR    work here (default: a fresh folder in $TMPDIR, removed
 #                    at the end); the workload image is kept there and reused
 #                    while its parameters do not change

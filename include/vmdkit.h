@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 #define VMDKIT_VERSION_MAJOR 0
-#define VMDKIT_VERSION_MINOR 1
+#define VMDKIT_VERSION_MINOR 2
 #define VMDKIT_VERSION_MICRO 0
-#define VMDKIT_VERSION_STRING "0.1.0"
+#define VMDKIT_VERSION_STRING "0.2.0"
 
 /* The library's version at run time ("MAJOR.MINOR.MICRO"). */
 VMDK_API const char *vmdk_version(void);
@@ -80,7 +80,9 @@ struct vmdk_disk;
                                     stream_damage. */
 
 /* Image formats for vmdk_open_format(). */
-#define VMDK_FORMAT_AUTO 0 /* probe: VMDK magic or descriptor text, else raw */
+#define VMDK_FORMAT_AUTO 0 /* probe: VMDK magic or descriptor text; a
+                              format QEMU reads (as vmdk_open_qemu with
+                              no format); else raw */
 #define VMDK_FORMAT_VMDK 1 /* must be a VMDK, else an error */
 #define VMDK_FORMAT_RAW  2 /* a plain file of bytes */
 
@@ -91,6 +93,33 @@ struct vmdk_disk;
 VMDK_API struct vmdk_disk *vmdk_open(const char *path, unsigned flags);
 VMDK_API struct vmdk_disk *vmdk_open_format(const char *path, int format,
                                             unsigned flags);
+
+/* Open PATH, an image in a format QEMU reads -- QEMU_FORMAT as qemu-img
+ * names it: "qcow2", "vhdx", "vpc" (VHD), "vdi", "qed", "parallels",
+ * "dmg", "qcow", "bochs", "cloop", ... -- through QEMU's own NBD server:
+ * `qemu-nbd -f QEMU_FORMAT [--read-only] PATH`, started by libnbd with
+ * systemd socket activation (a private Unix socket, no TCP port, no
+ * temporary file) and stopped by vmdk_close, which waits for it.  The
+ * handle is a raw disk of one extent: vmdk_pread, vmdk_block_status
+ * (qemu-nbd's allocation map: holes are runs without VMDK_RUN_PRESENT),
+ * and with VMDK_OPEN_RDWR vmdk_pwrite, vmdk_zero (NBD write-zeroes: the
+ * format may free the range) and vmdk_flush; vmdk_get_info's format is
+ * QEMU_FORMAT.  VMDK_OPEN_UNSAFE and VMDK_OPEN_NOCACHE become qemu-nbd's
+ * --cache=unsafe and --cache=none.  QEMU_FORMAT NULL: probed from PATH's
+ * signature as qemu-img probes (qcow2 "QFI\xfb", "QED", "vhdxfile", VPC's
+ * "conectix" -- also a fixed VHD's footer, which qemu-img reads as raw --,
+ * the VDI signature, parallels, dmg's "koly" trailer, ...); vmdk_open
+ * probes the same after VMDK.  Needs qemu-nbd on PATH (Debian: qemu-utils).
+ * Returns NULL on error: ENOENT "PATH: qemu-nbd is not installed ... the
+ * Debian package qemu-utils"; qemu-nbd's own message in one line when it
+ * refuses the image ("PATH: qemu-nbd -f qcow2: Failed to ...: Image is not
+ * in qcow2 format"); EPERM with VMDK_OPEN_CONFINE (qemu-nbd follows the
+ * backing and data file names the image holds unchecked); EINVAL when
+ * probing finds no QEMU signature.  Later I/O errors carry qemu-nbd's last
+ * message too. */
+VMDK_API struct vmdk_disk *vmdk_open_qemu(const char *path,
+                                          const char *qemu_format,
+                                          unsigned flags);
 
 /* Point DISK (opened read-write, sparse) at a new backing image, or at
  * none when BACKING is NULL, rewriting only the link: parentFileNameHint
@@ -177,6 +206,18 @@ struct vmdk_create_options {
 VMDK_API struct vmdk_disk *vmdk_create(const char *path,
                                        const struct vmdk_create_options *opts,
                                        unsigned flags);
+
+/* Create PATH in the QEMU format QEMU_FORMAT ("qcow2", "vhdx", "vdi",
+ * "vpc", "qed", "parallels", "qcow": what `qemu-img create -f` makes) with
+ * `qemu-img create -f QEMU_FORMAT PATH SIZE` (vpc with force_size=on: the
+ * size asked, not rounded to a CHS geometry) and open it read-write as
+ * vmdk_open_qemu does.  Of OPTS only size_bytes is used (rounded up to
+ * 512); a backing_file is refused (EINVAL).  The new image reads as zeros.
+ * Existing files are overwritten.  Returns NULL on error (qemu-img's own
+ * message; nothing is left behind). */
+VMDK_API struct vmdk_disk *vmdk_create_qemu(
+    const char *path, const char *qemu_format,
+    const struct vmdk_create_options *opts, unsigned flags);
 
 /* ---- Data (shaped like NBD: get_size, pread, pwrite, zero, flush, extents) */
 
@@ -321,7 +362,8 @@ struct vmdk_extent_info {
 };
 
 struct vmdk_info {
-  const char *format;        /* "vmdk" or "raw" */
+  const char *format;        /* "vmdk" or "raw", or the QEMU format of a
+                                vmdk_open_qemu image ("qcow2", ...) */
   const char *create_type;   /* descriptor createType, or NULL for raw */
   uint64_t size_bytes;       /* virtual size */
   uint64_t cluster_bytes;    /* grain size of the first sparse extent, or 0 */

@@ -140,6 +140,7 @@ static void disk_free(struct vmdk_disk *d) {
   free(d->path);
   free(d->dir);
   free(d->confine_root);
+  free(d->qemu_format);
   free(d);
 }
 
@@ -382,6 +383,37 @@ static int open_bare_cowd(struct vmdk_disk *d, struct vfile **f) {
   return open_extents(d, f);
 }
 
+/* Make the new handle D (path and flags set, nothing opened) a raw disk of
+ * one NBD extent: the NBD URI D->path (QEMU_FORMAT NULL: read-only,
+ * libnbd connects), or the image D->path in the QEMU format QEMU_FORMAT
+ * (a qemu-nbd libnbd starts; writable with VMDK_OPEN_RDWR).  A QEMU image
+ * is refused confined: qemu-nbd follows the backing and data file names
+ * in it unchecked. */
+static int open_nbd_into(struct vmdk_disk *d, const char *qemu_format) {
+  if (qemu_format && (d->flags & VMDK_OPEN_CONFINE))
+    return set_error(EPERM, "%s: a %s image is not opened confined to its "
+                            "folder (qemu-nbd would follow the backing and "
+                            "data file names in it unchecked)",
+                     d->path, qemu_format);
+  if (!(d->extents = calloc(1, sizeof *d->extents)) ||
+      !(d->extents[0].path = strdup(d->path)) ||
+      (qemu_format && !(d->qemu_format = strdup(qemu_format))))
+    return set_error(ENOMEM, "out of memory");
+  d->raw = true;
+  d->n_extents = 1;
+  struct extent *e = d->extents;
+  e->disk = d;
+  bool rw = (d->flags & VMDK_OPEN_RDWR) != 0;
+  e->access = qemu_format && rw ? ACC_RW : ACC_RDONLY;
+  e->type = EXT_FLAT;
+  if ((qemu_format ? qemu_extent_open(e, d->path, qemu_format, d->flags,
+                                      &e->size)
+                   : nbd_extent_open(e, d->path, rw, &e->size)) != 0)
+    return -1;
+  d->size = e->size;
+  return 0;
+}
+
 /* ---- open / close ----------------------------------------------------- */
 
 /* One image of a chain; the caller opens its parent. */
@@ -403,6 +435,17 @@ static struct vmdk_disk *open_one(const char *path, int format,
   if (vf_pread(f, magic, f->size < sizeof magic ? f->size : sizeof magic, 0))
     goto fail_f;
 
+  if (format == VMDK_FORMAT_AUTO && le32(magic) != 0x564d444bu &&
+      le32(magic) != 0x44574f43u && !desc_looks_like(magic, sizeof magic)) {
+    /* Not a VMDK: a format QEMU reads (through qemu-nbd), else raw. */
+    const char *qemu = qemu_probe(f);
+    if (qemu) {
+      vf_close(f);
+      if (open_nbd_into(d, qemu) != 0)
+        goto fail;
+      return d;
+    }
+  }
   if (format == VMDK_FORMAT_RAW ||
       (format == VMDK_FORMAT_AUTO && le32(magic) != 0x564d444bu &&
        le32(magic) != 0x44574f43u && !desc_looks_like(magic, sizeof magic))) {
@@ -590,25 +633,26 @@ struct vmdk_disk *disk_open_confined(const char *path, int format,
 /* An NBD URI: a raw disk of one read-only extent served by libnbd. */
 static struct vmdk_disk *open_nbd(const char *uri, unsigned flags) {
   struct vmdk_disk *d = calloc(1, sizeof *d);
-  if (!d || !(d->path = strdup(uri)) || !(d->dir = strdup(".")) ||
-      !(d->extents = calloc(1, sizeof *d->extents)) ||
-      !(d->extents[0].path = strdup(uri))) {
+  if (!d || !(d->path = strdup(uri)) || !(d->dir = strdup("."))) {
     disk_free(d);
     set_error(ENOMEM, "out of memory");
     return NULL;
   }
   d->flags = flags;
-  d->raw = true;
-  d->n_extents = 1;
-  struct extent *e = d->extents;
-  e->disk = d;
-  e->access = ACC_RDONLY;
-  e->type = EXT_FLAT;
-  if (nbd_extent_open(e, uri, flags & VMDK_OPEN_RDWR, &e->size) != 0) {
+  if (open_nbd_into(d, NULL) != 0) {
     disk_free(d);
     return NULL;
   }
-  d->size = e->size;
+  return d;
+}
+
+struct vmdk_disk *disk_open_qemu(const char *path, const char *format,
+                                 unsigned flags) {
+  struct vmdk_disk *d = disk_new(path, flags);
+  if (d && open_nbd_into(d, format) != 0) {
+    disk_free(d);
+    return NULL;
+  }
   return d;
 }
 
@@ -1034,7 +1078,10 @@ int vmdk_get_info(struct vmdk_disk *d, struct vmdk_info *info) {
     return set_error(ENOMEM, "out of memory");
   free(d->info_extents);
   d->info_extents = xi;
-  info->format = d->raw ? "raw" : "vmdk";
+  info->format = d->qemu_format ? d->qemu_format : d->raw ? "raw" : "vmdk";
+  struct stat st;
+  if (d->qemu_format && stat(d->path, &st) == 0)
+    info->actual_bytes = (uint64_t)st.st_blocks * 512;
   info->size_bytes = d->size;
   info->cid = d->desc ? d->desc->cid : NO_CID;
   info->parent_cid = d->desc ? d->desc->parent_cid : NO_CID;

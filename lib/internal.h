@@ -351,6 +351,25 @@ int kdmv_write_descriptor(struct vfile *f, const struct kdmv_header *h,
 bool nbd_uri_like(const char *path);
 int nbd_extent_open(struct extent *e, const char *uri, bool writable,
                     uint64_t *size);
+/* An image in the QEMU format FORMAT at PATH, served by a qemu-nbd that
+ * libnbd starts (socket activation): read-only unless FLAGS has
+ * VMDK_OPEN_RDWR; VMDK_OPEN_UNSAFE / VMDK_OPEN_NOCACHE pick qemu-nbd's
+ * cache mode.  Errors carry qemu-nbd's own message; a missing qemu-nbd is
+ * ENOENT naming the package. */
+int qemu_extent_open(struct extent *e, const char *path, const char *format,
+                     unsigned flags, uint64_t *size);
+/* 0 when TOOL is an executable on PATH, else -1 (ENOENT, message naming
+ * IMAGE, TOOL and the Debian package qemu-utils). */
+int qemu_find_tool(const char *tool, const char *image);
+/* The last non-blank line of what the file FD holds (a tool's stderr),
+ * without "qemu-nbd: " prefixes, into BUF.  0, or -1 when there is none. */
+int qemu_last_line(int fd, char *buf, size_t cap);
+
+/* qemu.c: the QEMU format whose signature F carries (qemu-img's probes:
+ * "qcow2", "qcow", "qed", "vhdx", "vpc", "vdi", "parallels", "bochs",
+ * "cloop", "luks"; trailers: a fixed VHD's footer "vpc", "dmg"), or NULL
+ * (also on a read error, which is then set).  Never called for VMDK. */
+const char *qemu_probe(struct vfile *f);
 
 /* extent_stream.c: streamOptimized (compressed grains with markers).
  * Called by sparse_open when the header says the grains are compressed;
@@ -561,6 +580,8 @@ struct vmdk_disk {
                                 resolve into (the top image's folder, for
                                 every layer of a chain); else NULL */
   bool raw;                  /* a raw image: one flat extent, no descriptor */
+  char *qemu_format;         /* an image QEMU reads ("qcow2", ...) through
+                                qemu-nbd (raw is set too), else NULL */
   struct descriptor *desc;   /* NULL for raw */
   bool desc_embedded;        /* in extent 0 (a KDMV file), else in PATH */
   bool desc_none;            /* a bare COWD file: the descriptor was made up
@@ -593,6 +614,11 @@ int disk_confine(const char *root, const char *image, const char *what,
  * opens on its behalf (the backing to commit into, a new backing). */
 struct vmdk_disk *disk_open_confined(const char *path, int format,
                                      unsigned flags, const char *root);
+/* PATH, an image in the QEMU format FORMAT, as a disk of one NBD extent
+ * (qemu_extent_open).  Refused (EPERM) with VMDK_OPEN_CONFINE: qemu-nbd
+ * follows the backing and data file names in the image unchecked. */
+struct vmdk_disk *disk_open_qemu(const char *path, const char *format,
+                                 unsigned flags);
 
 /* Rewrite D's descriptor (embedded or its own file) from D->desc. */
 int disk_write_descriptor(struct vmdk_disk *d);

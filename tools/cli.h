@@ -49,6 +49,10 @@ enum cli_values {
   CLI_REPAIR,         /* check -r: leaks, all */
   CLI_AIO,            /* bench -i: threads, native, io_uring */
   CLI_CREATE_OPTIONS, /* -o key=value,...: cli_create_option_values() */
+  CLI_FORMAT_OUT,     /* an image format convert writes:
+                         cli_value_words(CLI_FORMAT_OUT) */
+  CLI_FORMAT_VMDK,    /* vmdk or raw: the formats vmdkit's own writers
+                         (create, commit, rebase, resize, backings) take */
 };
 
 /* Key of the common option --confine (no short option); 'h' is -h/--help.
@@ -74,7 +78,7 @@ struct cli_option {
  * ends every options table. */
 #define CLI_OPTION_FORMAT                                                      \
   {'f', NULL, "FMT", CLI_FORMAT, 0,                                            \
-   "image format: vmdk or raw (default: probe)"}
+   "image format (default: probe, as qemu-img does)"}
 #define CLI_OPTION_OUTPUT(key)                                                 \
   {(key), "output", "FORMAT", CLI_OUTPUT, 0, "human (default) or json"}
 #define CLI_OPTIONS_END {0, NULL, NULL, CLI_NONE, 0, NULL}
@@ -206,8 +210,25 @@ size_t cli_create_option_values(const char *key, const char **words,
                                 size_t max);
 
 /* -f / -O format names: "vmdk" -> VMDK_FORMAT_VMDK, "raw" ->
- * VMDK_FORMAT_RAW. */
+ * VMDK_FORMAT_RAW, a format QEMU reads ("qcow2", "vhdx", ...:
+ * cli_value_words(CLI_FORMAT)) -> a value above CLI_FORMAT_QEMU that
+ * cli_qemu_format() names and cli_open() opens through qemu-nbd.
+ * cli_parse_output_format() takes only the formats convert writes
+ * (CLI_FORMAT_OUT). */
+#define CLI_FORMAT_QEMU 0x100
 int cli_parse_format(const char *s, int *format);
+int cli_parse_output_format(const char *s, int *format);
+/* Only vmdk and raw (CLI_FORMAT_VMDK). */
+int cli_parse_vmdk_format(const char *s, int *format);
+/* The QEMU format name of a cli_parse_format() value, or NULL for vmdk,
+ * raw and AUTO. */
+const char *cli_qemu_format(int format);
+/* Open FILE as FORMAT (a cli_parse_format() value or VMDK_FORMAT_AUTO):
+ * vmdk_open_qemu() for a QEMU format, else vmdk_open_format(). */
+struct vmdk_disk *cli_open(const char *file, int format, unsigned flags);
+/* For --help and the man page: the words an option's argument of kind V
+ * is one of, joined by ", " (CLI_FORMAT, CLI_FORMAT_OUT), or NULL. */
+const char *cli_values_note(enum cli_values v);
 
 enum cli_output { CLI_OUTPUT_HUMAN, CLI_OUTPUT_JSON };
 /* --output=human|json */

@@ -216,7 +216,7 @@ static int bench_run(int argc, char **argv) {
   }
 
   unsigned flags = cache_flags | (write ? VMDK_OPEN_RDWR : 0);
-  struct vmdk_disk *disk = vmdk_open_format(file, format, flags | cli_open_flags);
+  struct vmdk_disk *disk = cli_open(file, format, flags | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -173,7 +173,7 @@ static int check_run(int argc, char **argv) {
 
   /* A truncated stream opens salvaging, so that the check reports what is
    * missing (read-only: with -r it is refused at open). */
-  struct vmdk_disk *disk = vmdk_open_format(
+  struct vmdk_disk *disk = cli_open(
       file, format,
       cli_open_flags | (repair ? VMDK_OPEN_RDWR : VMDK_OPEN_SALVAGE));
   if (!disk) {

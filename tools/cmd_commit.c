@@ -20,7 +20,7 @@ const struct cli_command cmd_commit = {
         "parentCID no longer matches).",
     .options =
         (const struct cli_option[]){
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
+            {'f', NULL, "FMT", CLI_FORMAT_VMDK, 0,
              "format of FILE: vmdk or raw (default: probe)"},
             {'p', NULL, NULL, CLI_NONE, 0, "show progress on stderr"},
             {'q', NULL, NULL, CLI_NONE, 0,
@@ -42,7 +42,7 @@ static int commit_run(int argc, char **argv) {
   while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
-      if (cli_parse_format(optarg, &format) < 0)
+      if (cli_parse_vmdk_format(optarg, &format) < 0)
         return 1;
       break;
     case 'p':
@@ -63,7 +63,7 @@ static int commit_run(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR | cli_open_flags);
+  struct vmdk_disk *disk = cli_open(file, format, VMDK_OPEN_RDWR | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -24,9 +24,9 @@ const struct cli_command cmd_compare = {
     .options =
         (const struct cli_option[]){
             {'f', NULL, "FMT", CLI_FORMAT, 0,
-             "format of IMAGE1: vmdk or raw (default: probe)"},
+             "format of IMAGE1 (default: probe)"},
             {'F', NULL, "FMT", CLI_FORMAT, 0,
-             "format of IMAGE2: vmdk or raw (default: probe)"},
+             "format of IMAGE2 (default: probe)"},
             {'p', NULL, NULL, CLI_NONE, 0, "show progress on stderr"},
             {'q', NULL, NULL, CLI_NONE, 0, "quiet: print nothing but errors"},
             {'s', NULL, NULL, CLI_NONE, 0,
@@ -209,12 +209,12 @@ static int compare_run(int argc, char **argv) {
   struct vmdk_disk *d1 = NULL, *d2 = NULL;
   bool size_warning = false;
 
-  d1 = vmdk_open_format(name1, format1, cli_open_flags);
+  d1 = cli_open(name1, format1, cli_open_flags);
   if (!d1) {
     cli_lib_error(name1);
     goto out;
   }
-  d2 = vmdk_open_format(name2, format2, cli_open_flags);
+  d2 = cli_open(name2, format2, cli_open_flags);
   if (!d2) {
     cli_lib_error(name2);
     goto out;

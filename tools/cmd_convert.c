@@ -45,14 +45,15 @@ const struct cli_command cmd_convert = {
     .options =
         (const struct cli_option[]){
             {'f', NULL, "FMT", CLI_FORMAT, 0,
-             "format of SOURCE: vmdk or raw (default: probe)"},
-            {'O', NULL, "FMT", CLI_FORMAT, 0,
-             "format of DEST: raw (default, like qemu-img) or vmdk"},
+             "format of SOURCE (default: probe, as qemu-img does; VMDK and raw are read natively, the others through qemu-nbd)"},
+            {'O', NULL, "FMT", CLI_FORMAT_OUT, 0,
+             "format of DEST (default raw, like qemu-img); QEMU's formats "
+             "are made with qemu-img create and written through qemu-nbd"},
             {'o', NULL, "OPTIONS", CLI_CREATE_OPTIONS, 0,
              "VMDK options for DEST, as for 'vmdkit create' ('-o help')"},
             {'B', NULL, "BACKING", CLI_FILE, 0,
              "make DEST a child of BACKING holding only the difference"},
-            {'F', NULL, "FMT", CLI_FORMAT, 0,
+            {'F', NULL, "FMT", CLI_FORMAT_VMDK, 0,
              "format of BACKING: vmdk or raw (default: probe)"},
             {'p', NULL, NULL, CLI_NONE, 0, "show progress on stderr"},
             {'q', NULL, NULL, CLI_NONE, 0, "quiet (no progress)"},
@@ -471,7 +472,7 @@ static int convert_run(int argc, char **argv) {
         return 1;
       break;
     case 'O':
-      if (cli_parse_format(optarg, &dst_format) < 0)
+      if (cli_parse_output_format(optarg, &dst_format) < 0)
         return 1;
       break;
     case 'o':
@@ -483,7 +484,7 @@ static int convert_run(int argc, char **argv) {
       backing = optarg;
       break;
     case 'F':
-      if (cli_parse_format(optarg, &backing_format) < 0)
+      if (cli_parse_vmdk_format(optarg, &backing_format) < 0)
         return 1;
       have_backing_format = true;
       break;
@@ -520,7 +521,8 @@ static int convert_run(int argc, char **argv) {
     cli_usage_error(argv[0], "expected SOURCE DEST");
     return 1;
   }
-  if (dst_format == VMDK_FORMAT_RAW && have_opts) {
+  const char *dst_qemu = cli_qemu_format(dst_format);
+  if ((dst_format == VMDK_FORMAT_RAW || dst_qemu) && have_opts) {
     cli_usage_error(argv[0], "-o options apply to -O vmdk only");
     return 1;
   }
@@ -533,9 +535,10 @@ static int convert_run(int argc, char **argv) {
     cli_usage_error(argv[0], "-B needs a file name");
     return 1;
   }
-  if (backing && dst_format == VMDK_FORMAT_RAW) {
-    cli_usage_error(argv[0], "a raw image cannot have a backing file (use "
-                             "-O vmdk with -B)");
+  if (backing && (dst_format == VMDK_FORMAT_RAW || dst_qemu)) {
+    cli_usage_error(argv[0], "a %s image cannot have a backing file here "
+                             "(use -O vmdk with -B)",
+                    dst_qemu ? dst_qemu : "raw");
     return 1;
   }
   const char *src_name = argv[optind], *dst_name = argv[optind + 1];
@@ -557,7 +560,7 @@ static int convert_run(int argc, char **argv) {
   struct file_list created = {NULL, 0};
   bool remove_output = false;
 
-  cp.src = vmdk_open_format(src_name, src_format,
+  cp.src = cli_open(src_name, src_format,
                             cli_open_flags | (salvage ? VMDK_OPEN_SALVAGE : 0));
   if (!cp.src) {
     if (vmdk_get_errno() == ENODATA) /* a truncated stream */
@@ -583,7 +586,9 @@ static int convert_run(int argc, char **argv) {
   opts.threads = (unsigned)threads;
   (void)out_of_order;
   cp.writethrough = writethrough;
-  cp.dst = vmdk_create(dst_name, &opts, cache_flags | cli_open_flags);
+  cp.dst = dst_qemu ? vmdk_create_qemu(dst_name, dst_qemu, &opts,
+                                        cache_flags | cli_open_flags)
+                   : vmdk_create(dst_name, &opts, cache_flags | cli_open_flags);
   if (!cp.dst) {
     cli_lib_error(dst_name);
     goto out;

@@ -27,12 +27,12 @@ const struct cli_command cmd_create = {
         "child refuse to open.",
     .options =
         (const struct cli_option[]){
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
+            {'f', NULL, "FMT", CLI_FORMAT_VMDK, 0,
              "image format: vmdk (default) or raw"},
             {'b', NULL, "BACKING", CLI_FILE, 0,
              "make a child of BACKING (subformat monolithicSparse or "
              "twoGbMaxExtentSparse)"},
-            {'F', NULL, "FMT", CLI_FORMAT, 0,
+            {'F', NULL, "FMT", CLI_FORMAT_VMDK, 0,
              "format of BACKING: vmdk or raw (default: probe)"},
             {'o', NULL, "OPTIONS", CLI_CREATE_OPTIONS, 0,
              "VMDK options key=value[,key=value...]; '-o help' lists them: "
@@ -69,14 +69,14 @@ static int create_run(int argc, char **argv) {
   while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
-      if (cli_parse_format(optarg, &format) < 0)
+      if (cli_parse_vmdk_format(optarg, &format) < 0)
         return 1;
       break;
     case 'b':
       backing = optarg;
       break;
     case 'F':
-      if (cli_parse_format(optarg, &backing_format) < 0)
+      if (cli_parse_vmdk_format(optarg, &backing_format) < 0)
         return 1;
       have_backing_format = true;
       break;

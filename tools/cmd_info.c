@@ -211,7 +211,7 @@ static int info_run(int argc, char **argv) {
   /* Salvaging: a truncated stream is described (what is missing), not
    * refused; the open is read-only. */
   struct vmdk_disk *disk =
-      vmdk_open_format(file, format, cli_open_flags | VMDK_OPEN_SALVAGE);
+      cli_open(file, format, cli_open_flags | VMDK_OPEN_SALVAGE);
   if (!disk) {
     cli_lib_error(file);
     return 1;

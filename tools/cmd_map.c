@@ -162,7 +162,7 @@ static int map_run(int argc, char **argv) {
   }
   const char *file = argv[optind];
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, cli_open_flags);
+  struct vmdk_disk *disk = cli_open(file, format, cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

@@ -59,7 +59,7 @@ const struct cli_command cmd_mount = {
              "FUSE mount options, comma-separated, e.g. allow_other (may be "
              "repeated)"},
             {OPT_FORMAT, "format", "FMT", CLI_FORMAT, 0,
-             "image format: vmdk or raw (default: probe)"},
+             "image format (default: probe)"},
             CLI_OPTIONS_END,
         },
     .operands = (const struct cli_operand[]){{"IMAGE", CLI_FILE},
@@ -746,7 +746,7 @@ static int mount_run(int argc, char **argv) {
   }
 
   /* Open first: a bad image is refused before anything is mounted. */
-  ms.disk = vmdk_open_format(image, format,
+  ms.disk = cli_open(image, format,
                              (readonly ? 0 : VMDK_OPEN_RDWR) | cli_open_flags);
   if (!ms.disk) {
     /* The library names the path it was given: show the user's. */

@@ -78,7 +78,7 @@ static int read_run(int argc, char **argv) {
       cli_parse_size("length", argv[optind + 2], &length) < 0)
     return 1;
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, cli_open_flags);
+  struct vmdk_disk *disk = cli_open(file, format, cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

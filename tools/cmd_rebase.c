@@ -28,11 +28,11 @@ const struct cli_command cmd_rebase = {
         "it.",
     .options =
         (const struct cli_option[]){
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
+            {'f', NULL, "FMT", CLI_FORMAT_VMDK, 0,
              "format of FILE: vmdk or raw (default: probe)"},
             {'b', NULL, "BACKING", CLI_FILE, CLI_REQUIRED,
              "the new backing file (\"\": none)"},
-            {'F', NULL, "FMT", CLI_FORMAT, 0,
+            {'F', NULL, "FMT", CLI_FORMAT_VMDK, 0,
              "format of BACKING: vmdk or raw (default: probe)"},
             {'u', NULL, NULL, CLI_NONE, 0,
              "unsafe: rewrite the link only, copy nothing"},
@@ -58,14 +58,14 @@ static int rebase_run(int argc, char **argv) {
   while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
-      if (cli_parse_format(optarg, &format) < 0)
+      if (cli_parse_vmdk_format(optarg, &format) < 0)
         return 1;
       break;
     case 'b':
       backing = optarg;
       break;
     case 'F':
-      if (cli_parse_format(optarg, &backing_format) < 0)
+      if (cli_parse_vmdk_format(optarg, &backing_format) < 0)
         return 1;
       have_backing_format = true;
       break;
@@ -104,7 +104,7 @@ static int rebase_run(int argc, char **argv) {
     return 1;
   /* -u never opens the old backing (it may be gone or changed: that is
    * what -u repairs). */
-  struct vmdk_disk *disk = vmdk_open_format(
+  struct vmdk_disk *disk = cli_open(
       file, format, VMDK_OPEN_RDWR | (unsafe ? VMDK_OPEN_NO_BACKING : 0) | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);

@@ -23,7 +23,7 @@ const struct cli_command cmd_resize = {
         "is refused when the part cut off holds data of FILE's own.",
     .options =
         (const struct cli_option[]){
-            {'f', NULL, "FMT", CLI_FORMAT, 0,
+            {'f', NULL, "FMT", CLI_FORMAT_VMDK, 0,
              "format of FILE: vmdk or raw (default: probe)"},
             {OPT_SHRINK, "shrink", NULL, CLI_NONE, 0,
              "allow the size to go down"},
@@ -59,7 +59,7 @@ static int resize_run(int argc, char **argv) {
   while ((c = cli_getopt(&parser)) > 0) {
     switch (c) {
     case 'f':
-      if (cli_parse_format(optarg, &format) < 0)
+      if (cli_parse_vmdk_format(optarg, &format) < 0)
         return 1;
       break;
     case OPT_SHRINK:
@@ -86,7 +86,7 @@ static int resize_run(int argc, char **argv) {
   if (cli_parse_size("size", size_arg + (sign ? 1 : 0), &amount) < 0)
     return 1;
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR | cli_open_flags);
+  struct vmdk_disk *disk = cli_open(file, format, VMDK_OPEN_RDWR | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

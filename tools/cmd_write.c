@@ -135,7 +135,7 @@ static int write_run(int argc, char **argv) {
   if (cli_parse_size("offset", argv[optind + 1], &offset) < 0)
     return 1;
 
-  struct vmdk_disk *disk = vmdk_open_format(file, format, VMDK_OPEN_RDWR | cli_open_flags);
+  struct vmdk_disk *disk = cli_open(file, format, VMDK_OPEN_RDWR | cli_open_flags);
   if (!disk) {
     cli_lib_error(file);
     return 1;

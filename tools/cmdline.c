@@ -255,7 +255,16 @@ static void help_options(struct strbuf *sb, const struct cli_command *cmd) {
         w = 0;
       }
       pad(sb, column - w);
-      wrap(sb, o->help, column, column);
+      const char *note = o->arg ? cli_values_note(o->values) : NULL;
+      struct strbuf text = STRBUF_INIT;
+      sb_puts(&text, o->help);
+      if (note)
+        sb_printf(&text, "; %s: %s", o->arg, note);
+      if (text.failed)
+        sb->failed = true;
+      else
+        wrap(sb, text.data, column, column);
+      sb_free(&text);
       sb_puts(sb, "\n");
     }
 }

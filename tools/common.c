@@ -65,8 +65,16 @@ int cli_flush_stdout(void) {
 
 /* The fixed lists of values (cli_value_words()); the parsers below look
  * names up in them, so completion offers exactly what they take. */
-static const char *const format_names[] = {"vmdk", "raw", NULL};
-static const int format_values[] = {VMDK_FORMAT_VMDK, VMDK_FORMAT_RAW};
+/* vmdk and raw are native; the rest are QEMU's formats, read (and those
+ * of output_format_names written) through qemu-nbd: -f/-O value
+ * CLI_FORMAT_QEMU + the index here. */
+static const char *const format_names[] = {
+    "vmdk", "raw",       "qcow2", "vhdx",  "vpc",   "vdi", "qed",
+    "parallels", "dmg",  "qcow",  "bochs", "cloop", NULL};
+static const char *const vmdk_format_names[] = {"vmdk", "raw", NULL};
+static const char *const output_format_names[] = {
+    "raw", "vmdk", "qcow2", "vhdx", "vpc", "vdi", "qed", "parallels",
+    "qcow", NULL};
 static const char *const output_names[] = {"human", "json", NULL};
 static const enum cli_output output_values[] = {CLI_OUTPUT_HUMAN,
                                                 CLI_OUTPUT_JSON};
@@ -88,6 +96,10 @@ const char *const *cli_value_words(enum cli_values v) {
   switch (v) {
   case CLI_FORMAT:
     return format_names;
+  case CLI_FORMAT_OUT:
+    return output_format_names;
+  case CLI_FORMAT_VMDK:
+    return vmdk_format_names;
   case CLI_OUTPUT:
     return output_names;
   case CLI_CACHE:
@@ -230,14 +242,65 @@ int cli_parse_size(const char *what, const char *s, uint64_t *out) {
   return 0;
 }
 
+/* The words of LIST joined by ", " (a static buffer per list). */
+static const char *joined(const char *const *list, char *buf, size_t cap) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; list[i] && n < cap; i++)
+    n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", list[i]);
+  return buf;
+}
+
+const char *cli_values_note(enum cli_values v) {
+  static char in[256], out[256];
+  if (v == CLI_FORMAT)
+    return joined(format_names, in, sizeof in);
+  if (v == CLI_FORMAT_OUT)
+    return joined(output_format_names, out, sizeof out);
+  return NULL;
+}
+
 int cli_parse_format(const char *s, int *format) {
   int i = cli_word_index(format_names, s);
   if (i < 0) {
-    cli_error(NULL, "unknown image format '%s' (valid: vmdk, raw)", s);
+    cli_error(NULL, "unknown image format '%s' (valid: %s)", s,
+              cli_values_note(CLI_FORMAT));
     return -1;
   }
-  *format = format_values[i];
+  *format = i == 0   ? VMDK_FORMAT_VMDK
+            : i == 1 ? VMDK_FORMAT_RAW
+                     : CLI_FORMAT_QEMU + i;
   return 0;
+}
+
+int cli_parse_output_format(const char *s, int *format) {
+  if (cli_word_index(output_format_names, s) < 0) {
+    cli_error(NULL, "cannot write image format '%s' (valid: %s)", s,
+              cli_values_note(CLI_FORMAT_OUT));
+    return -1;
+  }
+  return cli_parse_format(s, format);
+}
+
+int cli_parse_vmdk_format(const char *s, int *format) {
+  if (cli_word_index(vmdk_format_names, s) < 0) {
+    cli_error(NULL, "unknown image format '%s' (valid here: vmdk, raw)", s);
+    return -1;
+  }
+  return cli_parse_format(s, format);
+}
+
+const char *cli_qemu_format(int format) {
+  int n = (int)(sizeof format_names / sizeof *format_names) - 1;
+  return format > CLI_FORMAT_QEMU + 1 && format < CLI_FORMAT_QEMU + n
+             ? format_names[format - CLI_FORMAT_QEMU]
+             : NULL;
+}
+
+struct vmdk_disk *cli_open(const char *file, int format, unsigned flags) {
+  const char *qemu = cli_qemu_format(format);
+  return qemu ? vmdk_open_qemu(file, qemu, flags)
+              : vmdk_open_format(file, format, flags);
 }
 
 int cli_parse_output(const char *s, enum cli_output *out) {

@@ -162,6 +162,12 @@ static void pod_command(struct strbuf *sb, const struct cli_command *cmd) {
       pod_option_label(sb, o);
       sb_puts(sb, "\n\n");
       pod_text(sb, o->help, cmd);
+      const char *note = o->arg ? cli_values_note(o->values) : NULL;
+      if (note) {
+        sb_printf(sb, "; ");
+        pod_text(sb, o->arg, cmd);
+        sb_printf(sb, ": %s", note);
+      }
       sb_puts(sb, "\n\n");
     }
   sb_puts(sb, "=back\n\n");
@@ -196,6 +202,8 @@ static const char *const kind_names[] = {
     [CLI_REPAIR] = "repair",
     [CLI_AIO] = "aio",
     [CLI_CREATE_OPTIONS] = "create-options",
+    [CLI_FORMAT_OUT] = "output-format",
+    [CLI_FORMAT_VMDK] = "vmdk-format",
 };
 #define N_KINDS (sizeof kind_names / sizeof kind_names[0])
 

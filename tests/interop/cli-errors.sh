@@ -104,6 +104,7 @@ bad 1 "." "read: no length" "$VMDKIT" read "$tmpdir/d.vmdk" 0
 bad 2 "." "compare: one image" "$VMDKIT" compare "$tmpdir/d.vmdk"
 bad 1 "." "convert: no destination" "$VMDKIT" convert "$tmpdir/d.vmdk"
 bad 1 "json|output" "info: bad --output" "$VMDKIT" info --output=xml "$tmpdir/d.vmdk"
-bad 1 "." "convert: bad -O" "$VMDKIT" convert -O qcow2 "$tmpdir/d.vmdk" "$tmpdir/z"
+bad 1 "." "convert: bad -O" "$VMDKIT" convert -O qcow3 "$tmpdir/d.vmdk" "$tmpdir/z"
+bad 1 "cannot write" "convert: -O of a read-only QEMU format" "$VMDKIT" convert -O dmg "$tmpdir/d.vmdk" "$tmpdir/z"
 [[ ! -e "$tmpdir/z" ]] || die "convert with a bad -O created the destination"
 echo "all ok"

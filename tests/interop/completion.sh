@@ -127,13 +127,20 @@ expect "vmdkit info disk.vmdk --out" -- --output=   # options after an operand
 expect "vmdkit info -- -" --        # after --, only operands (files)
 
 # ---- option values
-expect "vmdkit convert -O " -- vmdk raw
-expect "vmdkit convert -O v" -- vmdk
+# -f (and compare -F, mount --format): vmdk, raw and the formats QEMU
+# reads; convert -O: the ones it writes; create, commit, rebase, resize and
+# backings: vmdk, raw
+informats=(vmdk raw qcow2 vhdx vpc vdi qed parallels dmg qcow bochs cloop)
+outformats=(raw vmdk qcow2 vhdx vpc vdi qed parallels qcow)
+expect "vmdkit convert -O " -- "${outformats[@]}"
+expect "vmdkit convert -O v" -- vmdk vhdx vpc vdi
 expect "vmdkit convert -f raw -O r" -- raw
 expect "vmdkit create -f " -- vmdk raw
-expect "vmdkit compare -F " -- vmdk raw
-expect "vmdkit mount --format=" -- vmdk raw
-expect "vmdkit mount --format " -- vmdk raw
+expect "vmdkit rebase -F " -- vmdk raw
+expect "vmdkit info -f q" -- qcow2 qed qcow
+expect "vmdkit compare -F " -- "${informats[@]}"
+expect "vmdkit mount --format=" -- "${informats[@]}"
+expect "vmdkit mount --format " -- "${informats[@]}"
 expect "vmdkit info --output=" -- human json
 expect "vmdkit info --output=j" -- json
 expect "vmdkit check --output " -- human json
@@ -142,7 +149,7 @@ expect "vmdkit convert -t " -- "${caches[@]}"
 expect "vmdkit bench -t w" -- writeback writethrough
 expect "vmdkit bench -i " -- threads native io_uring
 expect "vmdkit bench -c " --        # a number: nothing to offer
-expect "vmdkit convert -pq -O " -- vmdk raw   # a cluster of short options
+expect "vmdkit convert -pq -O " -- "${outformats[@]}"   # a cluster of short options
 expect "vmdkit convert -Oraw " -- "${files[@]}"  # an attached argument
 
 # ---- -o key=value (bash replaces what follows the last '=')
@@ -175,7 +182,7 @@ expect "vmdkit mount -r disk.vmdk s" -- sub
 # ---- without bash-completion: the script's own fallback
 expect bare "vmdkit " -- "${commands[@]}" help
 expect bare "vmdkit check --" -- --output= --confine --help
-expect bare "vmdkit convert -O " -- vmdk raw
+expect bare "vmdkit convert -O " -- "${outformats[@]}"
 expect bare "vmdkit info --output=" -- human json
 expect bare "vmdkit create -o subformat=" -- "${subformats[@]}"
 expect bare "vmdkit create -o adapter_type=ide,sub" -- ide,subformat=

@@ -173,8 +173,10 @@ has_dep vmdkit Depends "libvmdkit0 \(>= $v\)"
 has_dep vmdkit Depends 'libfuse3-3( \(>= [0-9.~]+\))?'
 no_dep vmdkit Depends 'nbdkit'
 has_dep vmdkit Recommends 'fuse3'
+has_dep vmdkit Recommends 'qemu-utils'
 has_dep nbdkit-plugin-vmdkit Depends 'nbdkit'
-has_dep nbdkit-plugin-vmdkit Depends "libvmdkit0 \(>= $v\)"
+# the plugin uses only VMDKIT_0.1 functions: the symbols file gives 0.1.0
+has_dep nbdkit-plugin-vmdkit Depends 'libvmdkit0 \(>= [0-9.]+\)'
 no_dep nbdkit-plugin-vmdkit Depends 'libfuse3-3'
 
 # libvmdkit0's control files: the symbols file as written in debian/,
