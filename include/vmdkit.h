@@ -444,6 +444,90 @@ VMDK_API int vmdk_repair(struct vmdk_disk *disk, unsigned what,
                          struct vmdk_check_result *after, vmdk_problem_cb cb,
                          void *opaque);
 
+/* ---- OVA: an appliance for vSphere ------------------------------------ */
+
+/* What vmdk_ova_create() puts into the appliance.  Zero-initialise, then
+ * set what you need; a zero field means the default, chosen so that the
+ * OVA imports as it is into vSphere 7 and 8 and Workstation 16 and 17. */
+struct vmdk_ova_options {
+  const char *const *disks;  /* the source images, N_DISKS of them, any
+                                format vmdk_open_format() opens; disk 1 is
+                                the boot disk */
+  size_t n_disks;            /* 1 or more (at most what one controller of
+                                the kind takes: 15, SATA 30, IDE 2) */
+  int disk_format;           /* VMDK_FORMAT_* of every source (AUTO) */
+  unsigned open_flags;       /* VMDK_OPEN_CONFINE for the sources, or 0 */
+  const char *name;          /* the VM's name; default: OUT's file name
+                                without ".ova".  The members are named
+                                after it ([A-Za-z0-9._-], others '_') */
+  unsigned cpus;             /* virtual CPUs, 1..768; default 2 */
+  uint64_t memory_mib;       /* MiB, a multiple of 4; default 2048 */
+  const char *os_type;       /* vSphere's guest id (vmw:osType), e.g.
+                                "ubuntu64Guest"; default
+                                "otherLinux64Guest" */
+  const char *firmware;      /* "efi" (default) or "bios" */
+  int secure_boot;           /* non-zero: EFI secure boot on */
+  unsigned hw_version;       /* virtual hardware version (vmx-NN), 4..99;
+                                default 14 (ESXi 6.7 and later) */
+  const char *controller;    /* the disks' controller: "pvscsi" (default,
+                                VMware paravirtual SCSI), "lsilogic",
+                                "sata", "nvme" (hw_version 13 or later),
+                                "ide" */
+  const char *network;       /* the network the NIC connects to; default
+                                "VM Network" */
+  const char *nic;           /* "vmxnet3" (default), "e1000e", "e1000" */
+  const char *const *properties; /* "KEY=VALUE" strings, N_PROPERTIES of
+                                    them: user-configurable string
+                                    properties of the ProductSection */
+  size_t n_properties;
+  const char *product, *vendor, *version; /* the ProductSection's, or NULL */
+  const char *annotation;    /* an AnnotationSection, or NULL */
+  unsigned threads;          /* compression threads (0: one per CPU) */
+  int compression_level;     /* 1..12; 0: 6 */
+};
+
+/* One member of the archive vmdk_ova_create() wrote, in archive order. */
+struct vmdk_ova_member {
+  const char *name;          /* the member's name ("app-disk1.vmdk") */
+  uint64_t offset_bytes;     /* where its data starts in the OVA */
+  uint64_t size_bytes;       /* its length */
+  char sha256[65];           /* its SHA-256, lower-case hex */
+  const char *source;        /* a disk: its source image; else NULL */
+  uint64_t capacity_bytes;   /* a disk: its virtual size; else 0 */
+  uint64_t populated_bytes;  /* a disk: bytes of the grains it stores
+                                (ovf:populatedSize); else 0 */
+};
+
+struct vmdk_ova_summary {
+  const char *vm_name, *os_type;
+  unsigned cpus, hw_version;
+  uint64_t memory_mib;
+  uint64_t size_bytes;       /* the OVA's length */
+  size_t n_members;          /* the OVF, the manifest, then the disks */
+  const struct vmdk_ova_member *members;
+};
+
+/* Write the OVA OUT: a ustar archive of NAME.ovf (OVF 1.1: DSP8023, with
+ * VMware's conventions: vmx-NN, vmw:osType, ovf:populatedSize, EFI as
+ * vmw:Config firmware), NAME.mf (the SHA-256 of the OVF and of every
+ * disk, as "SHA256(FILE)= HEX" lines) and NAME-diskN.vmdk, each source
+ * converted to streamOptimized (compressed on every core) straight into
+ * the archive, in that order, as vSphere requires.  Ranges of a source
+ * that read as zeros are not stored.  The archive is written under a
+ * temporary name in OUT's folder, synced and renamed onto OUT: on any
+ * error (or when CB asks to stop: ECANCELED) nothing is left and an
+ * existing OUT is untouched.  Every option and source is checked before
+ * any file is made (EINVAL with the value and what is allowed).  CB (may
+ * be NULL) gets the bytes of the sources done of their total.  SUMMARY
+ * (may be NULL) gets what was written, to free with
+ * vmdk_ova_summary_free().  Returns 0 or -1. */
+VMDK_API int vmdk_ova_create(const char *out,
+                             const struct vmdk_ova_options *opts,
+                             vmdk_progress_cb cb, void *opaque,
+                             struct vmdk_ova_summary **summary);
+/* Accepts NULL. */
+VMDK_API void vmdk_ova_summary_free(struct vmdk_ova_summary *summary);
+
 #ifdef __cplusplus
 }
 #endif

@@ -416,6 +416,8 @@ static int open_nbd_into(struct vmdk_disk *d, const char *qemu_format) {
 
 /* ---- open / close ----------------------------------------------------- */
 
+static int open_on(struct vmdk_disk *d, struct vfile *f, int format);
+
 /* One image of a chain; the caller opens its parent. */
 static struct vmdk_disk *open_one(const char *path, int format,
                                   unsigned flags, const char *root) {
@@ -429,8 +431,17 @@ static struct vmdk_disk *open_one(const char *path, int format,
   }
   bool rw = (flags & VMDK_OPEN_RDWR) != 0;
   struct vfile *f = vf_open(path, rw, flags);
-  if (!f)
-    goto fail;
+  if (!f || open_on(d, f, format) != 0) {
+    disk_free(d);
+    return NULL;
+  }
+  return d;
+}
+
+/* Open the image in F (PATH's file, opened as D's flags say) into the new
+ * handle D.  Takes F; on failure D is left for the caller to free. */
+static int open_on(struct vmdk_disk *d, struct vfile *f, int format) {
+  const char *path = d->path;
   uint8_t magic[64] = {0};
   if (vf_pread(f, magic, f->size < sizeof magic ? f->size : sizeof magic, 0))
     goto fail_f;
@@ -441,18 +452,13 @@ static struct vmdk_disk *open_one(const char *path, int format,
     const char *qemu = qemu_probe(f);
     if (qemu) {
       vf_close(f);
-      if (open_nbd_into(d, qemu) != 0)
-        goto fail;
-      return d;
+      return open_nbd_into(d, qemu);
     }
   }
   if (format == VMDK_FORMAT_RAW ||
       (format == VMDK_FORMAT_AUTO && le32(magic) != 0x564d444bu &&
-       le32(magic) != 0x44574f43u && !desc_looks_like(magic, sizeof magic))) {
-    if (open_raw(d, f) != 0)
-      goto fail;
-    return d;
-  }
+       le32(magic) != 0x44574f43u && !desc_looks_like(magic, sizeof magic)))
+    return open_raw(d, f);
 
   char *text = NULL;
   size_t len = 0;
@@ -469,7 +475,7 @@ static struct vmdk_disk *open_one(const char *path, int format,
   } else if (le32(magic) == 0x44574f43u) { /* "COWD": a bare vmfsSparse */
     if (open_bare_cowd(d, &f) != 0)
       goto fail_f;
-    return d;
+    return 0;
   } else if (desc_looks_like(magic, sizeof magic)) {
     if (read_descriptor_file(f, &text, &len) != 0)
       goto fail_f;
@@ -501,13 +507,11 @@ static struct vmdk_disk *open_one(const char *path, int format,
   }
   if (open_extents(d, &f) != 0)
     goto fail_f;
-  return d;
+  return 0;
 
 fail_f:
   vf_close(f);
-fail:
-  disk_free(d);
-  return NULL;
+  return -1;
 }
 
 
@@ -1613,6 +1617,44 @@ struct vmdk_disk *vmdk_create(const char *path,
   }
   made_free(&made, d == NULL);
   free(dir);
+  return d;
+}
+
+struct vmdk_disk *disk_create_stream_on(struct vfile *f, const char *name,
+                                        const struct vmdk_create_options *o,
+                                        unsigned flags) {
+  uint64_t size = o->size_bytes;
+  if (size > UINT64_MAX - SECTOR) {
+    set_error(EFBIG, "%s: size %" PRIu64 " is too large", f->path, size);
+    vf_close(f);
+    return NULL;
+  }
+  uint64_t sectors = div_round_up(size, SECTOR);
+  uint32_t grain = o->grain_sectors ? o->grain_sectors : 128;
+  size_t len = 0;
+  char *text = NULL;
+  struct descriptor *desc = new_descriptor("streamOptimized", o, sectors);
+  struct vmdk_disk *d = disk_new(f->path, flags | VMDK_OPEN_RDWR);
+  int r = !desc || !d ||
+                  desc_add_extent(desc, ACC_RW, sectors, EXT_SPARSE, name, 0,
+                                  false) != 0 ||
+                  !(text = desc_print(desc, &len))
+              ? -1
+              : stream_create(f, sectors, grain, text);
+  free(text);
+  desc_free(desc);
+  if (r == 0) {
+    r = open_on(d, f, VMDK_FORMAT_VMDK); /* takes F */
+    f = NULL;
+  }
+  vf_close(f);
+  if (r != 0) {
+    disk_free(d);
+    return NULL;
+  }
+  d->cid_written = true; /* the fresh CID is already in the file */
+  d->threads = o->threads;
+  d->compression_level = o->compression_level;
   return d;
 }
 

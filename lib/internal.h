@@ -101,11 +101,24 @@ struct vfile {
    * change is not made and the hook stays armed.  NULL: none. */
   int (*before_write)(void *hook_opaque);
   void *hook_opaque;
+  uint64_t base;       /* bytes: a window onto a bigger file (a member of
+                          an archive) starts here; every offset vf_* take
+                          is relative to it, and so is SIZE.  0: the whole
+                          file.  (vf_append_window) */
 };
 #define DIRECT_ALIGN 4096u
 
 /* Open PATH read-only or read-write.  Returns NULL (error set) on failure. */
 struct vfile *vf_open(const char *path, bool writable, unsigned open_flags);
+/* A writable window onto the open file FD from byte BASE to its end, for
+ * writing a member of an archive in place (lib/ova_create.c): offsets are
+ * relative to BASE (f->base), size is the file's length past BASE, writes
+ * past it grow the file and vf_truncate sets the file's length to BASE +
+ * len.  It never syncs (vf_sync does nothing, as VMDK_OPEN_UNSAFE): the
+ * owner of FD syncs the whole file once it is complete.  Never O_DIRECT.
+ * Holds its own descriptor (a dup of FD); NAME is used in messages.  NULL
+ * (error set) on failure. */
+struct vfile *vf_append_window(int fd, const char *name, uint64_t base);
 /* Create (truncate) PATH for writing. */
 struct vfile *vf_create(const char *path, unsigned open_flags);
 /* Close; returns -1 if close(2) failed.  Accepts NULL. */
@@ -620,6 +633,16 @@ struct vmdk_disk *disk_open_confined(const char *path, int format,
 struct vmdk_disk *disk_open_qemu(const char *path, const char *format,
                                  unsigned flags);
 
+/* A new streamOptimized disk (as vmdk_create makes with
+ * VMDK_SUBFORMAT_STREAM_OPTIMIZED: O's size, adapter, hardware version,
+ * grain size, threads and level) laid out in the empty writable file F
+ * (a vf_append_window: a member of an archive being written), its
+ * descriptor's extent named NAME; left open read-write.  Takes F (closed
+ * on failure too).  NULL (error set) on failure; what was written to F
+ * is then the caller's to discard. */
+struct vmdk_disk *disk_create_stream_on(struct vfile *f, const char *name,
+                                        const struct vmdk_create_options *o,
+                                        unsigned flags);
 /* Rewrite D's descriptor (embedded or its own file) from D->desc. */
 int disk_write_descriptor(struct vmdk_disk *d);
 /* Grow a split (twoGbMaxExtent*) image to SIZE bytes. */

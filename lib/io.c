@@ -150,6 +150,29 @@ struct vfile *vf_create(const char *path, unsigned open_flags) {
   return f;
 }
 
+/* Every offset io.c hands the kernel is f->base + the caller's offset:
+ * one shift serves both kinds of window, vf_window's read-only member of
+ * an archive being read and vf_append_window's member being written. */
+struct vfile *vf_append_window(int fd, const char *name, uint64_t base) {
+  if (base > (uint64_t)INT64_MAX) {
+    set_error(EINVAL, "%s: window at offset %llu is past the largest file "
+                      "offset",
+              name, (unsigned long long)base);
+    return NULL;
+  }
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) {
+    set_error(errno, "%s: %s", name, strerror(errno));
+    return NULL;
+  }
+  struct vfile *f = vf_wrap(own, name, true, VMDK_OPEN_UNSAFE);
+  if (!f)
+    return NULL;
+  f->base = base;
+  f->size = f->size > base ? f->size - base : 0;
+  return f;
+}
+
 static bool aligned(const void *buf, size_t len, uint64_t off) {
   return ((uintptr_t)buf | len | off) % DIRECT_ALIGN == 0;
 }
@@ -300,7 +323,7 @@ int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
     size_t want = len;
     if (want > f->size - off)
       want = (size_t)(f->size - off);
-    ssize_t n = pread(f->fd, p, want, (off_t)off);
+    ssize_t n = pread(f->fd, p, want, (off_t)(f->base + off));
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -417,12 +440,13 @@ static int write_parts(struct vfile *f, const uint8_t *p, size_t len,
       write_part_main(&w[i]); /* no thread to be had: write it here */
   }
   for (int i = 0; i < ways; i++) /* landed bytes: [begin, w[i].off) */
-    if (w[i].off > w[i].begin && w[i].off > f->size)
-      f->size = w[i].off;
+    if (w[i].off > w[i].begin && w[i].off - f->base > f->size)
+      f->size = w[i].off - f->base;
   for (int i = 0; i < ways; i++)
     if (w[i].err)
       return set_error(w[i].err, "%s: write of %zu bytes at offset %llu: %s",
-                       f->path, w[i].len, (unsigned long long)w[i].off,
+                       f->path, w[i].len,
+                       (unsigned long long)(w[i].off - f->base),
                        strerror(w[i].err));
   return 0;
 }
@@ -448,6 +472,7 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
   if (f->direct && len && !aligned(buf, len, off))
     return bounce(f, (void *)buf, len, off, true);
   const uint8_t *p = buf;
+  off += f->base; /* from here on, offsets in the host file */
   uint64_t start = off;
   f->unsynced = true; /* even if it fails: some bytes may have landed */
   if (!f->direct && f->remote && len >= PARALLEL_WRITE_MIN) {
@@ -461,11 +486,12 @@ int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off) {
   int err = pwrite_all(f->fd, &p, &len, &off,
                        f->direct || f->remote ? WHOLE_WRITE
                                               : LOCAL_WRITE_PIECE);
-  if (off > f->size) /* [start, off) landed */
-    f->size = off;
+  if (off - f->base > f->size) /* [start, off) landed */
+    f->size = off - f->base;
   if (err)
     return set_error(err, "%s: write of %zu bytes at offset %llu: %s",
-                     f->path, len, (unsigned long long)off, strerror(err));
+                     f->path, len, (unsigned long long)(off - f->base),
+                     strerror(err));
   start_write_out(f, start, off);
   return 0;
 }
@@ -492,8 +518,8 @@ int vf_zero_range(struct vfile *f, uint64_t len, uint64_t off) {
     return 0;
   if (before_write(f) != 0)
     return -1;
-  if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                (off_t)len) == 0) {
+  if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                (off_t)(f->base + off), (off_t)len) == 0) {
     f->unsynced = true;
     return 0;
   }
@@ -510,7 +536,7 @@ int vf_zero_range(struct vfile *f, uint64_t len, uint64_t off) {
 int vf_truncate(struct vfile *f, uint64_t len) {
   if (before_write(f) != 0)
     return -1;
-  if (ftruncate(f->fd, (off_t)len) != 0)
+  if (ftruncate(f->fd, (off_t)(f->base + len)) != 0)
     return set_error(errno, "%s: cannot set length to %llu bytes: %s",
                      f->path, (unsigned long long)len, strerror(errno));
   f->size = len;
@@ -538,6 +564,8 @@ int vf_sync(struct vfile *f) {
 
 uint64_t vf_allocated(struct vfile *f) {
   struct stat st;
+  if (f->base) /* a window: what it holds, not the whole file's blocks */
+    return f->size;
   if (fstat(f->fd, &st) != 0)
     return 0;
   return (uint64_t)st.st_blocks * 512;
@@ -549,7 +577,9 @@ int vf_seek_status(struct vfile *f, uint64_t off, bool *data, uint64_t *len) {
     *len = UINT64_MAX;
     return 0;
   }
-  off_t d = lseek(f->fd, (off_t)off, SEEK_DATA);
+  off_t d = lseek(f->fd, (off_t)(f->base + off), SEEK_DATA);
+  if (d >= 0)
+    d -= (off_t)f->base;
   if (d < 0) {
     if (errno == ENXIO) { /* no data after OFF */
       *data = false;
@@ -565,7 +595,9 @@ int vf_seek_status(struct vfile *f, uint64_t off, bool *data, uint64_t *len) {
     *len = (uint64_t)d - off;
     return 0;
   }
-  off_t h = lseek(f->fd, (off_t)off, SEEK_HOLE);
+  off_t h = lseek(f->fd, (off_t)(f->base + off), SEEK_HOLE);
+  if (h >= 0)
+    h -= (off_t)f->base;
   *data = true;
   *len = (h < 0 || (uint64_t)h <= off) ? f->size - off : (uint64_t)h - off;
   return 0;

@@ -18,6 +18,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config # compiler, make, build system
   libdeflate-dev zlib1g-dev        # deflate for streamOptimized grains
+  libxml2-dev libssl-dev           # OVA: the OVF (libxml2), SHA-256 (libcrypto)
+  libxml2-utils                    # xmllint: OVFs checked against the schema
   qemu-utils libvmdk-utils         # peers: qemu-img/qemu-io, vmdkinfo
   e2fsprogs                        # mkfs.ext4 -d for the demo and tests
   strace time python3 valgrind     # tests and bench helpers

@@ -11,7 +11,7 @@
 const struct cli_command *const cli_commands[] = {
     &cmd_create,  &cmd_info,  &cmd_check, &cmd_map,    &cmd_compare,
     &cmd_convert, &cmd_read,  &cmd_write, &cmd_commit, &cmd_rebase,
-    &cmd_resize,  &cmd_bench, &cmd_mount, NULL,
+    &cmd_resize,  &cmd_bench, &cmd_mount, &cmd_ova,    NULL,
 };
 
 static int print_main_help(void) {

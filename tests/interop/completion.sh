@@ -97,7 +97,7 @@ mkdir -p "$tmpdir/files/sub" "$tmpdir/files/dir2"
 : >"$tmpdir/files/other.img"
 : >"$tmpdir/files/sub/inner.vmdk"
 
-commands=(create info check map compare convert read write commit rebase resize bench mount)
+commands=(create info check map compare convert read write commit rebase resize bench mount ova)
 subformats=(monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat streamOptimized vmfs)
 caches=(none writeback unsafe writethrough directsync)
 files=(disk.vmdk disk.raw other.img sub dir2)
