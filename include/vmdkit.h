@@ -116,7 +116,11 @@ VMDK_API struct vmdk_disk *vmdk_open_format(const char *path, int format,
  * in qcow2 format"); EPERM with VMDK_OPEN_CONFINE (qemu-nbd follows the
  * backing and data file names the image holds unchecked); EINVAL when
  * probing finds no QEMU signature.  Later I/O errors carry qemu-nbd's last
- * message too. */
+ * message too.  Writes and zeroing are sent without waiting for the answer
+ * (at most 4 requests in flight, each with its own copy of the bytes;
+ * overlapping requests wait for each other): a write the server fails is
+ * reported by the next call on the handle, at the latest by vmdk_flush or
+ * vmdk_close, and every later write, flush and close fails too. */
 VMDK_API struct vmdk_disk *vmdk_open_qemu(const char *path,
                                           const char *qemu_format,
                                           unsigned flags);

@@ -87,6 +87,18 @@ int qemu_last_line(int fd, char *buf, size_t cap) {
 
 #define NBD_CHUNK (16u << 20)        /* below every server's maximum request */
 #define NBD_ZERO_CHUNK (1ull << 30)  /* write-zeroes: 32-bit lengths */
+#define READ_PIECE (512u << 10)      /* a large read goes out in pieces of */
+#define READ_PIECES 8                /* this size, up to this many at once */
+#define WRITE_DEPTH 4                /* writes and zeroes in flight at most */
+
+/* A write or write-zeroes request in flight, in slot SLOT of N (its range,
+ * so that a later request that overlaps it waits for it: NBD does not
+ * order requests in flight; the copy of the caller's bytes it sends). */
+struct nbd;
+struct wreq {
+  struct nbd *n;
+  unsigned slot;
+};
 
 struct nbd {
   struct nbd_handle *h;
@@ -96,6 +108,26 @@ struct nbd {
   bool unsafe;        /* VMDK_OPEN_UNSAFE: flush sends nothing */
   bool written;       /* written since the last flush */
   int errfd;          /* qemu-nbd's stderr (a memfd), or -1 */
+  /* Writes go out asynchronously, WRITE_DEPTH at most in flight, so
+   * sending one overlaps the server writing the one before.  A failure is
+   * kept (sticky): every later write, zero, flush and close fails with it,
+   * and a read or block status reports it, since what was written may be
+   * lost. */
+  struct {
+    uint64_t off, len;
+    bool busy;
+    void *buf;        /* the copy of the bytes it sends; kept for reuse */
+    size_t cap;       /* bytes allocated at BUF */
+  } slots[WRITE_DEPTH];
+  int werr;           /* errno of the first failed write, or 0 */
+  uint64_t werr_off, werr_len;
+  /* The extents of the last block status reply, covering [st_start,
+   * st_end): later queries inside it need no round trip.  Emptied by every
+   * write. */
+  uint64_t st_start, st_end;
+  uint64_t *st_len;
+  uint32_t *st_flags;
+  size_t st_n, st_cap;
 };
 
 static int nbd_fail(struct nbd *n, const char *what) {
@@ -108,24 +140,153 @@ static int nbd_fail(struct nbd *n, const char *what) {
                    nbd_get_error() ? nbd_get_error() : "failed");
 }
 
+/* The kept write failure, if any, as the error. */
+static int write_error(struct nbd *n) {
+  if (!n->werr)
+    return 0;
+  char qmsg[1024];
+  if (n->errfd >= 0 && qemu_last_line(n->errfd, qmsg, sizeof qmsg) == 0)
+    return set_error(n->werr, "%s: write of %" PRIu64 " bytes at offset %" PRIu64
+                              " failed: qemu-nbd: %s",
+                     n->uri, n->werr_len, n->werr_off, qmsg);
+  return set_error(n->werr, "%s: write of %" PRIu64 " bytes at offset %" PRIu64
+                            " failed: %s",
+                   n->uri, n->werr_len, n->werr_off, strerror(n->werr));
+}
+
+/* Wait until at most MAX commands are in flight. */
+static int wait_in_flight(struct nbd *n, int max) {
+  while (nbd_aio_in_flight(n->h) > max)
+    if (nbd_poll(n->h, -1) == -1)
+      return nbd_fail(n, "wait for the server");
+  return 0;
+}
+
+/* Every write sent was answered, and none failed. */
+static int drain(struct nbd *n) {
+  if (n->writable && wait_in_flight(n, 0) != 0)
+    return -1;
+  return write_error(n);
+}
+
 static int nbdx_pread(struct extent *e, void *buf, size_t len, uint64_t off) {
   struct nbd *n = e->priv;
+  if (drain(n) != 0)
+    return -1;
   uint8_t *p = buf;
-  while (len > 0) {
-    size_t k = len < NBD_CHUNK ? len : NBD_CHUNK;
-    if (nbd_pread(n->h, p, k, off, 0) == -1)
-      return nbd_fail(n, "read");
-    p += k;
-    off += k;
-    len -= k;
+  int r = 0;
+  while (len > 0 && r == 0) {
+    /* Up to READ_PIECES pieces in flight: the server reads them in
+     * parallel.  Every piece sent is waited for, also after a failure
+     * (they write into BUF). */
+    int64_t cookie[READ_PIECES];
+    size_t k = 0;
+    while (len > 0 && k < READ_PIECES) {
+      size_t piece = len < READ_PIECE ? len : READ_PIECE;
+      int64_t c = nbd_aio_pread(n->h, p, piece, off, NBD_NULL_COMPLETION, 0);
+      if (c == -1) {
+        r = nbd_fail(n, "read");
+        break;
+      }
+      cookie[k++] = c;
+      p += piece;
+      off += piece;
+      len -= piece;
+    }
+    for (size_t i = 0; i < k; i++) {
+      int done;
+      while ((done = nbd_aio_command_completed(n->h, (uint64_t)cookie[i])) ==
+             0)
+        if (nbd_poll(n->h, -1) == -1) {
+          done = -1;
+          break;
+        }
+      if (done == -1 && r == 0)
+        r = nbd_fail(n, "read");
+    }
   }
-  return 0;
+  return r;
 }
 
 static int refuse_write(struct nbd *n) {
   return set_error(EROFS, "%s: %s", n->uri,
                    n->errfd >= 0 ? "opened read-only"
                                  : "NBD exports are opened read-only");
+}
+
+static int write_done(void *opaque, int *error) {
+  struct wreq *w = opaque;
+  struct nbd *n = w->n;
+  if (*error && !n->werr) {
+    n->werr = *error;
+    n->werr_off = n->slots[w->slot].off;
+    n->werr_len = n->slots[w->slot].len;
+  }
+  n->slots[w->slot].busy = false;
+  return 1; /* retire the command */
+}
+
+static void write_free(void *opaque) {
+  free(opaque);
+}
+
+/* Send a write of LEN bytes of BUF (NULL: write-zeroes) at OFF, not
+ * waiting for the answer: in a free slot, after the requests in flight that
+ * overlap it.  BUF is copied. */
+static int send_write(struct nbd *n, const void *buf, uint64_t len,
+                      uint64_t off) {
+  if (write_error(n) != 0)
+    return -1;
+  n->st_n = 0; /* the cached block status may be stale now */
+  n->st_start = n->st_end = 0;
+  for (unsigned i = 0; i < WRITE_DEPTH; i++)
+    if (n->slots[i].busy && off < n->slots[i].off + n->slots[i].len &&
+        n->slots[i].off < off + len) {
+      if (wait_in_flight(n, 0) != 0 || write_error(n) != 0)
+        return -1;
+      break;
+    }
+  unsigned slot = WRITE_DEPTH;
+  for (;;) {
+    for (unsigned i = 0; i < WRITE_DEPTH && slot == WRITE_DEPTH; i++)
+      if (!n->slots[i].busy)
+        slot = i;
+    if (slot < WRITE_DEPTH)
+      break;
+    if (nbd_poll(n->h, -1) == -1)
+      return nbd_fail(n, "wait for the server");
+  }
+  if (write_error(n) != 0)
+    return -1;
+  if (buf && n->slots[slot].cap < len) {
+    /* Buffers are kept: fresh pages for every request cost a fault each. */
+    void *b = realloc(n->slots[slot].buf, len);
+    if (!b)
+      return set_error(ENOMEM, "out of memory");
+    n->slots[slot].buf = b;
+    n->slots[slot].cap = len;
+  }
+  struct wreq *w = calloc(1, sizeof *w);
+  if (!w)
+    return set_error(ENOMEM, "out of memory");
+  if (buf)
+    memcpy(n->slots[slot].buf, buf, len);
+  w->n = n;
+  w->slot = slot;
+  n->slots[slot].off = off;
+  n->slots[slot].len = len;
+  n->slots[slot].busy = true;
+  nbd_completion_callback cb = {
+      .callback = write_done, .user_data = w, .free = write_free};
+  /* libnbd calls .free also when the request cannot be sent */
+  int64_t c = buf ? nbd_aio_pwrite(n->h, n->slots[slot].buf, len, off, cb, 0)
+                  : nbd_aio_zero(n->h, len, off, cb, 0);
+  if (c == -1) {
+    n->slots[slot].busy = false;
+    return nbd_fail(n, buf ? "write" : "write zeroes");
+  }
+  n->written = true;
+  return 0;
 }
 
 static int nbdx_pwrite(struct extent *e, const void *buf, size_t len,
@@ -136,9 +297,8 @@ static int nbdx_pwrite(struct extent *e, const void *buf, size_t len,
   const uint8_t *p = buf;
   while (len > 0) {
     size_t k = len < NBD_CHUNK ? len : NBD_CHUNK;
-    if (nbd_pwrite(n->h, p, k, off, 0) == -1)
-      return nbd_fail(n, "write");
-    n->written = true;
+    if (send_write(n, p, k, off) != 0)
+      return -1;
     p += k;
     off += k;
     len -= k;
@@ -154,9 +314,8 @@ static int nbdx_zero(struct extent *e, uint64_t len, uint64_t off) {
     return refuse_write(n);
   while (len > 0) {
     uint64_t k = len < NBD_ZERO_CHUNK ? len : NBD_ZERO_CHUNK;
-    if (nbd_zero(n->h, k, off, 0) == -1)
-      return nbd_fail(n, "write zeroes");
-    n->written = true;
+    if (send_write(n, NULL, k, off) != 0)
+      return -1;
     off += k;
     len -= k;
   }
@@ -164,26 +323,74 @@ static int nbdx_zero(struct extent *e, uint64_t len, uint64_t off) {
 }
 
 struct status_ctx {
-  uint64_t off;
-  uint64_t len;      /* of the first run */
-  uint32_t flags;
+  struct nbd *n;
+  uint64_t off, end; /* the range asked */
   bool got;
 };
 
+/* Keep the extents of the reply (clipped to the range asked). */
 static int status_cb(void *opaque, const char *ctx, uint64_t off,
-                     uint32_t *entries, size_t n, int *error) {
+                     uint32_t *entries, size_t count, int *error) {
   struct status_ctx *c = opaque;
+  struct nbd *n = c->n;
   (void)error;
-  if (strcmp(ctx, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0 || c->got || n < 2 ||
-      off != c->off)
+  if (strcmp(ctx, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0 || c->got ||
+      count < 2 || off != c->off)
     return 0;
-  c->len = entries[0];
-  c->flags = entries[1];
-  /* Merge following entries of the same kind. */
-  for (size_t i = 2; i + 1 < n && entries[i + 1] == c->flags; i += 2)
-    c->len += entries[i];
+  size_t want = count / 2;
+  if (want > n->st_cap) {
+    uint64_t *l = realloc(n->st_len, want * sizeof *l);
+    if (l)
+      n->st_len = l;
+    uint32_t *f = l ? realloc(n->st_flags, want * sizeof *f) : NULL;
+    if (f)
+      n->st_flags = f;
+    if (!l || !f)
+      want = n->st_cap; /* keep what fits; at least one is needed */
+    else
+      n->st_cap = want;
+  }
+  if (want == 0)
+    return 0;
+  uint64_t pos = off;
+  size_t m = 0;
+  for (size_t i = 0; i < want && pos < c->end; i++) {
+    uint64_t l = entries[2 * i];
+    if (l == 0)
+      break;
+    if (l > c->end - pos)
+      l = c->end - pos;
+    n->st_len[m] = l;
+    n->st_flags[m] = entries[2 * i + 1];
+    m++;
+    pos += l;
+  }
+  if (m == 0)
+    return 0;
+  n->st_n = m;
+  n->st_start = off;
+  n->st_end = pos;
   c->got = true;
   return 0;
+}
+
+/* The run at OFF from the cached reply: its length (merging the following
+ * extents of the same kind, at most LEN) and flags.  False when OFF is not
+ * in the cache. */
+static bool status_cached(struct nbd *n, uint64_t off, uint64_t len,
+                          uint64_t *run_len, uint32_t *flags) {
+  if (n->st_n == 0 || off < n->st_start || off >= n->st_end)
+    return false;
+  uint64_t pos = n->st_start;
+  size_t i = 0;
+  while (pos + n->st_len[i] <= off) /* terminates: off < st_end */
+    pos += n->st_len[i++];
+  *flags = n->st_flags[i];
+  uint64_t l = pos + n->st_len[i] - off;
+  for (i++; i < n->st_n && n->st_flags[i] == *flags && l < len; i++)
+    l += n->st_len[i];
+  *run_len = l < len ? l : len;
+  return true;
 }
 
 static int nbdx_status(struct extent *e, uint64_t off, uint64_t len,
@@ -193,26 +400,36 @@ static int nbdx_status(struct extent *e, uint64_t off, uint64_t len,
   run->file = NULL;
   run->length = len;
   run->flags = VMDK_RUN_PRESENT | VMDK_RUN_DATA;
+  if (drain(n) != 0)
+    return -1;
   if (!n->status)
     return 0; /* the server cannot tell: all data */
-  uint64_t ask = len < ((uint64_t)1 << 31) ? len : ((uint64_t)1 << 31);
-  struct status_ctx c = {.off = off};
-  nbd_extent_callback cb = {.callback = status_cb, .user_data = &c};
-  if (nbd_block_status(n->h, ask, off, cb, 0) == -1)
-    return nbd_fail(n, "block status");
-  if (c.got && c.len > 0) {
-    run->length = c.len < len ? c.len : len;
-    if (c.flags & LIBNBD_STATE_ZERO)
-      run->flags = (c.flags & LIBNBD_STATE_HOLE)
-                       ? VMDK_RUN_ZERO
-                       : VMDK_RUN_PRESENT | VMDK_RUN_ZERO;
+  uint64_t run_len;
+  uint32_t flags;
+  if (!status_cached(n, off, len, &run_len, &flags)) {
+    uint64_t ask = len < ((uint64_t)1 << 31) ? len : ((uint64_t)1 << 31);
+    struct status_ctx c = {.n = n, .off = off, .end = off + ask};
+    nbd_extent_callback cb = {.callback = status_cb, .user_data = &c};
+    if (nbd_block_status(n->h, ask, off, cb, 0) == -1)
+      return nbd_fail(n, "block status");
+    if (!c.got || !status_cached(n, off, len, &run_len, &flags))
+      return 0; /* no usable answer: data */
   }
+  run->length = run_len;
+  if (flags & LIBNBD_STATE_ZERO)
+    run->flags = (flags & LIBNBD_STATE_HOLE)
+                     ? VMDK_RUN_ZERO
+                     : VMDK_RUN_PRESENT | VMDK_RUN_ZERO;
   return 0;
 }
 
 static int nbdx_flush(struct extent *e) {
   struct nbd *n = e->priv;
-  if (!n->writable || !n->written || n->unsafe)
+  if (!n->writable)
+    return 0;
+  if (drain(n) != 0)
+    return -1;
+  if (!n->written || n->unsafe)
     return 0;
   if (nbd_flush(n->h, 0) == -1)
     return nbd_fail(n, "flush");
@@ -227,6 +444,10 @@ static void nbd_free(struct nbd *n) {
     nbd_close(n->h); /* waits for a qemu-nbd it started */
   if (n->errfd >= 0)
     close(n->errfd);
+  free(n->st_len);
+  free(n->st_flags);
+  for (unsigned i = 0; i < WRITE_DEPTH; i++)
+    free(n->slots[i].buf);
   free(n->uri);
   free(n);
 }
@@ -235,9 +456,12 @@ static int nbdx_close(struct extent *e) {
   struct nbd *n = e->priv;
   int r = 0;
   if (n) {
-    /* qemu-nbd writes back its caches when the client leaves; a failure
-     * then is in its stderr. */
-    if (nbd_shutdown(n->h, 0) == -1 && n->writable)
+    /* Every write answered (a failure is the close's); qemu-nbd writes
+     * back its caches when the client leaves, a failure then is in its
+     * stderr. */
+    if (n->writable && drain(n) != 0)
+      r = -1;
+    if (nbd_shutdown(n->h, 0) == -1 && n->writable && r == 0)
       r = nbd_fail(n, "disconnect");
     nbd_free(n);
     e->priv = NULL;
