@@ -9,7 +9,8 @@
 #     names the format; -f FMT too) and converted to VMDK and to raw: the
 #     bytes are the pattern's (qemu-img compare, vmdkit compare, cmp), and
 #     holes stay holes (the VMDK allocates exactly the grains that hold
-#     non-zero bytes).  map and compare read them too.
+#     non-zero bytes).  map and compare read them too; mount shows a qcow2
+#     read-only and read-write (where FUSE mounts work).
 #  2. Out: VMDK -> qcow2, vhdx, vdi: qemu-img compare and vmdkit compare
 #     agree with the source; the output allocates no more data than
 #     qemu-img convert's own output of the same image (qemu-img map).
@@ -118,6 +119,44 @@ assert any(not r["data"] for r in runs) and any(r["data"] for r in runs)
 PY
 echo "in: qcow2 (plain, compressed, chain), vhdx, vdi, vpc, qed, parallels read right, holes kept"
 
+# mount: a qcow2 as one raw file, read-only and read-write (where FUSE
+# mounts work here; the writes land in the qcow2 through qemu-nbd)
+if [[ -c /dev/fuse ]] && command -v fusermount3 >/dev/null &&
+  command -v mountpoint >/dev/null; then
+  mkdir mnt
+  mount_fg() { # IMAGE [-r]: mount in the foreground, in the background
+    "$VMDKIT" mount -f ${2:-} "$1" mnt 2>mount.err &
+    mpid=$!
+    for _ in $(seq 100); do
+      mountpoint -q mnt && return 0
+      kill -0 $mpid 2>/dev/null || break
+      sleep 0.1
+    done
+    kill $mpid 2>/dev/null || true
+    wait $mpid || true
+    return 1
+  }
+  if mount_fg in.qcow2 -r; then
+    cmp mnt/in.raw src.raw || { fusermount3 -u mnt; die "mount of a qcow2 reads other bytes"; }
+    fusermount3 -u mnt
+    wait $mpid || die "vmdkit mount -r of a qcow2 exited $?"
+    cp in.qcow2 rw.qcow2
+    mount_fg rw.qcow2 || die "mount of a qcow2 read-write failed: $(cat mount.err)"
+    printf 'written through the mount' |
+      dd of=mnt/rw.raw bs=1 seek=$((9 * M + 3)) conv=notrunc status=none
+    fusermount3 -u mnt
+    wait $mpid || die "vmdkit mount of a qcow2 exited $?"
+    cp src.raw rw.raw
+    printf 'written through the mount' |
+      dd of=rw.raw bs=1 seek=$((9 * M + 3)) conv=notrunc status=none
+    expect_rc 0 qemu-img compare -f raw -F qcow2 rw.raw rw.qcow2
+    expect_rc 0 qemu-img check -q -f qcow2 rw.qcow2
+    echo "mount: a qcow2 read and written through FUSE"
+  else
+    echo "note: no FUSE mount here ($(head -n1 mount.err)); mount not checked"
+  fi
+fi
+
 # ---- 2. out --------------------------------------------------------------
 "$VMDKIT" convert -O vmdk src.raw src.vmdk
 for fmt in qcow2 vhdx vdi; do
@@ -200,6 +239,15 @@ one_error_line "-B with -O qcow2"
 expect_rc 1 "$VMDKIT" convert -O dmg src.vmdk gone.dmg
 one_error_line "-O dmg"
 [[ ! -e gone.qcow2 && ! -e gone.dmg ]] || die "a refused convert left a file"
+# a write qemu-nbd fails (the file size limit it inherits: ENOSPC) fails
+# the convert, in one line, and the output is removed
+head -c $((12 * M)) /dev/urandom >full.raw
+"$VMDKIT" convert -O vmdk full.raw full.vmdk
+expect_rc 1 bash -c "ulimit -f 4096 && exec \"\$0\" convert -O qcow2 full.vmdk full.qcow2" "$VMDKIT"
+one_error_line "a write qemu-nbd fails"
+grep -q "full.qcow2: write of [0-9]* bytes at offset [0-9]* failed: " err ||
+  die "a failed write: $(cat err)"
+[[ ! -e full.qcow2 ]] || die "a convert whose write failed left full.qcow2"
 # confined opens refuse QEMU images (qemu-nbd follows their backing names)
 expect_rc 1 "$VMDKIT" info --confine top.qcow2
 one_error_line "--confine with a qcow2"
