@@ -273,4 +273,27 @@ one_error_line "corrupt source"
 grep -q "bad.vmdk" "$tmpdir/err" || die "corrupt source: $(cat "$tmpdir/err")"
 [[ $(tree_state "$tmpdir/dest") == "$before" ]] || die "a failed create left $(ls -A "$tmpdir/dest")"
 
+# Ctrl-C (SIGINT) during a create: "interrupted", exit 1, nothing left; or,
+# when the create was done before the signal came, a whole OVA.
+python3 -c 'import base64, os, sys; sys.stdout.buffer.write(base64.b64encode(os.urandom(60 << 20)))' \
+  >"$tmpdir/text.raw"
+mkdir "$tmpdir/int"
+"$VMDKIT" ova create "$tmpdir/int/int.ova" --disk "$tmpdir/text.raw" >"$tmpdir/out" 2>"$tmpdir/err" &
+pid=$!
+sleep 0.3
+kill -INT $pid 2>/dev/null || true
+set +e
+wait $pid
+rc=$?
+set -e
+if [[ $rc -eq 0 ]]; then
+  echo "ova-create: the create ended before SIGINT; checking what it wrote"
+  check_ova "$tmpdir/int/int.ova" "$tmpdir/int-x" "$tmpdir/text.raw"
+else
+  [[ $rc -eq 1 ]] || die "SIGINT: exit $rc"
+  one_error_line "SIGINT"
+  grep -q "int.ova: interrupted" "$tmpdir/err" || die "SIGINT: $(cat "$tmpdir/err")"
+  [[ -z $(ls -A "$tmpdir/int") ]] || die "SIGINT: left $(ls -A "$tmpdir/int")"
+fi
+
 echo "ova-create: OK"
