@@ -180,6 +180,17 @@ static int check_run(int argc, char **argv) {
     cli_lib_error(file);
     return 1;
   }
+  /* vmdkit checks VMDK metadata; a QEMU format's is qemu-img's to check
+   * (an empty report would read as a clean image). */
+  struct vmdk_info qinfo;
+  if (vmdk_get_info(disk, &qinfo) == 0 && strcmp(qinfo.format, "vmdk") != 0 &&
+      strcmp(qinfo.format, "raw") != 0) {
+    cli_error(file, "vmdkit checks VMDK images; use qemu-img check for a %s "
+                    "image",
+              qinfo.format);
+    vmdk_close(disk);
+    return 1;
+  }
   struct vmdk_check_result result = {0};
   if (vmdk_check(disk, &result, print_problem, NULL) < 0) {
     cli_lib_error(file);

@@ -248,6 +248,10 @@ one_error_line "a write qemu-nbd fails"
 grep -q "full.qcow2: write of [0-9]* bytes at offset [0-9]* failed: " err ||
   die "a failed write: $(cat err)"
 [[ ! -e full.qcow2 ]] || die "a convert whose write failed left full.qcow2"
+# check is VMDK's: a qcow2 is not reported clean
+expect_rc 1 "$VMDKIT" check in.qcow2
+one_error_line "check of a qcow2"
+grep -q "use qemu-img check for a qcow2 image" err || die "check of a qcow2: $(cat err)"
 # confined opens refuse QEMU images (qemu-nbd follows their backing names)
 expect_rc 1 "$VMDKIT" info --confine top.qcow2
 one_error_line "--confine with a qcow2"
