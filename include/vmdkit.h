@@ -532,6 +532,91 @@ VMDK_API int vmdk_ova_create(const char *out,
 /* Accepts NULL. */
 VMDK_API void vmdk_ova_summary_free(struct vmdk_ova_summary *summary);
 
+/* ---- OVA and OVF: reading an appliance ---------------------------------- */
+
+/* Every function that opens an image (vmdk_open, vmdk_open_format) also
+ * takes, read-only, a path that names a disk of an appliance -- unless a
+ * file of that exact name exists, which is always opened as itself:
+ *   "FILE.ova"        the first disk the OVF lists (an archive without an
+ *                     OVF: its first member whose name ends in ".vmdk")
+ *   "FILE.ova:NAME"   the member NAME of the archive
+ *   "FILE.ovf"        the first disk the OVF lists: a file in its folder
+ *   "FILE.ovf:NAME"   the disk file NAME the OVF lists
+ * (".ova", ".ovf" in any case).  A disk inside an OVA is read where it is
+ * in the tar, not extracted; the files a descriptor member names are
+ * members of the same archive.  VMDK_OPEN_RDWR is refused (EROFS), so are
+ * backing files and disks stored compressed or in chunks (ENOTSUP).  A
+ * member is a VMDK (EINVAL otherwise) unless the format is
+ * VMDK_FORMAT_RAW.  A damaged archive (bad header checksum, a member or
+ * header cut short by the end of the file, an OVF naming a file the
+ * archive does not hold) is refused with a message naming the offsets. */
+
+/* A disk of the appliance (DiskSection, with its File and the hardware
+ * Item that attaches it). */
+struct vmdk_ovf_disk {
+  const char *id;             /* ovf:diskId */
+  const char *file;           /* its file's ovf:href: a member of the OVA or
+                                 a file next to the OVF; NULL for a disk
+                                 with no file (made empty at import) */
+  uint64_t file_bytes;        /* the File's ovf:size; 0 when not given */
+  const char *compression;    /* the File's ovf:compression ("gzip"), or
+                                 NULL when stored as it is */
+  int chunked;                /* the File has an ovf:chunkSize */
+  uint64_t capacity_bytes;    /* ovf:capacity times its
+                                 ovf:capacityAllocationUnits ("byte * 2^30");
+                                 0 when given as a ${property} */
+  int64_t populated_bytes;    /* ovf:populatedSize; -1 when not given */
+  const char *format;         /* ovf:format (a URI), or NULL */
+  const char *controller;     /* what the disk's Item hangs on (its
+                                 rasd:Parent): "SCSI", "IDE", "SATA",
+                                 "NVMe", "storage", or "type N" for another
+                                 ResourceType; NULL when no Item names the
+                                 disk */
+  const char *controller_model; /* the controller's ResourceSubType
+                                   ("lsilogic", "VirtualSCSI",
+                                   "vmware.sata.ahci", "AHCI"), or NULL */
+  int unit;                   /* the disk Item's AddressOnParent; -1 */
+};
+
+struct vmdk_ovf_network {
+  const char *name;           /* ovf:name */
+  const char *description;    /* its Description, or NULL */
+};
+
+/* What the OVF says about the appliance: its first VirtualSystem (also
+ * inside a VirtualSystemCollection).  Strings are NULL and numbers 0 (or
+ * -1 where said) when the OVF does not give them. */
+struct vmdk_ovf {
+  int ovf_version;            /* 1 (envelope namespace .../ovf/envelope/1)
+                                 or 2 */
+  const char *name;           /* the VirtualSystem's Name, else its ovf:id */
+  unsigned cpus;              /* the CPU Item's VirtualQuantity */
+  uint64_t memory_mib;        /* the memory Item, in MiB */
+  const char *firmware;       /* vmw:Config firmware ("efi", "bios"), or
+                                 VirtualBox's Firmware type, lower case */
+  const char *os_type;        /* vmw:osType ("ubuntu64Guest"), VirtualBox's
+                                 OSType, else the OperatingSystemSection's
+                                 Description */
+  int os_id;                  /* the OperatingSystemSection's ovf:id (a CIM
+                                 operating system number); -1 */
+  size_t n_networks;
+  const struct vmdk_ovf_network *networks; /* NetworkSection, in order */
+  size_t n_disks;
+  const struct vmdk_ovf_disk *disks;       /* DiskSection, in order */
+};
+
+/* Read the OVF of PATH: an OVA (the archive's first member ending in
+ * ".ovf"; every disk file it names must be a member, of the size the OVF
+ * gives) or an OVF file.  Namespace-aware; any element order; no network
+ * access, no external entities.  Returns a model to free with
+ * vmdk_ovf_free, or NULL: EINVAL for XML that is not well-formed ("PATH:
+ * line N: ..."), not an OVF envelope, or numbers that are not numbers; a
+ * damaged archive as for vmdk_open; ENOENT when the archive has no OVF or
+ * lacks a disk file.  Thread-safe. */
+VMDK_API struct vmdk_ovf *vmdk_ovf_read(const char *path);
+/* Accepts NULL. */
+VMDK_API void vmdk_ovf_free(struct vmdk_ovf *ovf);
+
 #ifdef __cplusplus
 }
 #endif

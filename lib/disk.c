@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "ova.h"
 
 #define MAX_DESCRIPTOR_FILE (1u << 20)
 
@@ -140,6 +141,7 @@ static void disk_free(struct vmdk_disk *d) {
   free(d->path);
   free(d->dir);
   free(d->confine_root);
+  tar_close(d->archive);
   free(d->qemu_format);
   free(d);
 }
@@ -239,7 +241,8 @@ static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
       return set_error(ENOMEM, "out of memory");
     if (confine(d, "extent file", e->path) != 0)
       return -1;
-    f = vf_open(e->path, writable, d->flags);
+    f = d->archive ? disk_archive_file(d, e->path, writable)
+                   : vf_open(e->path, writable, d->flags);
     if (!f) {
       /* vf_open's reason, without its "PATH: " prefix */
       char why[512];
@@ -660,10 +663,55 @@ struct vmdk_disk *disk_open_qemu(const char *path, const char *format,
   return d;
 }
 
+struct vmdk_disk *disk_open_archived(struct tar *t, const char *member,
+                                     int format, unsigned flags) {
+  struct vmdk_disk *d = disk_new(member, flags);
+  if (!d) {
+    tar_close(t);
+    return NULL;
+  }
+  d->archive = t;
+  free(d->path);
+  struct vfile *f = NULL;
+  if (asprintf(&d->path, "%s:%s", t->path, member) < 0) {
+    d->path = NULL;
+    set_error(ENOMEM, "out of memory");
+  } else if ((f = disk_archive_file(d, member, false)) &&
+             open_on(d, f, format) == 0) {
+    if (!d->desc || !d->desc->parent_hint || !*d->desc->parent_hint ||
+        (flags & VMDK_OPEN_NO_BACKING))
+      return d;
+    set_error(ENOTSUP, "%s: names a backing file (%s): backing chains inside "
+                       "an archive are not supported",
+              d->path, d->desc->parent_hint);
+  }
+  disk_free(d);
+  return NULL;
+}
+
+struct vfile *disk_archive_file(struct vmdk_disk *d, const char *name,
+                                bool writable) {
+  if (writable) {
+    set_error(EROFS, "%s: %s is a member of an archive: it is read-only",
+              d->path, name);
+    return NULL;
+  }
+  const struct tar_member *m = tar_find(d->archive, name);
+  if (!m) {
+    set_error(ENOENT, "%s: no member %s in the archive", d->archive->path,
+              name);
+    return NULL;
+  }
+  return tar_open_member(d->archive, m);
+}
+
 struct vmdk_disk *vmdk_open_format(const char *path, int format,
                                    unsigned flags) {
   if (nbd_uri_like(path) && format != VMDK_FORMAT_VMDK)
     return open_nbd(path, flags);
+  struct vmdk_disk *d;
+  if (ova_route(path, format, flags, &d))
+    return d; /* an OVA or OVF path (lib/ova.c) */
   return disk_open_confined(path, format, flags, NULL);
 }
 

@@ -585,8 +585,12 @@ void gtc_drop_all(struct gtcache *c);
 /* The handle.  Owned by disk.c; lifecycle.c (commit, rebase, resize) works
  * on it too. */
 struct vmdk_disk {
-  char *path;                /* as given */
-  char *dir;                 /* folder of PATH: extent names are relative to it */
+  char *path;                /* as given ("ARCHIVE:MEMBER" in an archive) */
+  char *dir;                 /* folder of PATH: extent names are relative to
+                                it (in an archive: MEMBER's folder there) */
+  struct tar *archive;       /* the OVA the image is a member of (lib/ova.h:
+                                its files are members too, read-only), owned;
+                                NULL for files */
   unsigned flags;            /* VMDK_OPEN_* */
   char *confine_root;        /* VMDK_OPEN_CONFINE: the real path of the
                                 folder every extent and backing file must

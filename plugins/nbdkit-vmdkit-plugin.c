@@ -39,6 +39,8 @@ static char *file;
 static int format = VMDK_FORMAT_AUTO;
 static bool confine = true;
 static bool salvage = false;      /* VMDK_OPEN_SALVAGE, read-only */
+static bool read_only_image;      /* a writable open failed with EROFS (a
+                                    disk in an OVA): every handle reads */
 
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vmdk_disk *shared;  /* the writable handle, or NULL */
@@ -143,7 +145,8 @@ static void *vmdkit_open(int readonly) {
     return NULL;
   }
   pthread_mutex_init(&h->lock, NULL);
-  if (readonly || salvage) { /* salvage=true: never written */
+  if (readonly || salvage || read_only_image) { /* salvage: never written */
+  read_only:
     pthread_mutex_lock(&shared_lock);
     h->seen = generation;
     pthread_mutex_unlock(&shared_lock);
@@ -159,6 +162,13 @@ static void *vmdkit_open(int readonly) {
   pthread_mutex_lock(&shared_lock);
   if (!shared && !(shared = vmdk_open_format(file, format, open_flags(true)))) {
     pthread_mutex_unlock(&shared_lock);
+    if (vmdk_get_errno() == EROFS) {
+      /* A disk inside an OVA (or on a read-only file system): served
+       * read-only, as nbdkit's file plugin does. */
+      read_only_image = true;
+      h->writable = false;
+      goto read_only;
+    }
     fail();
     free(h);
     return NULL;

@@ -106,7 +106,8 @@ struct cli_command {
 extern const struct cli_command cmd_create, cmd_info, cmd_check, cmd_map,
     cmd_compare, cmd_convert, cmd_read, cmd_write, cmd_commit, cmd_rebase,
     cmd_resize, cmd_bench, cmd_mount, /* mount: a stub without libfuse3 */
-    cmd_ova;                          /* ova create (tools/cmd_ova.c) */
+    cmd_ova,                          /* ova create (tools/cmd_ova.c) */
+    cmd_ova_info; /* "ova info" (tools/cmd_ova_info.c), run by cmd_ova */
 
 /* Every command, in `vmdkit --help` order, ending with NULL. */
 extern const struct cli_command *const cli_commands[];
