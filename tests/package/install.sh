@@ -100,8 +100,10 @@ cmake -S "$src/examples" -B "$tmp/cmake-static" -DCMAKE_PREFIX_PATH="$root" -DVM
 ! readelf -d "$tmp/cmake-static/vmdk-make" | grep -q 'libvmdkit' || fail "vmdkit::vmdkit-static links libvmdkit.so"
 
 # The shared programs load the staged library, not one from elsewhere.
+# (grep reads all of it: with pipefail, grep -q would end the pipeline
+# early and ldd, killed by SIGPIPE, would fail it now and then)
 export LD_LIBRARY_PATH=$slib
-ldd "$tmp/shared/vmdk-cat" | grep -q "libvmdkit.so.0 => $slib/" || { ldd "$tmp/shared/vmdk-cat"; fail "vmdk-cat does not load the staged libvmdkit.so.0"; }
+ldd "$tmp/shared/vmdk-cat" | grep "libvmdkit.so.0 => $slib/" >/dev/null || { ldd "$tmp/shared/vmdk-cat"; fail "vmdk-cat does not load the staged libvmdkit.so.0"; }
 
 # ---- run them, compare with qemu-img ----------------------------------------
 # vmdk-make: create, write 3 MiB of data at 1 MiB + 512 in a 64 MiB disk;
