@@ -560,8 +560,16 @@ int qemu_extent_open(struct extent *e, const char *path, const char *format,
     return r;
   }
   n->errfd = fd;
-  char script[80];
-  snprintf(script, sizeof script, "exec qemu-nbd \"$@\" 2>>/proc/self/fd/%d", fd);
+  /* glibc serves a request buffer of 128 KiB or more with a fresh mmap
+   * and unmaps it when freed: qemu-nbd then faults in every page of every
+   * request (1.2 GiB of faults to write a 1.2 GiB image; qemu-img reuses
+   * its buffers).  A higher threshold keeps them on its heap, reused:
+   * -30 to -50% of the time of VMDK -> qcow2 (bench case 8c). */
+  char script[192];
+  snprintf(script, sizeof script,
+           "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=67108864 "
+           "exec qemu-nbd \"$@\" 2>>/proc/self/fd/%d",
+           fd);
   const char *cache = (flags & VMDK_OPEN_NOCACHE)  ? "--cache=none"
                       : (flags & VMDK_OPEN_UNSAFE) ? "--cache=unsafe"
                                                    : "--cache=writeback";
