@@ -1159,7 +1159,7 @@ int vmdk_get_info(struct vmdk_disk *d, struct vmdk_info *info) {
     if (!info->cluster_bytes && xi[i].grain_bytes)
       info->cluster_bytes = xi[i].grain_bytes;
   }
-  if (!d->desc_embedded && d->desc) {
+  if (!d->desc_embedded && d->desc && !d->archive) { /* (a member: no file) */
     struct vfile *f = vf_open(d->path, false, 0);
     if (f) {
       info->actual_bytes += vf_allocated(f) - 4096;

@@ -286,6 +286,11 @@ struct vmdk_ovf *vmdk_ovf_read(const char *path) {
       o = ovf_parse(xml, (size_t)f->size, path);
     free(xml);
     vf_close(f);
+    for (size_t i = 0; o && i < o->n_disks; i++)
+      if (o->disks[i].file && check_relative(path, o->disks[i].file) != 0) {
+        vmdk_ovf_free(o);
+        o = NULL;
+      }
     return o;
   }
   struct tar *t = tar_open(path);
