@@ -532,6 +532,23 @@ VMDK_API int vmdk_ova_create(const char *out,
 /* Accepts NULL. */
 VMDK_API void vmdk_ova_summary_free(struct vmdk_ova_summary *summary);
 
+/* Check the OVA at PATH: every tar header and member whole; the OVF the
+ * first member and the manifest the second; each line of the manifest
+ * ("SHA1/SHA256/SHA512(FILE)= HEX") names a member whose bytes have that
+ * digest, and every member but the manifest and a certificate is listed
+ * (an OVA without a manifest is a problem too); the OVF well-formed, each
+ * file it names a member of the size it gives (vmdk_ovf_read); each disk
+ * opens, has the OVF's capacity and vmdk_check() finds no corruption.
+ * Every problem is reported through CB (may be NULL) as
+ * VMDK_PROBLEM_CORRUPT with a message naming PATH and the member, with
+ * the numbers; the disks' vmdk_check() reports go to CB too (leaks as
+ * VMDK_PROBLEM_LEAK, not counted).  A damaged archive is one problem and
+ * ends the check.  Returns the number of problems (0: the OVA is whole),
+ * or -1 when PATH cannot be read at all (ENOENT, EACCES, ...) or a member
+ * cannot be read (error set). */
+VMDK_API int vmdk_ova_verify(const char *path, vmdk_problem_cb cb,
+                             void *opaque);
+
 /* ---- OVA and OVF: reading an appliance ---------------------------------- */
 
 /* Every function that opens an image (vmdk_open, vmdk_open_format) also

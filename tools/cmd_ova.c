@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* vmdkit ova SUBCOMMAND: OVA appliances.  This file owns the dispatch:
  *   ova create   vmdk_ova_create(): disks into a vSphere appliance
- * One table (cmd_ova) describes the options, so that --help, the man page
- * and the completion list them; the subcommand is the first operand. */
+ *   ova verify   vmdk_ova_verify(): digests, order, OVF, disks
+ *   ova info     cmd_ova_info (tools/cmd_ova_info.c), run as it is
+ * One table (cmd_ova) describes create's and verify's options, so that
+ * --help, the man page and the completion list them; the subcommand is the
+ * first operand. */
 #include "cli.h"
 
 #include <inttypes.h>
@@ -87,15 +90,27 @@ static const struct cli_option ova_create_options[] = {
   "archive is written under a temporary name next to OUT.ova and renamed "   \
   "when it is complete and synced: after an error or Ctrl-C nothing is "      \
   "left and an existing OUT.ova is untouched.  --output=json prints the "     \
-  "members with their offsets, sizes and SHA-256."
+  "members with their offsets, sizes and SHA-256."                             \
+  "\n\n"                                                                       \
+  "ova verify FILE.ova checks an OVA: every tar header and member whole, the " \
+  "OVF first and the manifest second, every digest of the manifest "          \
+  "(SHA1, SHA256, SHA512) against the member's bytes, every member listed, "  \
+  "the OVF well-formed with every file it names a member of the size it "    \
+  "gives, and every disk whole (as vmdkit check) with the OVF's capacity.  "  \
+  "Each problem is one line on stderr, \"vmdkit: FILE: what is wrong\", with " \
+  "the numbers.  Exit status 0: the OVA is whole; 2: problems were found; "   \
+  "1: it could not be checked."                                               \
+  "\n\n"                                                                       \
+  "ova info FILE.ova (or .ovf) shows what the OVF describes: run 'vmdkit ova " \
+  "info --help' for its options."
 
 const struct cli_command cmd_ova = {
     .name = "ova",
-    .summary = "build an OVA appliance for vSphere (ova create)",
+    .summary = "OVA appliances for vSphere: ova create, verify, info",
     .description = OVA_DESCRIPTION,
     .options = ova_create_options,
-    .operands = (const struct cli_operand[]){{"create", CLI_TEXT},
-                                             {"OUT.ova", CLI_FILE},
+    .operands = (const struct cli_operand[]){{"create|verify", CLI_TEXT},
+                                             {"FILE.ova", CLI_FILE},
                                              {NULL, CLI_NONE}},
     .run = ova_run,
 };
@@ -175,9 +190,47 @@ static void print_human(const char *out, const struct vmdk_ova_options *o,
   }
 }
 
-/* `vmdkit ova [OPTIONS] create [OPTIONS] OUT.ova` (getopt moves the
- * operands after the options, so they may come in any order). */
+static void print_problem(void *opaque, enum vmdk_problem_kind kind,
+                          const char *message) {
+  (void)opaque;
+  if (kind == VMDK_PROBLEM_CORRUPT)
+    cli_error(NULL, "%s", message);
+  else
+    cli_error(NULL, "warning: %s", message);
+}
+
+/* `ova verify FILE`: 0 whole, 2 problems (one line each), 1 not checked. */
+static int ova_verify(const char *file, enum cli_output output) {
+  int n = vmdk_ova_verify(file, print_problem, NULL);
+  if (n < 0) {
+    cli_lib_error(file);
+    return 1;
+  }
+  struct strbuf sb = STRBUF_INIT;
+  if (output == CLI_OUTPUT_JSON) {
+    struct json j;
+    json_init(&j, &sb);
+    json_open_object(&j, NULL);
+    json_string(&j, "filename", file);
+    json_uint(&j, "problems", (uint64_t)n);
+    json_bool(&j, "ok", n == 0);
+    json_close_object(&j);
+    sb_puts(&sb, "\n");
+  } else if (n == 0) {
+    sb_printf(&sb, "%s: OK: archive, manifest digests, OVF and disks\n",
+              file);
+  }
+  int ret = sb.len && sb_write_stdout(&sb) != 0 ? 1 : n ? 2 : 0;
+  sb_free(&sb);
+  return ret;
+}
+
+/* `vmdkit ova [OPTIONS] create|verify [OPTIONS] FILE` (getopt moves the
+ * operands after the options, so they may come in any order); `vmdkit ova
+ * info ...` is cmd_ova_info's own. */
 static int ova_run(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "info") == 0)
+    return cmd_ova_info.run(argc - 1, argv + 1);
   struct cli_parser parser;
   struct vmdk_ova_options o = {0};
   struct strv disks = {0}, props = {0};
@@ -185,9 +238,12 @@ static int ova_run(int argc, char **argv) {
   bool progress = false;
   uint64_t v;
   int c, ret = 1;
+  int create_only = 0; /* the key of an option verify does not take */
 
   cli_parser_init(&parser, &cmd_ova, argc, argv);
   while ((c = cli_getopt(&parser)) > 0) {
+    if (c != OPT_OUTPUT)
+      create_only = c;
     switch (c) {
     case OPT_DISK:
       if (strv_add(&disks, optarg) < 0)
@@ -275,16 +331,35 @@ static int ova_run(int argc, char **argv) {
     goto out;
   }
   if (optind >= argc) {
-    cli_usage_error(cmd_ova.name, "expected a subcommand: create");
+    cli_usage_error(cmd_ova.name, "expected a subcommand: create, verify or "
+                                  "info");
     goto out;
   }
-  if (strcmp(argv[optind], "create") != 0) {
-    cli_usage_error(cmd_ova.name, "unknown subcommand '%s' (create)",
+  bool verify = strcmp(argv[optind], "verify") == 0;
+  if (!verify && strcmp(argv[optind], "create") != 0) {
+    cli_usage_error(cmd_ova.name, "unknown subcommand '%s' (create, verify "
+                                  "or info)",
                     argv[optind]);
     goto out;
   }
   if (argc - optind != 2) {
-    cli_usage_error(cmd_ova.name, "create: expected one OUT.ova");
+    cli_usage_error(cmd_ova.name, "%s: expected one %s", argv[optind],
+                    verify ? "FILE.ova" : "OUT.ova");
+    goto out;
+  }
+  if (verify) {
+    const struct cli_option *opt = ova_create_options;
+    while (opt->key && opt->key != create_only)
+      opt++;
+    if (create_only && opt->long_name)
+      cli_usage_error(cmd_ova.name, "verify: --%s is an option of ova "
+                                    "create",
+                      opt->long_name);
+    else if (create_only)
+      cli_usage_error(cmd_ova.name, "verify: -%c is an option of ova create",
+                      create_only);
+    else
+      ret = ova_verify(argv[optind + 1], output);
     goto out;
   }
   if (!disks.n) {
