@@ -624,12 +624,14 @@ struct vmdk_ovf {
 
 /* Read the OVF of PATH: an OVA (the archive's first member ending in
  * ".ovf"; every disk file it names must be a member, of the size the OVF
- * gives) or an OVF file.  Namespace-aware; any element order; no network
- * access, no external entities.  Returns a model to free with
- * vmdk_ovf_free, or NULL: EINVAL for XML that is not well-formed ("PATH:
- * line N: ..."), not an OVF envelope, or numbers that are not numbers; a
- * damaged archive as for vmdk_open; ENOENT when the archive has no OVF or
- * lacks a disk file.  Thread-safe. */
+ * gives) or an OVF file (whose disk files must be plain names in its
+ * folder).  Namespace-aware; any element order; no network access, no
+ * external entities.  Returns a model to free with vmdk_ovf_free, or NULL:
+ * EINVAL for XML that is not well-formed ("PATH: line N: ..."), not an OVF
+ * envelope, or numbers that are not numbers; a damaged archive as for
+ * vmdk_open; ENOENT when the archive has no OVF or lacks a disk file;
+ * EPERM for an OVF file naming a URL, an absolute path or "..".
+ * Thread-safe. */
 VMDK_API struct vmdk_ovf *vmdk_ovf_read(const char *path);
 /* Accepts NULL. */
 VMDK_API void vmdk_ovf_free(struct vmdk_ovf *ovf);
