@@ -592,7 +592,7 @@ int vf_seek_status(struct vfile *f, uint64_t off, bool *data, uint64_t *len) {
   }
   if ((uint64_t)d > off) {
     *data = false;
-    *len = (uint64_t)d - off;
+    *len = (uint64_t)d >= f->size ? UINT64_MAX : (uint64_t)d - off;
     return 0;
   }
   off_t h = lseek(f->fd, (off_t)(f->base + off), SEEK_HOLE);
@@ -600,5 +600,8 @@ int vf_seek_status(struct vfile *f, uint64_t off, bool *data, uint64_t *len) {
     h -= (off_t)f->base;
   *data = true;
   *len = (h < 0 || (uint64_t)h <= off) ? f->size - off : (uint64_t)h - off;
+  if (*len > f->size - off) /* a window cut before the file's end (a tar
+                               member): its data ends with it */
+    *len = f->size - off;
   return 0;
 }

@@ -66,11 +66,18 @@ fill "$ovfs/ova-compose.ovf" src/compose.ovf "$long" sparse.vmdk
 # No OVF: the first .vmdk member (a descriptor; its flat file is a member
 # of the same folder in the archive).
 (cd src && tar -cf ../noovf.ova sub/flat.vmdk sub/flat-flat.vmdk stream.vmdk)
+# A descriptor whose flat extent claims more than its member holds, and a
+# member with data after it: past the member the disk reads as zeros and
+# maps as no data, as the shorter extracted file does.
+mkdir short
+head -c $((2 * M)) b.raw >short/short-flat.vmdk
+sed 's/"flat-flat.vmdk"/"short-flat.vmdk"/' src/sub/flat.vmdk >short/short.vmdk
+tar -cf short.ova -C short short.vmdk short-flat.vmdk -C ../src stream.vmdk
 # An OVF next to its disk files.
 cp src/vmware.ovf src/appliance.ovf
 # The reference: each archive extracted by tar (which stores and extracts
 # a flat file's holes as zeros).
-for a in vmware virtualbox compose noovf; do
+for a in vmware virtualbox compose noovf short; do
   mkdir "x-$a"
   tar -C "x-$a" -xf "$a.ova"
 done
@@ -87,6 +94,7 @@ cases=(
   "noovf.ova x-noovf/sub/flat.vmdk"
   "noovf.ova:sub/flat.vmdk x-noovf/sub/flat.vmdk"
   "noovf.ova:./stream.vmdk x-noovf/stream.vmdk"
+  "short.ova x-short/short.vmdk"
   "src/appliance.ovf src/stream.vmdk"
   "src/appliance.ovf:sparse.vmdk src/sparse.vmdk"
 )
