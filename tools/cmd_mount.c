@@ -51,7 +51,8 @@ const struct cli_command cmd_mount = {
         (const struct cli_option[]){
             {'r', "read-only", NULL, CLI_NONE, 0,
              "mount read-only (the image is opened read-only, the file is "
-             "0444)"},
+             "0444; an image that cannot be written, such as a disk "
+             "inside an OVA, is mounted so with a warning)"},
             {'f', "foreground", NULL, CLI_NONE, 0,
              "stay in the foreground until unmounted (messages on stderr; "
              "SIGINT/SIGTERM unmount)"},
@@ -748,6 +749,16 @@ static int mount_run(int argc, char **argv) {
   /* Open first: a bad image is refused before anything is mounted. */
   ms.disk = cli_open(image, format,
                              (readonly ? 0 : VMDK_OPEN_RDWR) | cli_open_flags);
+  if (!ms.disk && !readonly && vmdk_get_errno() == EROFS) {
+    /* A disk that cannot be written (inside an OVA, on a read-only file
+     * system): mounted read-only with a warning, as mount(8) does for a
+     * write-protected device. */
+    ms.disk = cli_open(image, format, cli_open_flags);
+    if (ms.disk) {
+      readonly = ms.readonly = true;
+      log_line("%s: cannot be written, mounted read-only", given);
+    }
+  }
   if (!ms.disk) {
     /* The library names the path it was given: show the user's. */
     const char *msg = vmdk_get_error();

@@ -224,6 +224,23 @@ if [[ -c /dev/fuse ]] && command -v fusermount3 >/dev/null && command -v mountpo
     cmp "mnt/$f" b.raw || { fusermount3 -u "$tmpdir/mnt"; die "FUSE: mnt/$f differs from b.raw"; }
     fusermount3 -u "$tmpdir/mnt"
     echo "ova-read: the FUSE mount reads vmware.ova:sparse.vmdk"
+    # Without -r: mounted read-only with a warning (a disk inside an OVA
+    # cannot be written), the file 0444, a write refused, the OVA unchanged.
+    sum_before=$(sha256sum < vmware.ova)
+    "$VMDKIT" mount vmware.ova:sparse.vmdk "$tmpdir/mnt" 2>mount.err ||
+      die "mount without -r of an OVA member failed: $(cat mount.err)"
+    grep -q 'cannot be written, mounted read-only' mount.err ||
+      { fusermount3 -u "$tmpdir/mnt"; die "mount without -r: no read-only warning: $(cat mount.err)"; }
+    f=$(ls mnt)
+    mode=$(stat -c %a "mnt/$f")
+    if [[ $mode != 444 ]]; then fusermount3 -u "$tmpdir/mnt"; die "mount without -r: mode $mode, not 444"; fi
+    if dd if=/dev/zero of="mnt/$f" bs=512 count=1 conv=notrunc 2>/dev/null; then
+      fusermount3 -u "$tmpdir/mnt"; die "mount without -r: a write to the OVA member succeeded"
+    fi
+    cmp "mnt/$f" b.raw || { fusermount3 -u "$tmpdir/mnt"; die "mount without -r: mnt/$f differs from b.raw"; }
+    fusermount3 -u "$tmpdir/mnt"
+    [[ $(sha256sum < vmware.ova) == "$sum_before" ]] || die "mount without -r changed vmware.ova"
+    echo "ova-read: mount without -r falls back to read-only"
   else
     echo "note: FUSE mount refused here: $(cat mount.err)" >&2
   fi
