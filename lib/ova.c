@@ -185,7 +185,10 @@ static struct vmdk_disk *open_ovf(const char *path, const char *name,
   vmdk_ovf_free(o);
   if (!p)
     return NULL;
-  struct vmdk_disk *d = vmdk_open_format(p, format, flags);
+  /* The disk file is opened as an image file, never routed again as an
+   * archive path: an OVF naming itself, another OVF or "X.ovf:NAME" would
+   * otherwise recurse without end (a stack overflow). */
+  struct vmdk_disk *d = disk_open_confined(p, format, flags, NULL);
   free(p);
   return d;
 }
