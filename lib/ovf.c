@@ -244,10 +244,12 @@ static int read_references(struct parse *p, const xmlNode *refs,
     f->chunk = attr(p, c, "chunkSize");
     char *size = attr(p, c, "size");
     if (!f->id || !f->href) {
+      /* the message first: F is freed with R */
+      set_error(EINVAL, "%s: line %ld: a File without ovf:%s", p->name,
+                xmlGetLineNo(c), f->id ? "href" : "id");
       free(size);
       free_refs(r, i);
-      return set_error(EINVAL, "%s: line %ld: a File without ovf:%s", p->name,
-                       xmlGetLineNo(c), f->id ? "href" : "id");
+      return -1;
     }
     if (size && !parse_u64(size, &f->size)) {
       set_error(EINVAL, "%s: File %s: ovf:size \"%.40s\" is not a number",
@@ -603,9 +605,12 @@ static int read_envelope(struct parse *p, const xmlNode *root) {
   struct file_ref *refs = NULL;
   size_t n_refs = 0;
   int r = 0;
+  /* Only the first References is read: REFS is set (never NULL) once it
+   * is, even when it lists no File, so a second one cannot replace (and
+   * leak) it. */
   for (const xmlNode *c = root->children; c && r == 0; c = c->next)
     if (is_ovf(p, c, "References"))
-      r = n_refs ? 0 : read_references(p, c, &refs, &n_refs);
+      r = refs ? 0 : read_references(p, c, &refs, &n_refs);
   for (const xmlNode *c = root->children; c && r == 0; c = c->next) {
     if (is_ovf(p, c, "DiskSection") && !m->disks)
       r = read_disks(p, c, refs, n_refs);
