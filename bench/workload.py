@@ -4,6 +4,7 @@
 system full of real files, like a small cloud image.
 
     workload.py --out disk.raw --size-bytes N --tree DIR [--seed S]
+                [--files-bytes M]
 
 The file system is made by `mkfs.ext4 -d TREE` (no mounting, no root
 needed).  TREE gets, by share of the image size:
@@ -14,9 +15,11 @@ needed).  TREE gets, by share of the image size:
     random             6 %   incompressible bytes from a seeded generator
     zero files         8 %   all zeros (mkfs leaves their blocks unwritten)
 
-so about half of the file system holds data.  Candidate files are listed
-sorted, then shuffled with a fixed seed, and taken in that order until each
-share is full: the same machine always gives the same tree.  All
+so about half of the file system holds data.  --files-bytes M scales all
+five shares by the same factor so that the files add up to about M bytes
+(without it: 61 % of the image size).  Candidate files are listed sorted,
+then shuffled with a fixed seed, and taken in that order until each share
+is full: the same machine always gives the same tree.  All
 timestamps are fixed (ctimes with debugfs after mkfs), and so are the file system's UUID and hash seed, and
 mkfs's clock (E2FSPROGS_FAKE_TIME).  The first half of the image file is
 written with zeros before mkfs (as in a dump of a used disk), the second
@@ -158,6 +161,8 @@ def main():
     ap.add_argument("--size-bytes", type=int, required=True)
     ap.add_argument("--tree", required=True, help="scratch folder for the files")
     ap.add_argument("--seed", type=int, default=20240501)
+    ap.add_argument("--files-bytes", type=int,
+                    help="files in all, bytes (default: 61%% of the size)")
     a = ap.parse_args()
     if a.size_bytes < 32 << 20 or a.size_bytes % 4096:
         sys.exit("workload.py: --size-bytes must be a multiple of 4096, "
@@ -168,6 +173,12 @@ def main():
     for kind, _ in SHARES:
         os.makedirs(os.path.join(a.tree, kind))
     budgets = {k: int(a.size_bytes * s) for k, s in SHARES}
+    if a.files_bytes is not None:
+        if not 0 < a.files_bytes <= sum(budgets.values()):
+            sys.exit("workload.py: --files-bytes must be positive and at "
+                     "most %d" % sum(budgets.values()))
+        total = sum(s for _, s in SHARES)
+        budgets = {k: int(a.files_bytes * s / total) for k, s in SHARES}
     stats = fill_copies(a.tree, {k: budgets[k] for k in
                                  ("elf", "text", "compressed")}, a.seed)
     rng = random.Random(a.seed)
