@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
-# Regenerate the seed corpora fuzz/corpus/{open,descriptor,write}/seed-*
+# Regenerate the seed corpora fuzz/corpus/{open,descriptor,write,ova}/seed-*
 # (docs/FUZZING.md).  Seeds are small valid inputs of every subformat; every
 # one is under 64 KiB so that -max_len 65536 keeps it whole.
 #
@@ -17,8 +17,9 @@ CORPUS=$HERE/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-mkdir -p "$CORPUS"/{open,descriptor,write}
-rm -f "$CORPUS"/open/seed-* "$CORPUS"/descriptor/seed-* "$CORPUS"/write/seed-*
+mkdir -p "$CORPUS"/{open,descriptor,write,ova}
+rm -f "$CORPUS"/open/seed-* "$CORPUS"/descriptor/seed-* "$CORPUS"/write/seed-* \
+  "$CORPUS"/ova/seed-*
 
 # pack OUT FILE... : the FZMF container of fuzz_common.h (first FILE is the
 # image to open; names are the files' base names).
@@ -208,5 +209,119 @@ for name, cfg in configs:
     open("%s/seed-%s" % (out, name), "wb").write(bytes([cfg]) + b"".join(ops))
 EOF
 
+# ---- ova seeds: archives (fuzz_ova.c), and OVF texts as they are -----------
+v=$CORPUS/ova
+# made by vmdkit ova create from 1 MiB disks with a little data, then each
+# disk member replaced by the same data as a streamOptimized file with 4 KiB
+# grains (ova create's 64 KiB grains and overhead make 80 KiB archives), the
+# OVF's ovf:size and the manifest's digests fixed to match
+mkdir ova && (cd ova &&
+  for n in d e; do
+    "$VMDKIT" create -q -o subformat=monolithicFlat $n.vmdk 1M &&
+    "$VMDKIT" create -q -o subformat=streamOptimized,grain_size=4096 s$n.vmdk 1M
+  done &&
+  for f in d.vmdk sd.vmdk; do
+    pattern $f 0 3000 && pattern $f 524288 700 && pattern $f 1048000 576
+  done &&
+  "$VMDKIT" ova create --disk=d.vmdk --name=app app.ova >/dev/null &&
+  "$VMDKIT" ova create --disk=d.vmdk --name=bios --firmware=bios \
+    --controller=sata --nic=e1000 --product=P --vendor=V --version=1 \
+    --annotation=note --property=k=v bios.ova >/dev/null &&
+  "$VMDKIT" ova create --disk=d.vmdk --disk=e.vmdk --name=two \
+    --controller=ide two.ova >/dev/null &&
+  python3 - "$v" <<'EOF'
+import hashlib, io, re, sys, tarfile
+out = sys.argv[1]
+def repack(src, dst, disks):
+    with tarfile.open(src) as t:
+        members = [(i.name, t.extractfile(i).read()) for i in t.getmembers()]
+    members = [(n, open(disks[n], "rb").read() if n in disks else b)
+               for n, b in members]
+    sizes = dict((n, len(b)) for n, b in members)
+    fixed = []
+    for n, b in members:
+        if n.endswith(".ovf"):
+            b = re.sub(rb'ovf:href="([^"]+)"( ovf:id="[^"]*")? ovf:size="\d+"',
+                       lambda m: b'ovf:href="%s"%s ovf:size="%d"' % (
+                           m.group(1), m.group(2) or b"",
+                           sizes[m.group(1).decode()]), b)
+        fixed.append((n, b))
+    digest = dict((n, hashlib.sha256(b).hexdigest()) for n, b in fixed)
+    fixed = [(n, "".join("SHA256(%s)= %s\n" % (k, digest[k])
+                         for k, _ in fixed if not k.endswith(".mf")).encode()
+              if n.endswith(".mf") else b) for n, b in fixed]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for n, b in fixed:
+            i = tarfile.TarInfo(n)
+            i.size, i.mtime = len(b), 1700000000
+            t.addfile(i, io.BytesIO(b))
+    open("%s/%s" % (out, dst), "wb").write(buf.getvalue())
+repack("app.ova", "seed-ova-create", {"app-disk1.vmdk": "sd.vmdk"})
+repack("bios.ova", "seed-ova-create-bios-sata", {"bios-disk1.vmdk": "sd.vmdk"})
+repack("two.ova", "seed-ova-create-two-disks",
+       {"two-disk1.vmdk": "sd.vmdk", "two-disk2.vmdk": "se.vmdk"})
+EOF
+)
+# hand-built tars: a descriptor + its FLAT extent (no OVF: the first .vmdk
+# member), the same with an OVF naming it, members under "./dir/", a pax
+# tar (long names in pax "path" records), a GNU tar (long names in "L"
+# headers), and an archive of only an OVF
+python3 - "$v" "$HERE/../tests/interop/ova/vmware.ovf" <<'EOF'
+import io, sys, tarfile
+out, ovf_src = sys.argv[1], sys.argv[2]
+flat = bytes((i * 7 + 3) % 251 for i in range(8192))
+def desc(extent):
+    return ('# Disk DescriptorFile\nversion=1\nCID=0badcafe\n'
+            'parentCID=ffffffff\ncreateType="monolithicFlat"\n\n'
+            '# Extent description\nRW 16 FLAT "%s" 0\n\n'
+            '# The Disk Data Base\n#DDB\n\nddb.adapterType = "lsilogic"\n'
+            % extent).encode()
+def ovf(disk, size):
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" '
+            'xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" '
+            'xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/'
+            'CIM_ResourceAllocationSettingData">\n'
+            '<References><File ovf:id="f1" ovf:href="%s" ovf:size="%d"/>'
+            '</References>\n<DiskSection><Info>disks</Info>'
+            '<Disk ovf:diskId="vmdisk1" ovf:fileRef="f1" ovf:capacity="8192"/>'
+            '</DiskSection>\n<VirtualSystem ovf:id="vm"><Name>t</Name>'
+            '<VirtualHardwareSection><Item><rasd:InstanceID>3'
+            '</rasd:InstanceID><rasd:ResourceType>6</rasd:ResourceType>'
+            '</Item><Item><rasd:HostResource>ovf:/disk/vmdisk1'
+            '</rasd:HostResource><rasd:Parent>3</rasd:Parent>'
+            '<rasd:AddressOnParent>0</rasd:AddressOnParent>'
+            '<rasd:ResourceType>17</rasd:ResourceType></Item>'
+            '</VirtualHardwareSection></VirtualSystem>\n</Envelope>\n'
+            % (disk, size)).encode()
+def tar(name, fmt, members):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=fmt) as t:
+        for n, data in members:
+            i = tarfile.TarInfo(n)
+            i.size = len(data)
+            i.mtime = 1700000000
+            t.addfile(i, io.BytesIO(data))
+    open("%s/%s" % (out, name), "wb").write(b.getvalue())
+U = tarfile.USTAR_FORMAT
+tar("seed-tar-flat", U, [("d.vmdk", desc("d-flat.vmdk")), ("d-flat.vmdk", flat)])
+d = desc("d-flat.vmdk")
+tar("seed-tar-ovf-flat", U, [("a.ovf", ovf("d.vmdk", len(d))), ("d.vmdk", d),
+                             ("d-flat.vmdk", flat)])
+tar("seed-tar-dir-flat", U, [("./dir/d.vmdk", desc("d-flat.vmdk")),
+                             ("./dir/d-flat.vmdk", flat)])
+long = "x" * 120
+d = desc(long + "-flat.vmdk")
+for name, fmt in (("seed-tar-pax", tarfile.PAX_FORMAT),
+                  ("seed-tar-gnu-longname", tarfile.GNU_FORMAT)):
+    tar(name, fmt, [(long + ".ovf", ovf(long + ".vmdk", len(d))),
+                    (long + ".vmdk", d), (long + "-flat.vmdk", flat)])
+tar("seed-tar-vmware-ovf", U, [("vm.ovf", open(ovf_src, "rb").read())])
+EOF
+for f in "$HERE"/../tests/interop/ova/*.ovf; do
+  cp "$f" "$v/seed-ovf-$(basename "$f" .ovf)"
+done
+
 ls -l "$CORPUS"/*/seed-* | awk '$5 > 65536 { print "too big: " $0; bad = 1 } END { exit bad }'
-echo "seeds: $(ls "$CORPUS"/open/seed-* | wc -l) open, $(ls "$CORPUS"/descriptor/seed-* | wc -l) descriptor, $(ls "$CORPUS"/write/seed-* | wc -l) write"
+echo "seeds: $(ls "$CORPUS"/open/seed-* | wc -l) open, $(ls "$CORPUS"/descriptor/seed-* | wc -l) descriptor, $(ls "$CORPUS"/write/seed-* | wc -l) write, $(ls "$CORPUS"/ova/seed-* | wc -l) ova"
