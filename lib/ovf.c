@@ -304,7 +304,8 @@ static int read_disks(struct parse *p, const xmlNode *sec,
                       "%s: Disk %s: ovf:populatedSize \"%.40s\" is "
                       "not a number",
                       p->name, id, pop);
-      d->populated_bytes = (int64_t)v;
+      else
+        d->populated_bytes = (int64_t)v;
     }
     const struct file_ref *f = NULL;
     if (r == 0 && fref) {
@@ -489,7 +490,8 @@ static int read_hardware(struct parse *p, const xmlNode *hw) {
     } else if (it->type == 4 && it->quantity && !m->pub.memory_mib) {
       snprintf(what, sizeof what, "the memory Item's VirtualQuantity");
       r = scaled(p, what, it->quantity, it->units, 1u << 20, &v);
-      m->pub.memory_mib = v >> 20;
+      if (r == 0)
+        m->pub.memory_mib = v >> 20;
     } else if (it->type == 17 && it->host) {
       /* "ovf:/disk/ID" (OVF 1.x, 2.x) or "/disk/ID" (0.9) */
       const char *h = it->host;
