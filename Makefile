@@ -16,10 +16,13 @@
 #                   (s) bounds each run; the result goes to docs/MUTANTS.md
 #   make install    build, then install into $(DESTDIR)$(PREFIX): the CLI,
 #                   libvmdkit.so.0 and libvmdkit.a, vmdkit.h, vmdkit.pc, the
-#                   CMake package, the nbdkit plugin, man pages and bash
+#                   CMake package, the nbdkit plugin, the Python module
+#                   (for /usr/bin/python3, on its sys.path for the prefix:
+#                   python/CMakeLists.txt), man pages and bash
 #                   completion.  PREFIX defaults to /usr/local; DESTDIR
 #                   stages the files elsewhere (for packaging)
-#   make uninstall  remove what the last `make install` installed
+#   make uninstall  remove what the last `make install` installed (pass the
+#                   same DESTDIR: CMake's manifest names the files without it)
 #   make deb        build the Debian packages into build-deb/ (debian/)
 #   make abi-update record the current ABI as the baseline abi/libvmdkit.abi
 #                   (on purpose only: tests/package/abi.sh compares with it)
@@ -87,7 +90,7 @@ install: deps
 
 uninstall:
 	@test -f $(BUILD)/install_manifest.txt || { echo "uninstall: no $(BUILD)/install_manifest.txt (nothing installed from $(BUILD))" >&2; exit 1; }
-	xargs -d '\n' rm -f -- < $(BUILD)/install_manifest.txt
+	sed 's|^|$(DESTDIR)|' $(BUILD)/install_manifest.txt | xargs -d '\n' rm -f --
 
 deb: deps
 	bash scripts/make-deb.sh build-deb

@@ -32,6 +32,8 @@ packages=(
   bash-completion                  # tests of the bash completion
   abigail-tools                    # abidw/abidiff: the ABI baseline
   debhelper dpkg-dev fakeroot lintian # make deb and its tests
+  python3-dev dh-python            # the Python module; python3-vmdkit (dh_python3)
+  python3-pytest python3-libvmdk   # its tests: pytest, libvmdk's pyvmdk as a peer
 )
 
 if [[ "${VMDKIT_SKIP_DEPS:-0}" == 1 ]]; then

@@ -5,23 +5,27 @@
 # it, lintian must report no error), then look into every .deb with dpkg-deb
 # -- nothing is installed on this machine:
 #  - exactly the packages libvmdkit0, libvmdkit-dev, vmdkit,
-#    nbdkit-plugin-vmdkit (and the -dbgsym packages of the first, third and
-#    fourth, unless DEB_BUILD_OPTIONS has noautodbgsym);
+#    nbdkit-plugin-vmdkit, python3-vmdkit (and the -dbgsym packages of all
+#    but libvmdkit-dev, unless DEB_BUILD_OPTIONS has noautodbgsym);
 #  - each holds exactly its files (dpkg-deb -c; a file in the wrong
 #    package, a missing man page, completion or .so link fails);
 #  - their control fields: version, architecture, section, Multi-Arch,
 #    Depends (vmdkit: libvmdkit0 (>= VERSION), libfuse3-3; the plugin:
 #    nbdkit, libvmdkit0; libvmdkit-dev: libvmdkit0 (= VERSION) and the -dev
-#    packages of what libvmdkit.a needs), libvmdkit0's symbols, shlibs and
-#    ldconfig trigger;
+#    packages of what libvmdkit.a needs; python3-vmdkit: libvmdkit0 and
+#    python3 of /usr/bin/python3's version), libvmdkit0's symbols, shlibs
+#    and ldconfig trigger;
 #  - the extracted (dpkg-deb -x) library: SONAME libvmdkit.so.0, stripped,
 #    its exported symbols exactly those of debian/libvmdkit0.symbols; the
-#    CLI and the plugin: no RUNPATH, hardened (PIE, RELRO, BIND_NOW);
+#    CLI, the plugin and the Python module: no RUNPATH, hardened (PIE,
+#    RELRO, BIND_NOW);
 #  - they work: the extracted CLI, with LD_LIBRARY_PATH on the extracted
 #    libvmdkit0, creates an image and writes into it, and qemu-img convert
 #    -O raw reads the expected bytes; nbdkit serves it through the extracted
 #    plugin; examples/vmdk-cat.c builds with pkg-config against the
-#    extracted libvmdkit-dev (shared and static) and reads the same bytes.
+#    extracted libvmdkit-dev (shared and static) and reads the same bytes;
+#    /usr/bin/python3 imports the extracted module (python3-vmdkit, in
+#    /usr/lib/python3/dist-packages) and reads qemu-img's bytes.
 #
 #   deb.sh SRC_DIR OUT_DIR [--no-build]
 #
@@ -68,7 +72,7 @@ if ((build)); then
 fi
 
 # ---- which packages ------------------------------------------------------------
-main=(libvmdkit0 libvmdkit-dev vmdkit nbdkit-plugin-vmdkit)
+main=(libvmdkit0 libvmdkit-dev vmdkit nbdkit-plugin-vmdkit python3-vmdkit)
 declare -A deb=()
 shopt -s nullglob
 for f in "$out"/*.deb; do
@@ -81,13 +85,13 @@ for p in "${main[@]}"; do
 done
 for p in "${!deb[@]}"; do
   case $p in
-    libvmdkit0 | libvmdkit-dev | vmdkit | nbdkit-plugin-vmdkit) ;;
-    libvmdkit0-dbgsym | vmdkit-dbgsym | nbdkit-plugin-vmdkit-dbgsym) ;;
+    libvmdkit0 | libvmdkit-dev | vmdkit | nbdkit-plugin-vmdkit | python3-vmdkit) ;;
+    libvmdkit0-dbgsym | vmdkit-dbgsym | nbdkit-plugin-vmdkit-dbgsym | python3-vmdkit-dbgsym) ;;
     *) fail "unexpected package $p (${deb[$p]})" ;;
   esac
 done
 if [[ " ${DEB_BUILD_OPTIONS:-} " != *" noautodbgsym "* ]]; then
-  for p in libvmdkit0 vmdkit nbdkit-plugin-vmdkit; do
+  for p in libvmdkit0 vmdkit nbdkit-plugin-vmdkit python3-vmdkit; do
     [[ -n ${deb[$p-dbgsym]:-} ]] || fail "no package $p-dbgsym"
   done
 fi
@@ -125,6 +129,15 @@ L=usr/lib/$ma
     usr/share/man/man1/nbdkit-vmdkit-plugin.1.gz
   doc nbdkit-plugin-vmdkit
 } | LC_ALL=C sort >"$tmp/want.nbdkit-plugin-vmdkit"
+# The module of Debian's python3, under its full EXT_SUFFIX name.
+py=/usr/bin/python3
+[[ -x $py ]] || fail "no $py"
+read -r pysuffix pyver < <("$py" -c 'import sys, sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"), "%d.%d" % sys.version_info[:2])')
+pymod=usr/lib/python3/dist-packages/vmdkit$pysuffix
+{
+  printf '%s\n' "$pymod"
+  doc python3-vmdkit
+} | LC_ALL=C sort >"$tmp/want.python3-vmdkit"
 
 for p in "${main[@]}"; do
   contents "${deb[$p]}" >"$tmp/got.$p"
@@ -152,8 +165,10 @@ no_dep() {
   ! field "$1" "$2" | tr ',' '\n' | sed 's/^ *//' | has -E "^($3)( |\$)" ||
     fail "$1: $2 '$(field "$1" "$2")' should not name $3"
 }
-declare -A section=([libvmdkit0]=libs [libvmdkit-dev]=libdevel [vmdkit]=utils [nbdkit-plugin-vmdkit]=admin)
-declare -A multiarch=([libvmdkit0]=same [libvmdkit-dev]=same [vmdkit]=foreign [nbdkit-plugin-vmdkit]=same)
+declare -A section=([libvmdkit0]=libs [libvmdkit-dev]=libdevel [vmdkit]=utils [nbdkit-plugin-vmdkit]=admin
+  [python3-vmdkit]=python)
+declare -A multiarch=([libvmdkit0]=same [libvmdkit-dev]=same [vmdkit]=foreign [nbdkit-plugin-vmdkit]=same
+  [python3-vmdkit]=no)
 for p in "${main[@]}"; do
   [[ $(field $p Version) == "$version" ]] || fail "$p: Version $(field $p Version), not $version"
   [[ $(field $p Architecture) == "$arch" ]] || fail "$p: Architecture $(field $p Architecture)"
@@ -178,6 +193,12 @@ has_dep nbdkit-plugin-vmdkit Depends 'nbdkit'
 # the plugin uses only VMDKIT_0.1 functions: the symbols file gives 0.1.0
 has_dep nbdkit-plugin-vmdkit Depends 'libvmdkit0 \(>= [0-9.]+\)'
 no_dep nbdkit-plugin-vmdkit Depends 'libfuse3-3'
+# dh_python3: the python3 the module was built for (its EXT_SUFFIX names
+# that version); shlibs: libvmdkit0.
+has_dep python3-vmdkit Depends 'libvmdkit0 \(>= [0-9.]+\)'
+has_dep python3-vmdkit Depends "python3 \(>= ${pyver//./\\.}~\)"
+has_dep python3-vmdkit Depends "python3 \(<< ${pyver%%.*}\\.$(( ${pyver#*.} + 1 ))\)"
+no_dep python3-vmdkit Depends 'libfuse3-3|nbdkit'
 
 # libvmdkit0's control files: the symbols file as written in debian/,
 # shlibs, and the ldconfig trigger.
@@ -204,11 +225,12 @@ done
 lib=$tmp/x/libvmdkit0/$L/libvmdkit.so.$version
 cli=$tmp/x/vmdkit/usr/bin/vmdkit
 plugin=$tmp/x/nbdkit-plugin-vmdkit/$L/nbdkit/plugins/nbdkit-vmdkit-plugin.so
+pyext=$tmp/x/python3-vmdkit/$pymod
 [[ -f $merged/$L/$(readlink "$merged/$L/libvmdkit.so") ]] || fail "libvmdkit-dev's libvmdkit.so does not reach libvmdkit0's library"
 
 soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [[ $soname == "libvmdkit.so.$major" ]] || fail "the packaged library's SONAME is '$soname'"
-for f in "$lib" "$cli" "$plugin"; do
+for f in "$lib" "$cli" "$plugin" "$pyext"; do
   name=${f#"$tmp/x/"}
   readelf -S "$f" | has '\.debug_info' && fail "$name is not stripped"
   if readelf -d "$f" | grep -E '\((RPATH|RUNPATH)\)' >"$tmp/rpath"; then
@@ -223,6 +245,7 @@ for n in "libvmdkit.so.$major" libfuse3.so.3; do
   readelf -d "$cli" | has "(NEEDED).*\[$n\]" || fail "vmdkit does not link $n"
 done
 readelf -d "$plugin" | has "(NEEDED).*\[libvmdkit.so.$major\]" || fail "the plugin does not link libvmdkit.so.$major"
+readelf -d "$pyext" | has "(NEEDED).*\[libvmdkit.so.$major\]" || fail "the Python module does not link libvmdkit.so.$major"
 # Exported symbols: "name@VERSION" of every defined dynamic symbol (the
 # version node itself included, as dpkg-gensymbols lists it) is exactly
 # debian/libvmdkit0.symbols.
@@ -296,4 +319,22 @@ for kind in shared static; do
   cmp "$tmp/expect.raw" "$tmp/cat.raw" || fail "vmdk-cat ($kind) reads other bytes"
 done
 echo "examples/vmdk-cat.c builds against the packaged libvmdkit-dev (shared and static) and reads the same bytes"
+
+# python3-vmdkit: /usr/bin/python3 imports the extracted module (PYTHONPATH
+# on its dist-packages) with the extracted libvmdkit0, and reads an image
+# qemu-img wrote as the bytes qemu-img reads.
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$tmp/expect.raw" "$tmp/q.vmdk"
+qemu-img convert -f vmdk -O raw "$tmp/q.vmdk" "$tmp/q.raw"
+(cd "$tmp" && LD_LIBRARY_PATH=$libdir PYTHONPATH=${pyext%/*} "$py" -s -c '
+import sys, vmdkit
+assert vmdkit.__file__ == sys.argv[1], vmdkit.__file__
+libs = {l.split()[-1] for l in open("/proc/self/maps") if "libvmdkit.so" in l}
+assert libs and all(l.startswith(sys.argv[2] + "/") for l in libs), libs
+with vmdkit.open(sys.argv[3]) as d, open(sys.argv[4], "wb") as out:
+    assert d.size == 64 << 20, d.size
+    while b := d.read(1 << 20):
+        out.write(b)' "$pyext" "$libdir" "$tmp/q.vmdk" "$tmp/py.raw") ||
+  fail "$py does not import the packaged module with the packaged libvmdkit0, or it does not read q.vmdk"
+cmp "$tmp/q.raw" "$tmp/py.raw" || fail "the packaged Python module reads other bytes than qemu-img"
+echo "$py imports the packaged module /$pymod and reads qemu-img's bytes"
 echo "ok: ${#deb[@]} packages in $out, each with exactly its files and dependencies; nothing was installed"

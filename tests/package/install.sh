@@ -4,8 +4,8 @@
 # (`make install DESTDIR=...`), then build examples/ against the *installed*
 # library only -- with `pkg-config --cflags --libs vmdkit` (shared and
 # static) and with `find_package(vmdkit)` -- run them and compare what they
-# read and write with qemu-img.  The installed CLI and nbdkit plugin are run
-# from the staging folder too.
+# read and write with qemu-img.  The installed CLI, nbdkit plugin and Python
+# module are run from the staging folder too; make uninstall empties it.
 #
 #   install.sh SRC_DIR BUILD_DIR
 set -euo pipefail
@@ -167,5 +167,66 @@ if [[ -n $plugin ]] && command -v nbdkit >/dev/null && command -v nbdcopy >/dev/
   LD_LIBRARY_PATH=$slib nbdkit -U - "$plugin" file="$tmp/child.vmdk" \
     --run "nbdcopy \"\$uri\" $tmp/nbd.raw"
   cmp "$tmp/child.raw" "$tmp/nbd.raw" || fail "the installed plugin serves other bytes than qemu-img reads"
+fi
+
+# ---- the Python module, as /usr/bin/python3 imports it ----------------------
+# The build installs /usr/bin/python3's module (python/CMakeLists.txt: the
+# first interpreter of VMDKIT_PYTHON, by default /usr/bin/python3) into the
+# first of that interpreter's site folders under the prefix (Debian,
+# /usr/local: /usr/local/lib/python3.X/dist-packages).  Imported from the
+# staging folder (PYTHONPATH), it must load the staged libvmdkit.so.0 (by
+# its RUNPATH outside the linker's folders) and read qemu-img's bytes.
+pymods=$(find "$stage" \( -name 'vmdkit.*.so' -o -name vmdkit.so \) -print)
+syspy=/usr/bin/python3
+firstpy=$(sed -n 's/^VMDKIT_PYTHON:[A-Z]*=//p' "$build/CMakeCache.txt")
+firstpy=${firstpy%%;*}
+if [[ -f $src/python/CMakeLists.txt && -x $syspy && ${firstpy:-$syspy} == "$syspy" ]] &&
+  pytag=$("$syspy" -c 'import sys; print(sys.implementation.cache_tag)') &&
+  [[ -d $build/python/$pytag-usr ]]; then
+  read -r pysuffix pydir < <("$syspy" -c '
+import site, sys, sysconfig
+p = sys.argv[1].rstrip("/")
+d = [x for x in site.getsitepackages() + [site.getusersitepackages()] if x.startswith(p + "/lib/")]
+print(sysconfig.get_config_var("EXT_SUFFIX"), d[0] if d else "")' "$prefix")
+  [[ $pymods == "$stage"*/vmdkit"$pysuffix" && $pymods != *$'\n'* ]] ||
+    fail "not one installed Python module vmdkit$pysuffix: '${pymods:-none}'"
+  pymod=${pymods#"$stage"}
+  if [[ -n $pydir ]]; then
+    [[ $pymod == "$pydir/vmdkit$pysuffix" ]] ||
+      fail "the Python module is installed as $pymod, not into $pydir (on $syspy's sys.path for $prefix)"
+  fi
+  if [[ ${VMDKIT_SANITIZED:-0} != 1 ]]; then
+    (cd "$tmp" && env -u LD_LIBRARY_PATH PYTHONPATH="$stage${pymod%/*}" "$syspy" -s -c '
+import sys, vmdkit
+assert vmdkit.__file__ == sys.argv[1], vmdkit.__file__
+libs = {l.split()[-1] for l in open("/proc/self/maps") if "libvmdkit.so" in l}
+assert libs and all(l.startswith(sys.argv[2] + "/") for l in libs), libs
+with vmdkit.open(sys.argv[3]) as d, open(sys.argv[4], "wb") as out:
+    while b := d.read(1 << 20):
+        out.write(b)' "$stage$pymod" "$slib" "$tmp/child.vmdk" "$tmp/py.raw") ||
+      fail "$syspy does not import the installed module $pymod (with the staged libvmdkit.so.0) or read child.vmdk"
+    cmp "$tmp/child.raw" "$tmp/py.raw" || fail "the installed Python module reads other bytes than qemu-img"
+    echo "python: $syspy imports the installed $pymod; it reads qemu-img's bytes"
+  fi
+elif [[ -n $pymods ]]; then
+  echo "python: installed $pymods (not /usr/bin/python3's: not imported here)"
+fi
+
+# ---- make uninstall ------------------------------------------------------------
+# With the same DESTDIR it removes every file the install put there, the
+# Python module included.  (CMake's manifest names the files without
+# DESTDIR: not tried when one of them exists outside the staging folder --
+# a real install there that a broken uninstall would remove.)
+while read -r f; do
+  [[ -e $f || -L $f ]] && { echo "uninstall: not tried, $f exists (installed for real)"; break; }
+done <"$build/install_manifest.txt" >"$tmp/real"
+if [[ ! -s $tmp/real ]]; then
+  make -s -C "$src" uninstall BUILD="$build" DESTDIR="$stage" >"$tmp/uninstall.log" 2>&1 ||
+    { cat "$tmp/uninstall.log"; fail "make uninstall DESTDIR=$stage failed"; }
+  if find "$stage" ! -type d | grep . >"$tmp/left"; then
+    cat "$tmp/left"; fail "make uninstall DESTDIR=$stage left files behind"
+  fi
+else
+  cat "$tmp/real"
 fi
 echo "ok: installed into $stage$prefix; examples built with pkg-config (shared, static) and find_package, their reads and writes match qemu-img's"
