@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 #define VMDKIT_VERSION_MAJOR 0
-#define VMDKIT_VERSION_MINOR 2
+#define VMDKIT_VERSION_MINOR 3
 #define VMDKIT_VERSION_MICRO 0
-#define VMDKIT_VERSION_STRING "0.2.0"
+#define VMDKIT_VERSION_STRING "0.3.0"
 
 /* The library's version at run time ("MAJOR.MINOR.MICRO"). */
 VMDK_API const char *vmdk_version(void);
@@ -334,6 +334,84 @@ VMDK_API int vmdk_rebase(struct vmdk_disk *disk, const char *backing,
  * Returns 0 or -1. */
 VMDK_API int vmdk_resize(struct vmdk_disk *disk, uint64_t size,
                          int allow_shrink);
+
+/* ---- Copying and comparing (vmdkit convert, vmdkit compare) ------------ */
+
+/* What vmdk_convert() makes.  Zero-initialise, then set what you need. */
+struct vmdk_convert_options {
+  struct vmdk_create_options create; /* the new image, as for vmdk_create():
+                                        subformat (VMDK_SUBFORMAT_RAW: a raw
+                                        file), adapter, grain size, threads,
+                                        compression level...; size_bytes is
+                                        ignored (the source's size).  With
+                                        backing_file (a sparse subformat) the
+                                        new image is a child of it holding
+                                        only the clusters that read
+                                        differently from it */
+  const char *qemu_format;  /* non-NULL: make DST in this QEMU format
+                               ("qcow2", "vhdx", ... as vmdk_create_qemu;
+                               CREATE then gives only the size) */
+  unsigned flags;           /* open flags of the new image: VMDK_OPEN_UNSAFE
+                               (nothing synced: what qemu-img convert does by
+                               default), VMDK_OPEN_NOCACHE,
+                               VMDK_OPEN_CONFINE (for the backing file's
+                               chain); 0: synced at the end */
+  int writethrough;         /* non-zero: flush after every write */
+  vmdk_progress_cb progress; /* may be NULL: the bytes of SRC done of its
+                                size, first 0 once DST was created, last
+                                the size once DST is complete and closed;
+                                non-zero cancels (ECANCELED) */
+  void *opaque;             /* passed to PROGRESS */
+};
+
+/* Copy the virtual disk of SRC (read through its backing chain: the copy
+ * is flattened) into a new image at DST, which is created (an existing
+ * file is overwritten) and closed.  Runs SRC reports as zeros are skipped
+ * unread and all-zero clusters are not written, so they stay unallocated
+ * in DST; clusters are written once each, in ascending order (what a
+ * streamOptimized DST needs), while a second thread reads SRC ahead.
+ * Refused before anything is created (EINVAL): a DST that is a file of
+ * SRC or of its backing chain, or of the chain of OPTS->create.backing_file.
+ * On any failure or cancellation every file of the new image is removed
+ * and the error names the step ("DST: ..." or SRC's own message).  SRC is
+ * only read; the call uses it from one other thread, so SRC must not be
+ * used elsewhere during the call.  OPTS may be NULL (a raw copy).
+ * Returns 0 or -1. */
+VMDK_API int vmdk_convert(struct vmdk_disk *src, const char *dst,
+                          const struct vmdk_convert_options *opts);
+
+/* How two disks differ (vmdk_compare). */
+enum vmdk_compare_kind {
+  VMDK_COMPARE_SAME = 0,       /* they read the same */
+  VMDK_COMPARE_CONTENT = 1,    /* a byte differs, at OFFSET */
+  VMDK_COMPARE_ALLOCATION = 2, /* strict: allocated in one, not in the
+                                  other, from OFFSET */
+  VMDK_COMPARE_SIZE = 3,       /* strict: the virtual sizes differ */
+};
+
+struct vmdk_compare_result {
+  enum vmdk_compare_kind kind;
+  uint64_t offset;  /* CONTENT: the first byte that differs; ALLOCATION:
+                       where the allocation first differs; else 0 */
+  int size_differs; /* the virtual sizes differ (set whatever KIND is; not
+                       strict, the bytes past the end of the smaller disk
+                       are compared with zeros once the common part is
+                       the same) */
+};
+
+#define VMDK_COMPARE_STRICT 0x1u /* as qemu-img compare -s: different
+                                    sizes, or a range allocated in one disk
+                                    and not in the other, are a difference */
+
+/* Compare what A and B read, as qemu-img compare does: stops at the first
+ * difference.  When the sizes differ (and not strict), the bytes past the
+ * end of the smaller disk must read as zeros in the larger.  Ranges both
+ * report as zeros are not read.  PROGRESS (may be NULL) gets the bytes
+ * compared of the larger size; non-zero cancels (ECANCELED).  Returns 0
+ * when the comparison ran (look at *RESULT), -1 on error. */
+VMDK_API int vmdk_compare(struct vmdk_disk *a, struct vmdk_disk *b,
+                          unsigned flags, struct vmdk_compare_result *result,
+                          vmdk_progress_cb progress, void *opaque);
 
 /* ---- Information ------------------------------------------------------ */
 

@@ -736,4 +736,36 @@ void mark_shared_tables(struct check_ctx *c, const char *path,
                         struct table_ref *t, size_t n, uint64_t table_sectors,
                         uint8_t *skip);
 
+/* ---- compare.c, convert.c: walking runs, copying ----------------------- */
+
+/* Caches the run of a disk that contains a given offset, so walking a disk
+ * front to back costs one vmdk_block_status() call per run. */
+struct run_cursor {
+  struct vmdk_disk *disk;
+  uint64_t size;       /* virtual size of DISK */
+  bool valid;          /* RUN holds a run */
+  struct vmdk_run run; /* run.file is owned by DISK */
+};
+void run_cursor_init(struct run_cursor *c, struct vmdk_disk *disk);
+/* Point *RUN at the run containing OFF (< size), never reaching past the
+ * end of the disk.  0, or -1 (error set). */
+int run_cursor_at(struct run_cursor *c, uint64_t off,
+                  const struct vmdk_run **run);
+/* Whether the N bytes at P are all zero (N may be 0). */
+bool buf_is_zero(const void *p, size_t n);
+
+/* The copy engine of vmdk_convert (lib/convert.c): write every BLOCK-sized
+ * piece (BLOCK a power of two: DST's cluster, at most 2 MiB) of SRC's
+ * virtual disk that is not all zeros into DST, which reads as zeros, at
+ * the same offset; runs SRC reports as zeros are skipped unread.  Each
+ * cluster of DST is written once, in ascending order (a stream needs
+ * that), while a second thread reads SRC ahead (SRC is used only from it
+ * during the call).  WRITETHROUGH: flush DST after every write.  CB (may
+ * be NULL) gets the bytes done of SRC's size; non-zero stops the copy
+ * (ECANCELED, "NAME: cancelled").  Errors of the reading thread are set
+ * again in the caller's.  0 or -1; DST is left open either way. */
+int copy_nonzero(struct vmdk_disk *src, struct vmdk_disk *dst, uint64_t block,
+                 bool writethrough, vmdk_progress_cb cb, void *opaque,
+                 const char *name);
+
 #endif /* VMDKIT_INTERNAL_H */

@@ -62,7 +62,6 @@
 
 #define BLOCK 512u
 #define RECORD 10240u /* tar's default record: 20 blocks */
-#define COPY_CHUNK ((size_t)4 << 20)
 #define HASH_CHUNK ((size_t)1 << 20)
 #define MAX_MEMBER_NAME 100 /* a ustar name field, without a prefix */
 #define SHA256_HEX 64
@@ -742,51 +741,32 @@ struct progress {
   uint64_t done, total;
 };
 
-static int first_run(void *opaque, const struct vmdk_run *run) {
-  *(struct vmdk_run *)opaque = *run;
-  return 1; /* one is enough */
+/* PROGRESS of one disk's copy: the bytes of the disks before it added. */
+struct disk_progress {
+  struct progress *pr;
+  uint64_t base; /* bytes of the sources done before this disk */
+};
+
+static int disk_progress(void *opaque, uint64_t done, uint64_t total) {
+  (void)total;
+  struct disk_progress *dp = opaque;
+  dp->pr->done = dp->base + done;
+  return dp->pr->cb(dp->pr->opaque, dp->pr->done, dp->pr->total);
 }
 
-/* Copy every range of SRC that does not read as zeros into DST (zero runs
- * are skipped: the stream leaves them unallocated, and all-zero grains of
- * data runs are dropped by the stream writer). */
+/* Copy every range of SRC that does not read as zeros into DST with the
+ * copy engine of vmdk_convert (lib/convert.c: zero runs are skipped
+ * unread, all-zero grains not written, the source read ahead by a second
+ * thread), one grain of DST at a time. */
 static int copy_disk(struct disk_out *d, struct vmdk_disk *dst,
                      struct progress *pr, const struct plan *p) {
-  uint64_t size = vmdk_get_size(d->src);
-  uint8_t *buf = malloc(COPY_CHUNK);
-  if (!buf)
-    return set_error(ENOMEM, "%s: out of memory", p->out);
-  int r = 0;
-  uint64_t off = 0;
-  while (r == 0 && off < size) {
-    struct vmdk_run run = {0};
-    if (vmdk_block_status(d->src, off, size - off, first_run, &run) != 0) {
-      r = -1;
-      break;
-    }
-    uint64_t n = run.length;
-    if (n == 0 || n > size - off)
-      n = size - off;
-    if (!(run.flags & VMDK_RUN_ZERO)) {
-      for (uint64_t at = off; r == 0 && at < off + n;) {
-        size_t len = off + n - at < COPY_CHUNK ? (size_t)(off + n - at)
-                                               : COPY_CHUNK;
-        r = vmdk_pread(d->src, buf, len, at);
-        if (r == 0)
-          r = vmdk_pwrite(dst, buf, len, at);
-        at += len;
-        pr->done += len;
-        if (r == 0 && pr->cb && pr->cb(pr->opaque, pr->done, pr->total))
-          r = set_error(ECANCELED, "%s: cancelled", p->out);
-      }
-    } else {
-      pr->done += n;
-      if (pr->cb && pr->cb(pr->opaque, pr->done, pr->total))
-        r = set_error(ECANCELED, "%s: cancelled", p->out);
-    }
-    off += n;
-  }
-  free(buf);
+  struct vmdk_info info;
+  if (vmdk_get_info(dst, &info) != 0)
+    return -1;
+  struct disk_progress dp = {pr, pr->done};
+  int r = copy_nonzero(d->src, dst, info.cluster_bytes, false,
+                       pr->cb ? disk_progress : NULL, &dp, p->out);
+  pr->done = dp.base + vmdk_get_size(d->src);
   return r;
 }
 

@@ -91,8 +91,13 @@ static bool same_inode(const char *path, const struct stat *dest_st) {
          st.st_ino == dest_st->st_ino;
 }
 
-int cli_check_not_layer_file(const char *dest, struct vmdk_disk *top,
-                             const char *top_name, const char *what) {
+/* Refuse (-1, error printed) a DEST about to be created or overwritten
+ * that is a file (descriptor or extent) of the image TOP, opened as
+ * TOP_NAME, or of any image in TOP's backing chain; WHAT names TOP in the
+ * message.  0 when DEST does not exist or is none of them.  (vmdk_convert
+ * does the same in the library.) */
+static int check_not_layer_file(const char *dest, struct vmdk_disk *top,
+                                const char *top_name, const char *what) {
   struct stat dest_st;
   if (stat(dest, &dest_st) < 0)
     return 0; /* does not exist yet: nothing to destroy */
@@ -157,7 +162,7 @@ int cli_check_not_in_chain(const char *dest, const char *backing, int format) {
     /* (When it does not open, the create call reports why.) */
     char what[64 + PATH_MAX];
     snprintf(what, sizeof what, "the backing file %s", backing);
-    ret = cli_check_not_layer_file(dest, disk, top, what);
+    ret = check_not_layer_file(dest, disk, top, what);
   }
   vmdk_close(disk);
   free(top);

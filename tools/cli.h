@@ -327,28 +327,6 @@ void progress_update(struct cli_progress *p, uint64_t done, uint64_t total);
 /* Print 100% (when SUCCESS) and end the line. */
 void progress_end(struct cli_progress *p, bool success);
 
-/* ---- block status walking ----------------------------------------------- */
-
-/* Caches the run of a disk that contains a given offset, so walking a disk
- * front to back costs one vmdk_block_status() call per run. */
-struct run_cursor {
-  struct vmdk_disk *disk;
-  const char *name;    /* image name for messages */
-  uint64_t size;       /* virtual size of DISK */
-  bool valid;          /* RUN holds a run */
-  struct vmdk_run run; /* run->file is owned by DISK */
-};
-
-void run_cursor_init(struct run_cursor *c, struct vmdk_disk *disk,
-                     const char *name);
-/* Point *RUN at the run containing OFF (< size).  0, or -1 after printing
- * an error. */
-int run_cursor_at(struct run_cursor *c, uint64_t off,
-                  const struct vmdk_run **run);
-
-/* Whether the N bytes at P are all zero (N may be 0). */
-bool buffer_is_zero(const void *p, size_t n);
-
 /* ---- backing chains (tools/chain.c) ------------------------------------ */
 
 /* The path of the image a parent link HINT names, for an image opened as
@@ -369,18 +347,11 @@ char *cli_backing_hint(const char *child, const char *backing);
  * that is a file of the backing chain of BACKING (a link as written into
  * DEST, FORMAT its VMDK_FORMAT_*): overwriting it would destroy the data
  * the new image is meant to read.  0 when DEST does not exist, is none of
- * them, or the chain does not open (the create call then says why). */
+ * them, or the chain does not open (the create call then says why).
+ * (vmdkit create; vmdk_convert makes the same check itself.) */
 int cli_check_not_in_chain(const char *dest, const char *backing, int format);
 
-/* Refuse (-1, error printed) a DEST about to be created or overwritten
- * that is a file (descriptor or extent) of the image TOP, opened as
- * TOP_NAME, or of any image in TOP's backing chain; WHAT names TOP in the
- * message ("the source image").  0 when DEST does not exist or is none of
- * them. */
-int cli_check_not_layer_file(const char *dest, struct vmdk_disk *top,
-                             const char *top_name, const char *what);
-
-/* ---- long operations (commit, rebase) ----------------------------------- */
+/* ---- long operations (commit, rebase, convert, ova create) ----------- */
 
 /* Catch SIGINT, SIGTERM and SIGHUP: cli_interrupted() then turns true and
  * cli_progress_cb() asks the library to stop at a consistent point. */
@@ -392,7 +363,7 @@ int cli_progress_cb(void *opaque, uint64_t done, uint64_t total);
 /* ---- shared constants --------------------------------------------------- */
 
 #define MiB ((uint64_t)1 << 20)
-/* Bytes moved per read/write call by read, write and compare. */
+/* Bytes moved per read/write call by read and write. */
 #define CLI_IO_CHUNK (1 * MiB)
 
 #endif /* VMDKIT_CLI_H */
