@@ -14,6 +14,11 @@ import subprocess
 
 import pytest
 
+# In the sanitizer tree run.sh preloads the ASan runtime into Python; the
+# peers these tests start (qemu-img, qemu-io, qemu-nbd, the CLI) must not
+# inherit it (qemu-img hangs with it preloaded).
+os.environ.pop("LD_PRELOAD", None)
+
 MiB = 1 << 20
 VMDKIT = os.environ.get("VMDKIT", "vmdkit")
 
