@@ -219,8 +219,8 @@ int vmdk_compare(struct vmdk_disk *a, struct vmdk_disk *b, unsigned flags,
     *result = res;
     return 0;
   }
-  cmp.buf1 = malloc(CHUNK);
-  cmp.buf2 = malloc(CHUNK);
+  cmp.buf1 = io_alloc(CHUNK);
+  cmp.buf2 = io_alloc(CHUNK);
   int r;
   if (!cmp.buf1 || !cmp.buf2) {
     r = set_error(ENOMEM, "out of memory");

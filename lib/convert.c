@@ -275,7 +275,7 @@ static int copy_data(struct copy *cp) {
   struct reader rd = {.cp = cp};
   int r = 0;
   for (unsigned i = 0; i < RING; i++)
-    if (!(rd.bufs[i] = malloc(cp->chunk)))
+    if (!(rd.bufs[i] = io_alloc(cp->chunk)))
       r = set_error(ENOMEM, "out of memory");
   pthread_t tid;
   bool started = false;
@@ -364,7 +364,7 @@ static int write_piece(struct copy *cp, const unsigned char *buf,
  * the clusters that differ; neighbours of the same kind (data, zeros) go
  * in one call.  Ranges that read as zeros in both are skipped unread. */
 static int copy_difference(struct copy *cp) {
-  unsigned char *buf = malloc(cp->chunk), *old = malloc(cp->chunk);
+  unsigned char *buf = io_alloc(cp->chunk), *old = io_alloc(cp->chunk);
   int r = 0;
   if (!buf || !old) {
     r = set_error(ENOMEM, "out of memory");

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "vmdkit.h"
 
@@ -107,6 +108,16 @@ struct vfile {
                           file.  (vf_append_window) */
 };
 #define DIRECT_ALIGN 4096u
+
+/* A buffer of N bytes for large reads and writes, page-aligned (free()
+ * it): the kernel copies between the page cache and a page-aligned buffer
+ * about twice as fast as into malloc's (16 bytes past a page boundary),
+ * measured with 1 MiB reads of a cached file.  NULL when out of memory
+ * (no error set). */
+static inline void *io_alloc(size_t n) {
+  void *b;
+  return posix_memalign(&b, DIRECT_ALIGN, n ? n : 1) == 0 ? b : NULL;
+}
 
 /* Open PATH read-only or read-write.  Returns NULL (error set) on failure. */
 struct vfile *vf_open(const char *path, bool writable, unsigned open_flags);

@@ -311,6 +311,58 @@ int vf_close(struct vfile *f) {
   return r;
 }
 
+/* Large reads into a buffer whose address is not congruent to the file
+ * offset modulo COPY_ALIGN (a malloc'ed buffer: 16 bytes past a page; a
+ * Python bytearray; nbdkit's request buffers) go through a page-aligned
+ * buffer of the calling thread, BOUNCE_READ_CHUNK bytes at a time, and are
+ * copied from there: the kernel's copy out of the page cache into a
+ * misaligned buffer is about twice as slow as into an aligned one, more
+ * than the extra copy from a buffer in the CPU's cache costs (1 MiB reads
+ * of a cached 650 MiB file: 0.085 s direct, 0.041 s aligned, 0.06 s through
+ * the bounce).  The buffer (BOUNCE_READ_CHUNK + a page) is made on a
+ * thread's first such read and freed when the thread exits; when it cannot
+ * be made the read goes direct. */
+#define COPY_ALIGN 64u
+#define BOUNCE_READ_MIN ((size_t)64 << 10)
+#define BOUNCE_READ_CHUNK ((size_t)256 << 10)
+
+static pthread_key_t bounce_key;
+static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+static bool bounce_key_made;
+
+static void make_bounce_key(void) {
+  bounce_key_made = pthread_key_create(&bounce_key, free) == 0;
+}
+
+static uint8_t *thread_bounce(void) {
+  pthread_once(&bounce_once, make_bounce_key);
+  if (!bounce_key_made)
+    return NULL;
+  uint8_t *b = pthread_getspecific(bounce_key);
+  if (!b && (b = io_alloc(BOUNCE_READ_CHUNK + DIRECT_ALIGN)) &&
+      pthread_setspecific(bounce_key, b) != 0) {
+    free(b);
+    b = NULL;
+  }
+  return b;
+}
+
+/* pread(2) of up to WANT bytes at the file offset AT into P, as above:
+ * what pread returns. */
+static ssize_t pread_fast(int fd, uint8_t *p, size_t want, uint64_t at) {
+  uint8_t *b;
+  if (want >= BOUNCE_READ_MIN && ((uintptr_t)p - at) % COPY_ALIGN != 0 &&
+      (b = thread_bounce())) {
+    b += at % DIRECT_ALIGN; /* the same offset in a page as the file's */
+    ssize_t n = pread(fd, b, want < BOUNCE_READ_CHUNK ? want : BOUNCE_READ_CHUNK,
+                      (off_t)at);
+    if (n > 0)
+      memcpy(p, b, (size_t)n);
+    return n;
+  }
+  return pread(fd, p, want, (off_t)at);
+}
+
 int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
   if (f->direct && len && (!aligned(buf, len, off) || off + len > f->size))
     return bounce(f, buf, len, off, false);
@@ -323,7 +375,7 @@ int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
     size_t want = len;
     if (want > f->size - off)
       want = (size_t)(f->size - off);
-    ssize_t n = pread(f->fd, p, want, (off_t)(f->base + off));
+    ssize_t n = pread_fast(f->fd, p, want, f->base + off);
     if (n < 0) {
       if (errno == EINTR)
         continue;

@@ -701,7 +701,7 @@ static int sha256_mem(const void *buf, size_t n, char out[SHA256_HEX + 1]) {
 static int sha256_range(int fd, const struct plan *p, uint64_t off,
                         uint64_t n, char out[SHA256_HEX + 1]) {
   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  uint8_t *buf = malloc(HASH_CHUNK);
+  uint8_t *buf = io_alloc(HASH_CHUNK);
   int r = 0;
   if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
     r = set_error(ENOMEM, "%s: out of memory for SHA-256", p->out);

@@ -94,7 +94,7 @@ static int read_run(int argc, char **argv) {
   }
 
   int ret = 1;
-  unsigned char *buf = malloc(CLI_IO_CHUNK);
+  unsigned char *buf = cli_io_alloc(CLI_IO_CHUNK);
   if (!buf) {
     cli_error(NULL, "out of memory");
     goto out;

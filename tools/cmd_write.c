@@ -142,7 +142,7 @@ static int write_run(int argc, char **argv) {
   }
   int ret = 1;
   int in = STDIN_FILENO;
-  unsigned char *buf = malloc(CLI_IO_CHUNK + 512); /* see `want` below */
+  unsigned char *buf = cli_io_alloc(CLI_IO_CHUNK + 512); /* see `want` below */
   if (!buf) {
     cli_error(NULL, "out of memory");
     goto out;

@@ -795,3 +795,8 @@ void progress_end(struct cli_progress *p, bool success) {
   fputc('\n', stderr);
   p->enabled = false;
 }
+
+void *cli_io_alloc(size_t n) {
+  void *b;
+  return posix_memalign(&b, 4096, n ? n : 1) == 0 ? b : NULL;
+}
