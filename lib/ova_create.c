@@ -128,7 +128,7 @@ static unsigned cim_os_type(const char *guest) {
 struct disk_out {
   struct vmdk_disk *src;      /* the source, open read-only */
   const char *src_path;
-  char member[MAX_MEMBER_NAME + 1];
+  char member[MAX_MEMBER_NAME + 32]; /* BASE "-diskN.vmdk" */
   uint64_t capacity_bytes;    /* the source's size, rounded up to 512 */
   uint64_t header_offset;     /* bytes: its header block in the archive */
   uint64_t size_bytes;        /* its member's length (once written) */
@@ -142,7 +142,9 @@ struct plan {
   const char *out;
   char vm_name[256];
   char base[MAX_MEMBER_NAME + 1]; /* member name stem */
-  char ovf_name[MAX_MEMBER_NAME + 1], mf_name[MAX_MEMBER_NAME + 1];
+  /* BASE is cut to 64 bytes (stem_of): these always fit; the room is
+   * there so that GCC can tell (-Wformat-truncation at -O0). */
+  char ovf_name[MAX_MEMBER_NAME + 8], mf_name[MAX_MEMBER_NAME + 8];
   const struct controller *ctl;
   const struct nic *nic;
   const char *os_type, *network, *firmware;
