@@ -55,6 +55,12 @@ void vmdkit_lock(PyThread_type_lock lock) {
   Py_END_ALLOW_THREADS
 }
 
+/* Whether SELF was closed, or the image a backing layer belongs to. */
+static bool is_closed(PyObject *self) {
+  struct fields *f = F(self);
+  return f->closed || (f->owner && F(f->owner)->closed);
+}
+
 static PyObject *closed_error(void) {
   PyErr_SetString(PyExc_ValueError, "I/O operation on closed disk.");
   return NULL;
@@ -232,8 +238,7 @@ static void disk_dealloc(PyObject *self) {
 
 static PyObject *disk_closed_get(PyObject *self, void *c) {
   (void)c;
-  struct fields *f = F(self);
-  return PyBool_FromLong(f->closed || (f->owner && F(f->owner)->closed));
+  return PyBool_FromLong(is_closed(self));
 }
 
 static PyObject *disk_name_get(PyObject *self, void *c) {
@@ -259,14 +264,14 @@ static PyObject *disk_size_get(PyObject *self, void *c) {
 
 static PyObject *disk_readable(PyObject *self, PyObject *unused) {
   (void)unused;
-  if (F(self)->closed)
+  if (is_closed(self))
     return closed_error();
   Py_RETURN_TRUE;
 }
 
 static PyObject *disk_writable(PyObject *self, PyObject *unused) {
   (void)unused;
-  if (F(self)->closed)
+  if (is_closed(self))
     return closed_error();
   return PyBool_FromLong(F(self)->writable);
 }
@@ -434,28 +439,51 @@ static PyObject *disk_seek(PyObject *self, PyObject *args) {
 
 static PyObject *disk_tell(PyObject *self, PyObject *unused) {
   (void)unused;
-  if (F(self)->closed)
+  if (is_closed(self))
     return closed_error();
   return PyLong_FromUnsignedLongLong(F(self)->pos);
 }
 
-static PyObject *disk_flush(PyObject *self, PyObject *unused) {
-  (void)unused;
+/* Run OP(D, ARG) on SELF's handle with its lock held and the GIL
+ * released, followed by a flush when the Disk writes through and
+ * THEN_FLUSH; WRITE: SELF must be writable.  None, or NULL with the error
+ * raised. */
+static PyObject *run_op(PyObject *self, bool write, bool then_flush,
+                        int (*op)(struct vmdk_disk *, const void *),
+                        const void *arg) {
+  if (write && check_writable(self) < 0)
+    return NULL;
   struct vmdk_disk *d = lock_open(self);
   if (!d)
     return NULL;
-  int r = 0;
-  if (F(self)->writable) {
-    Py_BEGIN_ALLOW_THREADS
+  int r;
+  bool flush = then_flush && F(self)->writethrough;
+  Py_BEGIN_ALLOW_THREADS
+  r = op(d, arg);
+  if (r == 0 && flush)
     r = vmdk_flush(d);
-    Py_END_ALLOW_THREADS
-    if (r < 0)
-      raise_for(self);
-  }
+  Py_END_ALLOW_THREADS
+  if (r < 0)
+    raise_for(self);
   unlock(self);
   if (r < 0)
     return NULL;
   Py_RETURN_NONE;
+}
+
+static int op_flush(struct vmdk_disk *d, const void *arg) {
+  (void)arg;
+  return vmdk_flush(d);
+}
+
+static PyObject *disk_flush(PyObject *self, PyObject *unused) {
+  (void)unused;
+  if (!F(self)->writable) { /* nothing to flush; closed is still an error */
+    if (is_closed(self))
+      return closed_error();
+    Py_RETURN_NONE;
+  }
+  return run_op(self, true, false, op_flush, NULL);
 }
 
 /* ---- positional I/O, zeroing, resizing ---------------------------------- */
@@ -482,52 +510,39 @@ static PyObject *disk_pwrite(PyObject *self, PyObject *args) {
   return n < 0 ? NULL : PyLong_FromSsize_t(n);
 }
 
-static PyObject *disk_zero(PyObject *self, PyObject *args) {
+struct range {
   unsigned long long off, len;
-  if (!PyArg_ParseTuple(args, "KK:zero", &off, &len))
+};
+
+static int op_zero(struct vmdk_disk *d, const void *arg) {
+  const struct range *r = arg;
+  return vmdk_zero(d, r->len, r->off);
+}
+
+static PyObject *disk_zero(PyObject *self, PyObject *args) {
+  struct range r;
+  if (!PyArg_ParseTuple(args, "KK:zero", &r.off, &r.len))
     return NULL;
-  if (check_writable(self) < 0)
-    return NULL;
-  struct vmdk_disk *d = lock_open(self);
-  if (!d)
-    return NULL;
-  int r;
-  bool wt = F(self)->writethrough;
-  Py_BEGIN_ALLOW_THREADS
-  r = vmdk_zero(d, len, off);
-  if (r == 0 && wt)
-    r = vmdk_flush(d);
-  Py_END_ALLOW_THREADS
-  if (r < 0)
-    raise_for(self);
-  unlock(self);
-  if (r < 0)
-    return NULL;
-  Py_RETURN_NONE;
+  return run_op(self, true, true, op_zero, &r);
+}
+
+struct new_size {
+  unsigned long long size;
+  int shrink;
+};
+
+static int op_resize(struct vmdk_disk *d, const void *arg) {
+  const struct new_size *n = arg;
+  return vmdk_resize(d, n->size, n->shrink);
 }
 
 static PyObject *disk_resize(PyObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"size", "shrink", NULL};
-  unsigned long long size;
-  int shrink = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "K|p:resize", kwlist, &size,
-                                   &shrink))
+  struct new_size n = {0, 0};
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "K|p:resize", kwlist, &n.size,
+                                   &n.shrink))
     return NULL;
-  if (check_writable(self) < 0)
-    return NULL;
-  struct vmdk_disk *d = lock_open(self);
-  if (!d)
-    return NULL;
-  int r;
-  Py_BEGIN_ALLOW_THREADS
-  r = vmdk_resize(d, size, shrink);
-  Py_END_ALLOW_THREADS
-  if (r < 0)
-    raise_for(self);
-  unlock(self);
-  if (r < 0)
-    return NULL;
-  Py_RETURN_NONE;
+  return run_op(self, true, false, op_resize, &n);
 }
 
 /* ---- info() ------------------------------------------------------------- */
