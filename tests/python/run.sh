@@ -39,11 +39,15 @@ if [[ ${VMDKIT_SANITIZED:-0} == 1 ]]; then
     echo "note: sanitizer build without a known ASan runtime: not tested" >&2
     exit 77
   fi
-  export LD_PRELOAD=$ASAN_RUNTIME
-  export ASAN_OPTIONS=detect_leaks=0:${ASAN_OPTIONS:-}
+  # Only Python gets the runtime (not mktemp, not the peers: conftest.py
+  # drops it from the environment), and leak checking off, after whatever
+  # the caller set (make check: detect_leaks=1; the last setting wins).
+  preload=(env LD_PRELOAD="$ASAN_RUNTIME" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
+else
+  preload=()
 fi
 base=$(mktemp -d "${TMPDIR:-/tmp}/vmdkit-pytest.XXXXXX")
 trap 'rm -rf "$base"' EXIT
 cd "$here"
-PYTHONPATH=$path PYTHONDONTWRITEBYTECODE=1 "$py" -m pytest -q -p no:cacheprovider \
+PYTHONPATH=$path PYTHONDONTWRITEBYTECODE=1 "${preload[@]}" "$py" -m pytest -q -p no:cacheprovider \
   --basetemp="$base/t" "$here"
