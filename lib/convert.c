@@ -15,13 +15,11 @@
  * written (copy_difference).
  *
  * Before anything is created, a DST that is a file of the source's chain
- * or of the backing file's chain is refused: creating DST would destroy
- * the data being read.  On any failure every file the new image consists
+ * is refused here, one in the backing file's chain by vmdk_create:
+ * creating DST would destroy the data being read.  On any failure every file the new image consists
  * of (vmdk_get_info's extents) is removed. */
 #include <errno.h>
 #include <inttypes.h>
-#include <libgen.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,47 +69,6 @@ static int check_not_layer_file(const char *dest, const struct stat *dest_st,
     }
   }
   return 0;
-}
-
-/* Refuse (EINVAL) a DEST that is a file of the chain of BACKING (a link
- * as written into DEST: relative to DEST's folder).  A chain that does not
- * open passes: vmdk_create then says why. */
-static int check_not_in_backing_chain(const char *dest,
-                                      const struct stat *dest_st,
-                                      const char *backing, int format,
-                                      unsigned flags) {
-  char *top = NULL;
-  if (backing[0] == '/') {
-    top = strdup(backing);
-  } else {
-    char *copy = strdup(dest);
-    if (copy) {
-      const char *dir = dirname(copy);
-      if (strcmp(dir, ".") == 0)
-        top = strdup(backing);
-      else if (asprintf(&top, "%s/%s", dir, backing) < 0)
-        top = NULL;
-    }
-    free(copy);
-  }
-  if (!top)
-    return set_error(ENOMEM, "out of memory");
-  int ret = 0;
-  struct vmdk_disk *disk = NULL;
-  if (same_inode(top, dest_st)) {
-    ret = set_error(EINVAL,
-                    "%s: is the backing file %s itself; refusing to "
-                    "overwrite it",
-                    dest, backing);
-  } else if ((disk = vmdk_open_format(top, format,
-                                      flags & VMDK_OPEN_CONFINE))) {
-    char what[64 + PATH_MAX];
-    snprintf(what, sizeof what, "the backing file %s", backing);
-    ret = check_not_layer_file(dest, dest_st, disk, what);
-  }
-  vmdk_close(disk);
-  free(top);
-  return ret;
 }
 
 /* ---- the copy ------------------------------------------------------------ */
@@ -489,14 +446,11 @@ int vmdk_convert(struct vmdk_disk *src, const char *dst,
   /* Refused before anything is made: a DST whose creation would destroy
    * data being read (a DST that does not exist yet destroys nothing). */
   struct stat dst_st;
-  if (stat(dst, &dst_st) == 0) {
-    if (o.create.backing_file &&
-        check_not_in_backing_chain(dst, &dst_st, o.create.backing_file,
-                                   o.create.backing_format, o.flags) < 0)
-      return -1;
-    if (check_not_layer_file(dst, &dst_st, src, "the source image") < 0)
-      return -1;
-  }
+  if (stat(dst, &dst_st) == 0 &&
+      check_not_layer_file(dst, &dst_st, src, "the source image") < 0)
+    return -1;
+  /* (A DST in the chain of create.backing_file: vmdk_create refuses it,
+   * before it makes any file.) */
 
   struct vmdk_create_options co = o.create;
   co.size_bytes = size;

@@ -1565,13 +1565,20 @@ struct vmdk_disk *vmdk_create(const char *path,
     if (stat(path, &st) == 0)
       for (struct vmdk_disk *l = b; l; l = l->parent)
         for (size_t i = 0; i <= l->n_extents; i++) {
-          const char *f = i < l->n_extents ? l->extents[i].path : l->path;
+          const char *f = i == 0 ? l->path : l->extents[i - 1].path;
           struct stat fs;
           if (f && stat(f, &fs) == 0 && fs.st_dev == st.st_dev &&
               fs.st_ino == st.st_ino) {
-            set_error(EINVAL, "%s: is a file of its own backing chain (%s); "
-                              "creating it would destroy the backing",
-                      path, l->path);
+            if (l == b && i == 0)
+              set_error(EINVAL, "%s: is the backing file %s itself, a file "
+                                "of its own backing chain; refusing to "
+                                "overwrite it",
+                        path, o->backing_file);
+            else
+              set_error(EINVAL, "%s: is a file of its own backing chain "
+                                "(%s); refusing to overwrite it: creating "
+                                "it would destroy the backing",
+                        path, l->path);
             vmdk_close(b);
             return NULL;
           }

@@ -343,13 +343,6 @@ char *cli_layer_name(const char *child, const char *hint);
  * printing an error. */
 char *cli_backing_hint(const char *child, const char *backing);
 
-/* Refuse (-1, error printed) a DEST about to be created or overwritten
- * that is a file of the backing chain of BACKING (a link as written into
- * DEST, FORMAT its VMDK_FORMAT_*): overwriting it would destroy the data
- * the new image is meant to read.  0 when DEST does not exist, is none of
- * them, or the chain does not open (the create call then says why).
- * (vmdkit create; vmdk_convert makes the same check itself.) */
-int cli_check_not_in_chain(const char *dest, const char *backing, int format);
 
 /* ---- long operations (commit, rebase, convert, ova create) ----------- */
 

@@ -133,10 +133,6 @@ static int create_run(int argc, char **argv) {
   if (backing) {
     if (!(hint = cli_backing_hint(file, backing)))
       return 1;
-    if (cli_check_not_in_chain(file, hint, backing_format) < 0) {
-      free(hint);
-      return 1;
-    }
     opts.backing_file = hint;
     opts.backing_format = backing_format;
   }
