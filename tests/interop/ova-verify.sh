@@ -25,6 +25,19 @@ tar xf "$tmpdir/app.ova" -C "$tmpdir/x"
 tar -cf "$tmpdir/repack.ova" --format=ustar -C "$tmpdir/x" app.ovf app.mf app-disk1.vmdk app-disk2.vmdk
 expect_rc 0 "$VMDKIT" ova verify "$tmpdir/repack.ova"
 
+# flip FILE OFFSET: invert the byte at OFFSET (writing a fixed value would
+# change nothing when the random data already held it: a flaky test).
+flip() {
+  python3 - "$1" "$2" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]))
+    b = f.read(1)
+    f.seek(int(sys.argv[2]))
+    f.write(bytes([b[0] ^ 0xFF]))
+EOF
+}
+
 # finds OVA PATTERN...: exit 2, every stderr line "vmdkit: OVA...", and a
 # line matching each PATTERN.
 finds() {
@@ -50,7 +63,7 @@ for m in tarfile.open(sys.argv[1]):
         print(m.offset_data + 70000)
 EOF
 )
-printf '\xff' | dd of="$tmpdir/bad-digest.ova" bs=1 seek="$off" conv=notrunc status=none
+flip "$tmpdir/bad-digest.ova" "$off"
 finds "$tmpdir/bad-digest.ova" \
   "app-disk2.vmdk: SHA256 digest [0-9a-f]\{64\} does not match the manifest's [0-9a-f]\{64\} ([0-9]* bytes at offset [0-9]*)"
 
@@ -84,9 +97,9 @@ finds "$tmpdir/cut.ova" "[0-9]"
 # A damaged disk whose digest is right (the manifest rewritten to match):
 # the disk check (vmdk_check) finds it.
 cp -r "$tmpdir/x" "$tmpdir/y"
-# One byte inside a grain's deflate data (the first 2 MiB are data):
+# One byte inverted inside a grain's deflate data (the first 2 MiB are data):
 # the grain no longer inflates.
-printf '\xff' | dd of="$tmpdir/y/app-disk1.vmdk" bs=1 seek=600000 conv=notrunc status=none
+flip "$tmpdir/y/app-disk1.vmdk" 600000
 (cd "$tmpdir/y" && sha256sum app.ovf app-disk1.vmdk app-disk2.vmdk |
   sed -E 's/^([0-9a-f]{64})  (.*)$/SHA256(\2)= \1/' >app.mf)
 tar -cf "$tmpdir/damaged.ova" --format=ustar -C "$tmpdir/y" app.ovf app.mf app-disk1.vmdk app-disk2.vmdk
