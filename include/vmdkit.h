@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 #define VMDKIT_VERSION_MAJOR 0
-#define VMDKIT_VERSION_MINOR 3
+#define VMDKIT_VERSION_MINOR 4
 #define VMDKIT_VERSION_MICRO 0
-#define VMDKIT_VERSION_STRING "0.3.0"
+#define VMDKIT_VERSION_STRING "0.4.0"
 
 /* The library's version at run time ("MAJOR.MINOR.MICRO"). */
 VMDK_API const char *vmdk_version(void);
@@ -93,6 +93,46 @@ struct vmdk_disk;
 VMDK_API struct vmdk_disk *vmdk_open(const char *path, unsigned flags);
 VMDK_API struct vmdk_disk *vmdk_open_format(const char *path, int format,
                                             unsigned flags);
+
+/* Remote image files.  PATH (of vmdk_open, vmdk_ova_verify,
+ * vmdk_ovf_read) may be the URL of an image *file*:
+ *   http://HOST[:PORT]/PATH[?QUERY], https://...   (nbdkit's curl plugin)
+ *   ssh://[USER@]HOST[:PORT]/PATH                   (nbdkit's ssh plugin)
+ *   file+nbd://HOST[:PORT]/EXPORT, file+nbds://..., file+nbd+unix:///EXPORT
+ *   ?socket=SOCKET, file+nbds+unix://...  (an NBD export holding the file's
+ *   bytes; a bare nbd:// URI is a whole virtual disk, see above)
+ * Each file is read through a private nbdkit that libnbd starts (socket
+ * activation; nbdkit must be installed), read-only.  Files a descriptor
+ * names (extents, the backing file, an OVF's disks) resolve relative to
+ * its URL, its query string kept (ESXi's ?dcPath=...&dsName=...), and must
+ * lie under its folder unless the option confine=no is given.  A
+ * USER:PASSWORD in the URL is taken out of it (messages never show it)
+ * and used for that host only.
+ *
+ * vmdk_remote_option sets KEY=VALUE for every remote file opened after it
+ * (process-wide, thread-safe; a later value of a key replaces the earlier
+ * one, except filter and header, which add up).  vmdkit's own keys:
+ *   connections=N   parallel connections (nbdkit processes) per file while
+ *                   reading ahead, 1-16 (default 4)
+ *   readahead=BYTES read-ahead window (default 32M; 0: none)
+ *   confine=no      let a descriptor name files outside its URL's folder
+ *   filter=NAME     add an nbdkit filter (e.g. delay, retry), in order
+ * Every other key is passed to the nbdkit plugin: user, password, cookie,
+ * header, sslverify=false, cainfo, proxy, timeout (curl); identity,
+ * known-hosts, verify-remote-host (ssh); and the filters' own keys.  The
+ * values of password, proxy-password, cookie and header are secrets: they
+ * reach nbdkit through an inherited memory file, never its command line,
+ * and no error message shows them (nor a query value of a presigned URL's
+ * signature, token or credential).  password=+FILE reads a file.
+ * Returns 0, or -1 (EINVAL) for an unknown form of a vmdkit key. */
+VMDK_API int vmdk_remote_option(const char *key, const char *value);
+/* The name the library gives DISK in its messages: the path it was opened
+ * with, or the file a descriptor named (a parent: relative to its child),
+ * a URL without its user and password, "ARCHIVE.ova:MEMBER".  Valid until
+ * DISK is closed. */
+VMDK_API const char *vmdk_get_path(const struct vmdk_disk *disk);
+/* Forget every option set so far (and the URLs' credentials). */
+VMDK_API void vmdk_remote_options_clear(void);
 
 /* Open PATH, an image in a format QEMU reads -- QEMU_FORMAT as qemu-img
  * names it: "qcow2", "vhdx", "vpc" (VHD), "vdi", "qed", "parallels",

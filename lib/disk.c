@@ -115,7 +115,25 @@ int disk_confine(const char *root, const char *image, const char *what,
 }
 
 static int confine(struct vmdk_disk *d, const char *what, const char *path) {
-  return disk_confine(d->confine_root, d->path, what, path);
+  if (!(d->flags & OPEN_REMOTE))
+    return disk_confine(d->confine_root, d->path, what, path);
+  if (!d->confine_root || url_inside(d->confine_root, path))
+    return 0;
+  return set_error(EPERM, "%s: %s %s is outside the image's folder %s "
+                          "(refused: a remote image's files are held to "
+                          "its folder; --remote-option confine=no lifts "
+                          "this)",
+                   d->path, what, path, d->confine_root);
+}
+
+/* The file NAME that D's descriptor names: relative to D's folder, or to
+ * its URL (the query string kept).  NULL (error set) on failure. */
+static char *disk_file(const struct vmdk_disk *d, const char *name) {
+  char *p = d->flags & OPEN_REMOTE ? url_resolve(d->path, name)
+                                   : path_join(d->dir, name);
+  if (!p && !(d->flags & OPEN_REMOTE))
+    set_error(ENOMEM, "out of memory");
+  return p;
 }
 
 static void free_extents(struct vmdk_disk *d) {
@@ -205,8 +223,8 @@ static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
   e->access = x->access;
   e->type = x->type;
   if (x->access == ACC_NOACCESS && !(i == 0 && *f0)) {
-    if (x->filename && !(e->path = path_join(d->dir, x->filename)))
-      return set_error(ENOMEM, "out of memory");
+    if (x->filename && !(e->path = disk_file(d, x->filename)))
+      return -1;
     e->ops = &noaccess_ops;
     return 0;
   }
@@ -236,9 +254,9 @@ static int open_extent(struct vmdk_disk *d, size_t i, struct vfile **f0,
     *f0 = NULL;
     e->path = strdup(f->path);
   } else {
-    e->path = path_join(d->dir, x->filename);
+    e->path = disk_file(d, x->filename);
     if (!e->path)
-      return set_error(ENOMEM, "out of memory");
+      return -1;
     if (confine(d, "extent file", e->path) != 0)
       return -1;
     f = d->archive ? disk_archive_file(d, e->path, writable)
@@ -453,6 +471,13 @@ static int open_on(struct vmdk_disk *d, struct vfile *f, int format) {
       le32(magic) != 0x44574f43u && !desc_looks_like(magic, sizeof magic)) {
     /* Not a VMDK: a format QEMU reads (through qemu-nbd), else raw. */
     const char *qemu = qemu_probe(f);
+    if (qemu && (d->flags & OPEN_REMOTE)) {
+      set_error(ENOTSUP, "%s: a %s image: only VMDK and raw files are read "
+                         "remotely (qemu-img reads %s over http and ssh "
+                         "itself)",
+                path, qemu, qemu);
+      goto fail_f;
+    }
     if (qemu) {
       vf_close(f);
       return open_nbd_into(d, qemu);
@@ -528,6 +553,8 @@ struct chain {
   unsigned n;
   dev_t dev[MAX_CHAIN + 1];
   ino_t ino[MAX_CHAIN + 1];
+  const char *url[MAX_CHAIN + 1]; /* remote: the layers' (normalised) URLs,
+                                     alive while the chain is opened */
 };
 
 static struct vmdk_disk *open_layer(const char *path, int format,
@@ -552,9 +579,9 @@ static int open_parent(struct vmdk_disk *d, struct chain *ch) {
     return set_error(ELOOP, "%s: the backing chain has more than %d images "
                             "(%s is number %u)",
                      ch->top, MAX_CHAIN, d->path, ch->n);
-  char *ppath = path_join(d->dir, desc->parent_hint);
+  char *ppath = disk_file(d, desc->parent_hint);
   if (!ppath)
-    return set_error(ENOMEM, "out of memory");
+    return -1;
   if (confine(d, "backing file", ppath) != 0) {
     free(ppath);
     return -1;
@@ -582,8 +609,17 @@ static int open_parent(struct vmdk_disk *d, struct chain *ch) {
 static struct vmdk_disk *open_layer(const char *path, int format,
                                     unsigned flags, struct chain *ch,
                                     const char *child) {
-  struct stat st;
-  if (stat(path, &st) != 0) {
+  struct stat st = {0};
+  if (flags & OPEN_REMOTE) {
+    for (unsigned i = 0; i < ch->n; i++)
+      if (ch->url[i] && strcmp(ch->url[i], path) == 0) {
+        set_error(ELOOP, "%s: the backing chain loops: %s names %s as its "
+                         "parent, which is already image %u of the chain",
+                  ch->top, child ? child : path, path, i + 1);
+        return NULL;
+      }
+    ch->url[ch->n] = path;
+  } else if (stat(path, &st) != 0) {
     if (child)
       set_error(errno, "%s: cannot open its parent %s: %s", child, path,
                 strerror(errno));
@@ -591,7 +627,7 @@ static struct vmdk_disk *open_layer(const char *path, int format,
       set_error(errno, "%s: %s", path, strerror(errno));
     return NULL;
   }
-  for (unsigned i = 0; i < ch->n; i++)
+  for (unsigned i = 0; i < ch->n && !(flags & OPEN_REMOTE); i++)
     if (ch->dev[i] == st.st_dev && ch->ino[i] == st.st_ino) {
       set_error(ELOOP, "%s: the backing chain loops: %s names %s as its "
                        "parent, which is already image %u of the chain",
@@ -617,7 +653,14 @@ static struct vmdk_disk *open_layer(const char *path, int format,
 struct vmdk_disk *disk_open_confined(const char *path, int format,
                                      unsigned flags, const char *root) {
   char real[PATH_MAX];
-  if (!root && (flags & VMDK_OPEN_CONFINE)) {
+  char *folder = NULL;
+  if (flags & OPEN_REMOTE) { /* held to the URL's folder by default */
+    if (!root && ((flags & VMDK_OPEN_CONFINE) || remote_confined(path))) {
+      if (!(folder = url_folder(path)))
+        return NULL;
+      root = folder;
+    }
+  } else if (!root && (flags & VMDK_OPEN_CONFINE)) {
     char *dir = dir_of(path);
     if (!dir) {
       set_error(ENOMEM, "out of memory");
@@ -634,7 +677,9 @@ struct vmdk_disk *disk_open_confined(const char *path, int format,
   if (root)
     flags |= VMDK_OPEN_CONFINE;
   struct chain ch = {.top = path, .root = root};
-  return open_layer(path, format, flags, &ch, NULL);
+  struct vmdk_disk *d = open_layer(path, format, flags, &ch, NULL);
+  free(folder);
+  return d;
 }
 
 /* An NBD URI: a raw disk of one read-only extent served by libnbd. */
@@ -707,12 +752,30 @@ struct vfile *disk_archive_file(struct vmdk_disk *d, const char *name,
 
 struct vmdk_disk *vmdk_open_format(const char *path, int format,
                                    unsigned flags) {
+  flags &= ~OPEN_REMOTE;
   if (nbd_uri_like(path) && format != VMDK_FORMAT_VMDK)
     return open_nbd(path, flags);
+  char *url = NULL;
+  if (url_is_remote(path)) { /* lib/remote.c: read-only, no credentials */
+    if (remote_prepare(path, &url) != 0)
+      return NULL;
+    if (flags & VMDK_OPEN_RDWR) {
+      set_error(EROFS, "%s: a remote image is opened read-only", url);
+      free(url);
+      return NULL;
+    }
+    path = url;
+    flags |= OPEN_REMOTE;
+  }
   struct vmdk_disk *d;
-  if (ova_route(path, format, flags, &d))
-    return d; /* an OVA or OVF path (lib/ova.c) */
-  return disk_open_confined(path, format, flags, NULL);
+  if (!ova_route(path, format, flags, &d)) /* an OVA or OVF (lib/ova.c) */
+    d = disk_open_confined(path, format, flags, NULL);
+  free(url);
+  return d;
+}
+
+const char *vmdk_get_path(const struct vmdk_disk *d) {
+  return d->path;
 }
 
 struct vmdk_disk *vmdk_get_backing(struct vmdk_disk *d) {
@@ -1159,7 +1222,8 @@ int vmdk_get_info(struct vmdk_disk *d, struct vmdk_info *info) {
     if (!info->cluster_bytes && xi[i].grain_bytes)
       info->cluster_bytes = xi[i].grain_bytes;
   }
-  if (!d->desc_embedded && d->desc && !d->archive) { /* (a member: no file) */
+  if (!d->desc_embedded && d->desc && !d->archive && /* (a member: no file) */
+      !(d->flags & OPEN_REMOTE)) {
     struct vfile *f = vf_open(d->path, false, 0);
     if (f) {
       info->actual_bytes += vf_allocated(f) - 4096;

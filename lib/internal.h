@@ -105,7 +105,9 @@ struct vfile {
   uint64_t base;       /* bytes: a window onto a bigger file (a member of
                           an archive) starts here; every offset vf_* take
                           is relative to it, and so is SIZE.  0: the whole
-                          file.  (vf_append_window) */
+                          file.  (vf_append_window, vf_window) */
+  struct remote *rem;  /* a remote file (lib/remote.c; FD is -1): read
+                          only, shared by its windows */
 };
 #define DIRECT_ALIGN 4096u
 
@@ -119,7 +121,9 @@ static inline void *io_alloc(size_t n) {
   return posix_memalign(&b, DIRECT_ALIGN, n ? n : 1) == 0 ? b : NULL;
 }
 
-/* Open PATH read-only or read-write.  Returns NULL (error set) on failure. */
+/* Open PATH read-only or read-write.  With OPEN_REMOTE in OPEN_FLAGS,
+ * PATH is a URL (lib/remote.c), read-only.  Returns NULL (error set) on
+ * failure. */
 struct vfile *vf_open(const char *path, bool writable, unsigned open_flags);
 /* A writable window onto the open file FD from byte BASE to its end, for
  * writing a member of an archive in place (lib/ova_create.c): offsets are
@@ -130,6 +134,12 @@ struct vfile *vf_open(const char *path, bool writable, unsigned open_flags);
  * Holds its own descriptor (a dup of FD); NAME is used in messages.  NULL
  * (error set) on failure. */
 struct vfile *vf_append_window(int fd, const char *name, uint64_t base);
+/* A read-only window onto F (a local or remote file) from byte BASE of F
+ * for LEN bytes (a member of an archive being read): reads past LEN read
+ * as zeros.  Independent of F's handle (it may be closed first).  NAME is
+ * used in messages.  NULL (error set) on failure. */
+struct vfile *vf_window(struct vfile *f, const char *name, uint64_t base,
+                        uint64_t len);
 /* Create (truncate) PATH for writing. */
 struct vfile *vf_create(const char *path, unsigned open_flags);
 /* Close; returns -1 if close(2) failed.  Accepts NULL. */
@@ -154,6 +164,58 @@ uint64_t vf_allocated(struct vfile *f);
  * system cannot tell, *DATA is true and *LEN runs to the end of file.
  * Fills whether OFF is in data and how long that run is (to EOF at most). */
 int vf_seek_status(struct vfile *f, uint64_t off, bool *data, uint64_t *len);
+
+/* ---- url.c, remote.c: remote files ------------------------------------- */
+
+/* An internal open flag (never a caller's: vmdk_open_format sets it from
+ * the path): the image and every file it names are URLs. */
+#define OPEN_REMOTE 0x80000000u
+#define REMOTE_MAX_CONNS 16
+#define REMOTE_MAX_SECRETS 16
+
+enum url_kind { URL_HTTP, URL_SSH, URL_NBD };
+struct url {
+  enum url_kind kind;
+  char scheme[16];  /* lower-case: http, https, ssh, nbd, nbds+unix, ... */
+  char *user;       /* decoded, or NULL */
+  char *password;   /* decoded, or NULL (a secret) */
+  char *host;       /* as written ([...] for IPv6); "" for nbd+unix */
+  char *port;       /* or NULL */
+  char *path;       /* percent-encoded, normalised, starts with '/' */
+  char *query;      /* without '?', or NULL */
+};
+/* Whether S is a URL of a remote file (http, https, ssh, file+nbd...). */
+bool url_is_remote(const char *s);
+int url_parse(const char *s, struct url *u);
+void url_free(struct url *u);
+/* U as a string, without user or password (NULL: out of memory). */
+char *url_format(const struct url *u);
+char *url_decode(const char *s, size_t n);
+/* The file NAME (a descriptor's) relative to the URL BASE; NULL (error
+ * set) on failure.  See url.c. */
+char *url_resolve(const char *base, const char *name);
+/* The folder of URL ("scheme://host:port/dir/", no query). */
+char *url_folder(const char *url);
+/* Whether URL lies under the folder FOLDER (same scheme, host, port). */
+bool url_inside(const char *folder, const char *url);
+/* Register U's password and the values of credential-like query keys as
+ * secrets (no message shows them). */
+void url_register_secrets(const struct url *u);
+/* error.c: S never appears in a message; blank the known secrets in MSG. */
+void secret_register(const char *s);
+void secret_scrub(char *msg, size_t cap);
+
+/* A URL the caller gave: its secrets registered, its USER:PASSWORD moved
+ * into options for its host; *CLEAN (malloc'ed) is the URL without them. */
+int remote_prepare(const char *url, char **clean);
+/* Whether files named by URL's descriptor are held to its folder (the
+ * remote option confine, default yes). */
+bool remote_confined(const char *url);
+struct remote;
+struct remote *remote_open(const char *url, uint64_t *size);
+struct remote *remote_ref(struct remote *r);
+void remote_close(struct remote *r);  /* drops one reference */
+int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off);
 
 /* ---- descriptor.c ------------------------------------------------------ */
 

@@ -118,7 +118,29 @@ static int open_maybe_direct(const char *path, int oflags, unsigned open_flags,
   return open(path, oflags, 0644);
 }
 
+static struct vfile *vf_open_remote(const char *path, bool writable) {
+  if (writable) {
+    set_error(EROFS, "%s: a remote file is opened read-only", path);
+    return NULL;
+  }
+  struct vfile *f = calloc(1, sizeof *f);
+  if (!f || !(f->path = strdup(path))) {
+    free(f);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  f->fd = -1;
+  if (!(f->rem = remote_open(path, &f->size))) {
+    free(f->path);
+    free(f);
+    return NULL;
+  }
+  return f;
+}
+
 struct vfile *vf_open(const char *path, bool writable, unsigned open_flags) {
+  if (open_flags & OPEN_REMOTE)
+    return vf_open_remote(path, writable);
   bool direct;
   int fd = open_maybe_direct(path,
                              (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC |
@@ -170,6 +192,27 @@ struct vfile *vf_append_window(int fd, const char *name, uint64_t base) {
     return NULL;
   f->base = base;
   f->size = f->size > base ? f->size - base : 0;
+  return f;
+}
+
+struct vfile *vf_window(struct vfile *p, const char *name, uint64_t base,
+                        uint64_t len) {
+  struct vfile *f;
+  if (p->rem) {
+    f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(name))) {
+      free(f);
+      set_error(ENOMEM, "out of memory");
+      return NULL;
+    }
+    f->fd = -1;
+    f->rem = remote_ref(p->rem);
+    f->base = p->base + base;
+  } else if (!(f = vf_append_window(p->fd, name, p->base + base))) {
+    return NULL;
+  }
+  f->size = len;
+  f->writable = false;
   return f;
 }
 
@@ -304,7 +347,9 @@ int vf_close(struct vfile *f) {
   if (!f)
     return 0;
   int r = 0;
-  if (close(f->fd) != 0)
+  if (f->rem)
+    remote_close(f->rem);
+  else if (close(f->fd) != 0)
     r = set_error(errno, "%s: close: %s", f->path, strerror(errno));
   free(f->path);
   free(f);
@@ -364,6 +409,11 @@ static ssize_t pread_fast(int fd, uint8_t *p, size_t want, uint64_t at) {
 }
 
 int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
+  if (f->rem) { /* past SIZE (a window's end): zeros */
+    size_t n = off >= f->size ? 0 : len < f->size - off ? len : (size_t)(f->size - off);
+    memset((uint8_t *)buf + n, 0, len - n);
+    return n ? remote_pread(f->rem, buf, n, f->base + off) : 0;
+  }
   if (f->direct && len && (!aligned(buf, len, off) || off + len > f->size))
     return bounce(f, buf, len, off, false);
   uint8_t *p = buf;
@@ -616,7 +666,8 @@ int vf_sync(struct vfile *f) {
 
 uint64_t vf_allocated(struct vfile *f) {
   struct stat st;
-  if (f->base) /* a window: what it holds, not the whole file's blocks */
+  if (f->base || f->rem) /* a window: what it holds, not the whole file's
+                            blocks; a remote file: all of it */
     return f->size;
   if (fstat(f->fd, &st) != 0)
     return 0;
@@ -627,6 +678,11 @@ int vf_seek_status(struct vfile *f, uint64_t off, bool *data, uint64_t *len) {
   if (off >= f->size) {
     *data = false;
     *len = UINT64_MAX;
+    return 0;
+  }
+  if (f->rem) { /* nothing tells where its holes are */
+    *data = true;
+    *len = f->size - off;
     return 0;
   }
   off_t d = lseek(f->fd, (off_t)(f->base + off), SEEK_DATA);

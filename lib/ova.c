@@ -38,9 +38,38 @@ const struct tar_member *ova_find_ovf(const struct tar *t) {
 /* Split PATH into the archive or OVF file (malloc'ed *FILE) and the
  * member or disk file name after ':' (*NAME, malloc'ed, or NULL).  0: not
  * an archive path. */
-static int split(const char *path, char **file, char **name) {
+static int split_url(const char *url, char **file, char **name) {
+  size_t q = strcspn(url, "?#"); /* the path ends at the query */
+  if (ends_with(url, q, ".ova") || ends_with(url, q, ".ovf")) {
+    if (!(*file = strdup(url)))
+      return set_error(ENOMEM, "out of memory");
+    return 1;
+  }
+  /* "URL.ova:NAME[?QUERY]": the query belongs to the archive's URL */
+  const char *c = strchr(url + strcspn(url, ":") + 3, ':');
+  for (; c && (size_t)(c - url) < q; c = strchr(c + 1, ':')) {
+    size_t n = (size_t)(c - url);
+    if (!(ends_with(url, n, ".ova") || ends_with(url, n, ".ovf")))
+      continue;
+    if (asprintf(file, "%.*s%s", (int)n, url, url + q) < 0) {
+      *file = NULL;
+      return set_error(ENOMEM, "out of memory");
+    }
+    if (!(*name = url_decode(c + 1, q - n - 1))) {
+      free(*file);
+      *file = NULL;
+      return set_error(ENOMEM, "out of memory");
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static int split(const char *path, unsigned flags, char **file, char **name) {
   struct stat st;
   *file = *name = NULL;
+  if (flags & OPEN_REMOTE)
+    return split_url(path, file, name);
   if (stat(path, &st) == 0) {
     size_t n = strlen(path);
     if (!S_ISREG(st.st_mode) ||
@@ -151,6 +180,8 @@ static int check_relative(const char *ovf_path, const char *name) {
 }
 
 static char *sibling(const char *path, const char *name) {
+  if (url_is_remote(path))
+    return url_resolve(path, name);
   const char *slash = strrchr(path, '/');
   size_t dn = slash ? (size_t)(slash - path) + 1 : 0;
   char *p = malloc(dn + strlen(name) + 1);
@@ -257,7 +288,7 @@ int ova_route(const char *path, int format, unsigned flags,
               struct vmdk_disk **d) {
   char *file, *name;
   *d = NULL;
-  int r = split(path, &file, &name);
+  int r = split(path, flags, &file, &name);
   if (r <= 0)
     return r < 0 ? 1 : 0;
   if (ends_with(file, strlen(file), ".ovf"))
@@ -269,10 +300,25 @@ int ova_route(const char *path, int format, unsigned flags,
   return 1;
 }
 
+static struct vmdk_ovf *ovf_read(const char *path);
+
 struct vmdk_ovf *vmdk_ovf_read(const char *path) {
+  char *url = NULL;
+  if (url_is_remote(path)) { /* without its credentials from here on */
+    if (remote_prepare(path, &url) != 0)
+      return NULL;
+    path = url;
+  }
+  struct vmdk_ovf *o = ovf_read(path);
+  free(url);
+  return o;
+}
+
+static struct vmdk_ovf *ovf_read(const char *path) {
   size_t n = strlen(path);
   if (ends_with(path, n, ".ovf")) {
-    struct vfile *f = vf_open(path, false, 0);
+    struct vfile *f =
+        vf_open(path, false, url_is_remote(path) ? OPEN_REMOTE : 0);
     if (!f)
       return NULL;
     if (f->size > MAX_OVF_BYTES) {

@@ -163,7 +163,21 @@ static int check_manifest(struct verify *v, const struct tar *t,
   return r;
 }
 
+static int ova_verify(const char *path, vmdk_problem_cb cb, void *opaque);
+
 int vmdk_ova_verify(const char *path, vmdk_problem_cb cb, void *opaque) {
+  char *url = NULL;
+  if (url_is_remote(path)) { /* without its credentials from here on */
+    if (remote_prepare(path, &url) != 0)
+      return -1;
+    path = url;
+  }
+  int r = ova_verify(path, cb, opaque);
+  free(url);
+  return r;
+}
+
+static int ova_verify(const char *path, vmdk_problem_cb cb, void *opaque) {
   struct verify v = {path, cb, opaque, 0};
   /* 1. The archive. */
   struct tar *t = tar_open(path);

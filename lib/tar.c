@@ -398,7 +398,7 @@ struct tar *tar_open(const char *path) {
     set_error(ENOMEM, "out of memory");
     return NULL;
   }
-  t->f = vf_open(path, false, 0);
+  t->f = vf_open(path, false, url_is_remote(path) ? OPEN_REMOTE : 0);
   if (!t->f || read_headers(t) != 0) {
     tar_close(t);
     return NULL;
@@ -456,12 +456,8 @@ struct vfile *tar_open_member(const struct tar *t, const struct tar_member *m) {
   /* A window from the member's data on (io.c), cut at its end: reads
    * past it read zeros, as past the end of a file.  Never written: archive
    * disks open read-only (ova_route), and writable is false. */
-  struct vfile *f = vf_append_window(t->f->fd, name, m->offset);
+  struct vfile *f = vf_window(t->f, name, m->offset, m->size);
   free(name);
-  if (f) {
-    f->size = m->size;
-    f->writable = false;
-  }
   return f;
 }
 

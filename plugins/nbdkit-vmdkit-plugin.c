@@ -72,8 +72,24 @@ static void vmdkit_unload(void) {
 static int vmdkit_config(const char *key, const char *value) {
   if (strcmp(key, "file") == 0) {
     free(file);
-    file = nbdkit_absolute_path(value);
+    /* a URL (http, https, ssh, file+nbd) is the library's to read */
+    file = strstr(value, "://") ? strdup(value) : nbdkit_absolute_path(value);
     return file ? 0 : -1;
+  }
+  if (strcmp(key, "remote-option") == 0) { /* KEY=VALUE, as the CLI's */
+    const char *eq = strchr(value, '=');
+    char k[80];
+    if (!eq || eq == value || (size_t)(eq - value) >= sizeof k) {
+      nbdkit_error("remote-option=%s: expected remote-option=KEY=VALUE",
+                   eq ? "..." : value);
+      return -1;
+    }
+    snprintf(k, sizeof k, "%.*s", (int)(eq - value), value);
+    if (vmdk_remote_option(k, eq + 1) != 0) {
+      nbdkit_error("remote-option: %s", vmdk_get_error());
+      return -1;
+    }
+    return 0;
   }
   if (strcmp(key, "format") == 0) {
     if (strcmp(value, "vmdk") == 0)
@@ -100,7 +116,8 @@ static int vmdkit_config(const char *key, const char *value) {
     salvage = b;
     return 0;
   }
-  nbdkit_error("unknown parameter '%s' (file, format, confine, salvage)",
+  nbdkit_error("unknown parameter '%s' (file, format, confine, salvage, "
+               "remote-option)",
                key);
   return -1;
 }

@@ -55,11 +55,13 @@ enum cli_values {
                          (create, commit, rebase, resize, backings) take */
 };
 
-/* Key of the common option --confine (no short option); 'h' is -h/--help.
+/* Keys of the common options --confine and --remote-option (no short
+ * option); 'h' is -h/--help.
  * A command's own keys are other letters (short options; not '?' nor ':',
  * which getopt returns for errors) and values from CLI_OPT_FIRST up
  * (long-only options). */
 #define CLI_OPT_CONFINE 0x1c0f
+#define CLI_OPT_REMOTE 0x1c10 /* --remote-option KEY=VALUE, also common */
 #define CLI_OPT_FIRST 0x100
 
 struct cli_option {

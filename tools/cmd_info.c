@@ -223,7 +223,10 @@ static int info_run(int argc, char **argv) {
     json_open_array(&j, NULL);
   /* One image, or with --backing-chain each layer from the top down; NAME
    * is the layer's path as qemu-img shows it (owned). */
-  char *name = strdup(file);
+  /* A URL: the library's names (without credentials; parents resolved
+   * against the URL). */
+  bool url = strstr(vmdk_get_path(disk), "://") != NULL;
+  char *name = strdup(url ? vmdk_get_path(disk) : file);
   bool failed = !name;
   if (!name)
     cli_error(NULL, "out of memory");
@@ -240,7 +243,9 @@ static int info_run(int argc, char **argv) {
     struct backing_desc b = {.hint = info.parent_hint};
     if (b.hint && bd && vmdk_get_info(bd, &binfo) == 0)
       b.format = binfo.format;
-    char *full = b.hint ? cli_layer_name(name, b.hint) : NULL;
+    char *full = !b.hint       ? NULL
+                 : url && bd ? strdup(vmdk_get_path(bd))
+                             : cli_layer_name(name, b.hint);
     if (b.hint && !full) {
       cli_error(NULL, "out of memory");
       failed = true;

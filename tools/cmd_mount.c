@@ -557,21 +557,28 @@ static const struct fuse_operations ops = {
 
 /* ---- setup --------------------------------------------------------------- */
 
-/* Whether IMAGE is an NBD URI (nbd://, nbds://, nbd+unix://, ...): the
- * library opens those itself, they are no paths. */
+/* Whether IMAGE is a URI (nbd://, nbd+unix://, http://, https://, ssh://,
+ * file+nbd://, ...): the library opens those itself, they are no paths. */
 static bool is_uri(const char *image) {
   const char *sep = strstr(image, "://");
-  return strncmp(image, "nbd", 3) == 0 && sep &&
-         strcspn(image, "/") == (size_t)(sep - image) + 1;
+  size_t n = sep ? (size_t)(sep - image) : 0;
+  return n > 0 &&
+         strspn(image, "abcdefghijklmnopqrstuvwxyz+") == n;
+}
+
+/* Whether IMAGE is the URL of a remote file (read through nbdkit child
+ * processes and threads, which a fork does not carry over). */
+static bool is_remote(const char *image) {
+  return is_uri(image) && strncmp(image, "nbd", 3) != 0;
 }
 
 /* The file's FUSE path: "/" + IMAGE's base name with its extension (from
  * the last dot, unless the name starts with it) replaced by ".raw".  An
  * NBD URI gives "/disk.raw".  malloc'd, NULL when out of memory. */
 static char *file_name(const char *image) {
-  if (is_uri(image))
+  if (is_uri(image) && !is_remote(image))
     return strdup("/disk.raw");
-  size_t n = strlen(image);
+  size_t n = is_remote(image) ? strcspn(image, "?#") : strlen(image);
   while (n > 1 && image[n - 1] == '/')
     n--;
   size_t start = n;
@@ -816,6 +823,13 @@ static int mount_run(int argc, char **argv) {
 
   /* Mounted: only now go to the background.  The parent exits 0 once the
    * child is set up. */
+  /* A remote image's nbdkit processes and reading threads stay with the
+   * process that started them: it is opened again in the daemon. */
+  bool reopen = !foreground && is_remote(image);
+  if (reopen) {
+    vmdk_close(ms.disk);
+    ms.disk = NULL;
+  }
   if (fuse_daemonize(foreground) != 0) {
     log_line("%s: cannot go to the background", mountpoint);
     goto out;
@@ -823,6 +837,10 @@ static int mount_run(int argc, char **argv) {
   if (!foreground) {
     openlog("vmdkit", LOG_PID, LOG_DAEMON);
     use_syslog = true;
+  }
+  if (reopen && !(ms.disk = cli_open(image, format, cli_open_flags))) {
+    log_line("%s", vmdk_get_error());
+    goto out;
   }
   if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
     log_line("%s: cannot set signal handlers", mountpoint);

@@ -16,6 +16,12 @@ const struct cli_option cli_common_options[] = {
     {CLI_OPT_CONFINE, "confine", NULL, CLI_NONE, 0,
      "refuse extent and backing files that resolve (after .. and symlinks) "
      "outside the image's folder"},
+    {CLI_OPT_REMOTE, "remote-option", "KEY=VALUE", CLI_TEXT, 0,
+     "for images given as URLs (http://, https://, ssh://, file+nbd://): "
+     "user, password=+FILE, cookie, header, sslverify=false, cainfo=FILE, "
+     "identity=FILE, known-hosts=FILE, connections=N, readahead=SIZE, "
+     "confine=no, filter=NAME (see vmdkit(1), REMOTE IMAGES); may be "
+     "repeated"},
     {'h', "help", NULL, CLI_NONE, 0, "show this help"},
     CLI_OPTIONS_END,
 };
@@ -111,6 +117,22 @@ int cli_getopt(struct cli_parser *p) {
     case CLI_OPT_CONFINE:
       cli_open_flags |= VMDK_OPEN_CONFINE;
       continue;
+    case CLI_OPT_REMOTE: {
+      const char *eq = strchr(optarg, '=');
+      char key[80];
+      if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof key) {
+        cli_usage_error(p->cmd->name, "--remote-option takes KEY=VALUE");
+        p->status = error_status(p->cmd);
+        return -1;
+      }
+      snprintf(key, sizeof key, "%.*s", (int)(eq - optarg), optarg);
+      if (vmdk_remote_option(key, eq + 1) != 0) {
+        cli_usage_error(p->cmd->name, "--remote-option: %s", vmdk_get_error());
+        p->status = error_status(p->cmd);
+        return -1;
+      }
+      continue;
+    }
     case 'h':
       p->status = cli_print_command_help(p->cmd);
       return -1;

@@ -15,7 +15,24 @@ unsigned cli_open_flags;
 
 /* ---- errors ------------------------------------------------------------- */
 
+/* FILE as messages show it: a URL without the USER:PASSWORD@ it may
+ * carry (the library's own messages never have it). */
+static const char *safe_name(const char *file, char *buf, size_t cap) {
+  const char *sep = file ? strstr(file, "://") : NULL;
+  if (!sep)
+    return file;
+  const char *host = sep + 3;
+  size_t an = strcspn(host, "/?#");
+  const char *at = memrchr(host, '@', an);
+  if (!at)
+    return file;
+  snprintf(buf, cap, "%.*s%s", (int)(host - file), file, at + 1);
+  return buf;
+}
+
 void cli_lib_error(const char *file) {
+  char safe[4096];
+  file = safe_name(file, safe, sizeof safe);
   const char *msg = vmdk_get_error();
   if (msg && *msg) {
     fprintf(stderr, "vmdkit: %s\n", msg);
@@ -30,6 +47,8 @@ void cli_lib_error(const char *file) {
 }
 
 static void verror(const char *file, const char *fmt, va_list ap) {
+  char safe[4096];
+  file = safe_name(file, safe, sizeof safe);
   fputs("vmdkit: ", stderr);
   if (file)
     fprintf(stderr, "%s: ", file);

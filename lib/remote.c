@@ -1,0 +1,1119 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Remote image files: a read-only struct vfile whose bytes come over NBD.
+ *
+ * http(s):// and ssh:// files are served by a private nbdkit (the curl or
+ * ssh plugin) that libnbd starts with systemd socket activation, one
+ * process per connection; file+nbd...:// exports are connected to
+ * directly.  Nothing is copied to local disk.
+ *
+ * Options (vmdk_remote_option, process-wide, and the USER:PASSWORD of a
+ * URL, for that URL's host only) become nbdkit's plugin parameters,
+ * except vmdkit's own (connections, readahead, confine, filter).  A secret
+ * (password, proxy-password, cookie, header) never goes on nbdkit's
+ * command line: its value is put in an anonymous memory file (memfd) the
+ * child inherits, named as password=-FD, or read by header-script=cat
+ * /dev/fd/FD.  Every secret is registered with error.c, which blanks it
+ * out of any message.  nbdkit's stderr goes to another memfd; its last
+ * "error:" line is turned into one line the user can act on
+ * (remote_explain).
+ *
+ * Reading: the curl and ssh plugins serve one request at a time per
+ * connection, and over a WAN each request costs a round trip, so reads are
+ * planned here, not passed through:
+ *  - A cache of ENTRIES (byte ranges of the file), bounded by CACHE_BYTES.
+ *    A read is served from them; a miss fetches at least SMALL_FETCH bytes
+ *    around it (metadata reads: headers, grain directories and tables).
+ *  - Read-ahead: reads that follow each other (each starting at most
+ *    SEQ_GAP bytes past where the last ended: a sparse image's grains with
+ *    tables between them) make a stream; ahead of a stream, RA_CHUNK-sized
+ *    aligned entries are queued up to a window that doubles to RA_WINDOW.
+ *  - One worker thread per connection takes queued entries, demanded ones
+ *    first, then read-ahead in file order, and fetches each with one NBD
+ *    read.  Connections past the first are started when the first
+ *    read-ahead is queued (so `info` starts one nbdkit, `convert` several).
+ *  - A failed fetch fails the reads that wait for it, with nbdkit's reason;
+ *    when every connection is gone, everything queued fails. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- options ------------------------------------------------------------ */
+
+struct ropt {
+  char *key, *value;
+  char *origin; /* "scheme://host:port" it applies to, or NULL: every URL */
+};
+
+static pthread_mutex_t opt_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ropt *opts;
+static size_t n_opts;
+
+static bool is_secret_key(const char *k) {
+  return strcmp(k, "password") == 0 || strcmp(k, "proxy-password") == 0 ||
+         strcmp(k, "cookie") == 0 || strcmp(k, "header") == 0;
+}
+
+/* Keys that may be given more than once (each one is passed on). */
+static bool is_list_key(const char *k) {
+  return strcmp(k, "filter") == 0 || strcmp(k, "header") == 0 ||
+         strcmp(k, "protocols") == 0;
+}
+
+static int parse_bool(const char *v, bool *b) {
+  static const char *const yes[] = {"1", "yes", "true", "on"};
+  static const char *const no[] = {"0", "no", "false", "off"};
+  for (size_t i = 0; i < 4; i++) {
+    if (strcasecmp(v, yes[i]) == 0)
+      return *b = true, 0;
+    if (strcasecmp(v, no[i]) == 0)
+      return *b = false, 0;
+  }
+  return -1;
+}
+
+/* A byte count with an optional K, M or G (binary) suffix. */
+static int parse_bytes(const char *v, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (errno || end == v || *v == '-')
+    return -1;
+  unsigned shift = 0;
+  switch (*end) {
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  }
+  if (*end == 'i' && shift)
+    end++;
+  if (*end == 'B' || *end == 'b')
+    end++;
+  if (*end || n > (UINT64_MAX >> shift))
+    return -1;
+  *out = (uint64_t)n << shift;
+  return 0;
+}
+
+/* Validate KEY=VALUE as vmdk_remote_option takes it. */
+static int check_option(const char *key, const char *value) {
+  size_t n = key ? strlen(key) : 0;
+  if (n == 0 || n > 64 || !((key[0] >= 'a' && key[0] <= 'z')) ||
+      strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != n)
+    return set_error(EINVAL, "remote option \"%s\": a key is lower-case "
+                             "letters, digits, '-', '_' and '.', starting "
+                             "with a letter",
+                     key ? key : "");
+  if (!value)
+    return set_error(EINVAL, "remote option %s: no value", key);
+  if (strcmp(key, "url") == 0 || strcmp(key, "host") == 0 ||
+      strcmp(key, "path") == 0 || strcmp(key, "port") == 0 ||
+      strcmp(key, "header-script") == 0 || strcmp(key, "cookie-script") == 0)
+    return set_error(EINVAL, "remote option %s: set by vmdkit from the "
+                             "URL (or, for scripts, from header=/cookie=); "
+                             "it cannot be given",
+                     key);
+  if (strcmp(key, "connections") == 0) {
+    uint64_t c;
+    if (parse_bytes(value, &c) != 0 || c < 1 || c > REMOTE_MAX_CONNS)
+      return set_error(EINVAL, "remote option connections=%s: expected 1 "
+                               "to %d",
+                       value, REMOTE_MAX_CONNS);
+  } else if (strcmp(key, "readahead") == 0) {
+    uint64_t b;
+    if (parse_bytes(value, &b) != 0 || b > (1ull << 30))
+      return set_error(EINVAL, "remote option readahead=%s: expected a "
+                               "size up to 1G (0: off)",
+                       value);
+  } else if (strcmp(key, "confine") == 0) {
+    bool b;
+    if (parse_bool(value, &b) != 0)
+      return set_error(EINVAL, "remote option confine=%s: expected yes or "
+                               "no",
+                       value);
+  } else if (strcmp(key, "filter") == 0) {
+    size_t m = strlen(value);
+    if (m == 0 || m > 64 ||
+        strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789-_") != m)
+      return set_error(EINVAL, "remote option filter=%s: expected the name "
+                               "of an nbdkit filter (e.g. delay)",
+                       value);
+  } else if (is_secret_key(key) && strcmp(value, "-") == 0) {
+    return set_error(EINVAL, "remote option %s=-: nbdkit cannot ask for it "
+                             "(it has no terminal); use %s=+FILE",
+                     key, key);
+  }
+  return 0;
+}
+
+static int add_option(const char *key, const char *value, const char *origin) {
+  if (is_secret_key(key) && value[0] != '+' &&
+      !(value[0] == '-' && value[1] >= '0' && value[1] <= '9')) {
+    secret_register(value);
+    const char *colon = strcmp(key, "header") == 0 ? strchr(value, ':') : NULL;
+    if (colon) { /* "Authorization: Bearer X": the value, and X */
+      colon += strspn(colon + 1, " \t") + 1;
+      secret_register(colon);
+      const char *sp = strrchr(colon, ' ');
+      if (sp)
+        secret_register(sp + 1);
+    }
+  }
+  pthread_mutex_lock(&opt_lock);
+  int r = 0;
+  size_t i = n_opts;
+  if (!is_list_key(key))
+    for (i = 0; i < n_opts; i++)
+      if (strcmp(opts[i].key, key) == 0 &&
+          !!opts[i].origin == !!origin &&
+          (!origin || strcmp(opts[i].origin, origin) == 0))
+        break;
+  if (i == n_opts) {
+    struct ropt *no = realloc(opts, (n_opts + 1) * sizeof *no);
+    if (!no) {
+      r = set_error(ENOMEM, "out of memory");
+      goto out;
+    }
+    opts = no;
+    opts[n_opts++] = (struct ropt){0};
+  }
+  char *k = strdup(key), *v = strdup(value);
+  char *o = origin ? strdup(origin) : NULL;
+  if (!k || !v || (origin && !o)) {
+    free(k);
+    free(v);
+    free(o);
+    if (i == n_opts - 1 && !opts[i].key)
+      n_opts--;
+    r = set_error(ENOMEM, "out of memory");
+    goto out;
+  }
+  free(opts[i].key);
+  free(opts[i].value);
+  free(opts[i].origin);
+  opts[i] = (struct ropt){k, v, o};
+out:
+  pthread_mutex_unlock(&opt_lock);
+  return r;
+}
+
+int vmdk_remote_option(const char *key, const char *value) {
+  if (check_option(key, value) != 0)
+    return -1;
+  return add_option(key, value, NULL);
+}
+
+void vmdk_remote_options_clear(void) {
+  pthread_mutex_lock(&opt_lock);
+  for (size_t i = 0; i < n_opts; i++) {
+    free(opts[i].key);
+    if (opts[i].value)
+      explicit_bzero(opts[i].value, strlen(opts[i].value));
+    free(opts[i].value);
+    free(opts[i].origin);
+  }
+  free(opts);
+  opts = NULL;
+  n_opts = 0;
+  pthread_mutex_unlock(&opt_lock);
+}
+
+static char *origin_of(const struct url *u) {
+  char *o = NULL;
+  if (asprintf(&o, "%s://%s:%s", u->scheme, u->host,
+               u->port ? u->port : "") < 0)
+    return NULL;
+  return o;
+}
+
+/* The options that apply to U: a copy (free with free_opts).  An
+ * option for U's origin comes after (and so overrides) a general one. */
+static struct ropt *opts_for(const struct url *u, size_t *n) {
+  char *origin = origin_of(u);
+  pthread_mutex_lock(&opt_lock);
+  struct ropt *c = calloc(n_opts + 1, sizeof *c);
+  size_t k = 0;
+  for (int pass = 0; c && origin && pass < 2; pass++)
+    for (size_t i = 0; i < n_opts; i++) {
+      if (pass == 0 ? opts[i].origin != NULL
+                    : !opts[i].origin || strcmp(opts[i].origin, origin))
+        continue;
+      c[k].key = strdup(opts[i].key);
+      c[k].value = strdup(opts[i].value);
+      k++;
+    }
+  pthread_mutex_unlock(&opt_lock);
+  free(origin);
+  bool ok = c && origin;
+  for (size_t i = 0; ok && i < k; i++)
+    ok = c[i].key && c[i].value;
+  if (!ok) {
+    for (size_t i = 0; c && i < k; i++) {
+      free(c[i].key);
+      free(c[i].value);
+    }
+    free(c);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  *n = k;
+  return c;
+}
+
+static void free_opts(struct ropt *o, size_t n) {
+  for (size_t i = 0; o && i < n; i++) {
+    free(o[i].key);
+    if (o[i].value)
+      explicit_bzero(o[i].value, strlen(o[i].value));
+    free(o[i].value);
+  }
+  free(o);
+}
+
+/* The last value of KEY among O, or NULL. */
+static const char *opt_get(const struct ropt *o, size_t n, const char *key) {
+  const char *v = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(o[i].key, key) == 0)
+      v = o[i].value;
+  return v;
+}
+
+int remote_prepare(const char *url, char **clean) {
+  struct url u;
+  if (url_parse(url, &u) != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", vmdk_get_error());
+    return set_error(EINVAL, "%s: %s", "URL", msg);
+  }
+  url_register_secrets(&u);
+  int r = 0;
+  if (u.user || u.password) {
+    char *origin = origin_of(&u);
+    if (!origin)
+      r = set_error(ENOMEM, "out of memory");
+    if (r == 0 && u.user)
+      r = add_option("user", u.user, origin);
+    if (r == 0 && u.password)
+      r = add_option("password", u.password, origin);
+    free(origin);
+  }
+  *clean = r == 0 ? url_format(&u) : NULL;
+  if (r == 0 && !*clean)
+    r = set_error(ENOMEM, "out of memory");
+  url_free(&u);
+  return r;
+}
+
+bool remote_confined(const char *url) {
+  struct url u;
+  if (url_parse(url, &u) != 0)
+    return true;
+  size_t n = 0;
+  struct ropt *o = opts_for(&u, &n);
+  const char *v = o ? opt_get(o, n, "confine") : NULL;
+  bool b = true;
+  if (v)
+    parse_bool(v, &b);
+  free_opts(o, n);
+  url_free(&u);
+  return b;
+}
+
+#ifdef HAVE_LIBNBD
+#include <libnbd.h>
+
+/* ---- connections -------------------------------------------------------- */
+
+#define SMALL_FETCH (256u << 10) /* bytes a read out of any stream fetches */
+#define FETCH_ALIGN (64u << 10)
+#define RA_CHUNK (4u << 20)      /* one read-ahead request */
+#define RA_WINDOW (32u << 20)    /* read-ahead in flight at most (default) */
+#define SEQ_GAP (1u << 20)       /* a read this far past the last one's end
+                                    still continues its stream */
+#define CACHE_BYTES (96u << 20)  /* cached and in flight, at most */
+#define MAX_ENTRIES 256
+#define DEFAULT_CONNS 4
+
+enum est { E_QUEUED, E_LOADING, E_READY, E_FAILED };
+
+struct entry {
+  uint64_t off;
+  size_t len;
+  uint8_t *buf;
+  enum est state;
+  bool demand;    /* a read waits for it: fetched before read-ahead */
+  unsigned users; /* reads copying from or waiting on it: not evicted */
+  uint64_t used;  /* LRU tick */
+};
+
+struct conn {
+  struct remote *r;
+  struct nbd_handle *h;
+  int errfd;        /* nbdkit's stderr (memfd), or -1 */
+  pthread_t thread;
+  bool started;     /* the thread runs */
+};
+
+struct remote {
+  unsigned refs;    /* the vfiles sharing it (windows of an archive) */
+  char *url;        /* without credentials (for messages) */
+  struct url u;
+  struct ropt *o;
+  size_t n_o;
+  uint64_t size;
+  unsigned max_conns;
+  uint64_t window_max;   /* 0: no read-ahead */
+
+  pthread_mutex_t lock;
+  pthread_cond_t work;   /* an entry was queued, or stop */
+  pthread_cond_t done;   /* an entry was fetched or failed */
+  struct conn conns[REMOTE_MAX_CONNS];
+  unsigned n_conns;      /* started (threads) */
+  unsigned live;         /* threads still serving */
+  bool stop;
+  int opened;            /* connection 0: 0 starting, 1 up, -1 failed */
+  struct entry *ents[MAX_ENTRIES];
+  size_t n_ents;
+  uint64_t bytes;        /* in all entries */
+  uint64_t tick;
+  /* the stream: where the last read ended, the read-ahead window */
+  uint64_t seq_end;
+  unsigned seq_run;
+  uint64_t window;
+  /* the last failure: the reason a fetch failed, for the reads that
+   * waited on it (messages are per thread) */
+  int err;
+  char msg[768];
+};
+
+/* The reason in nbdkit's stderr (memfd FD): its last "error:" line, with
+ * the "nbdkit: PLUGIN[N]: error: " prefix removed. */
+static int nbdkit_reason(int fd, char *buf, size_t cap) {
+  buf[0] = '\0';
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0)
+    return -1;
+  size_t want = st.st_size < 8192 ? (size_t)st.st_size : 8192;
+  char tail[8193];
+  ssize_t got = pread(fd, tail, want, st.st_size - (off_t)want);
+  if (got <= 0)
+    return -1;
+  tail[got] = '\0';
+  const char *best = NULL;
+  size_t best_n = 0;
+  for (char *line = tail; *line;) {
+    size_t n = strcspn(line, "\n");
+    const char *e = memmem(line, n, "error: ", 7);
+    if (e) {
+      best = e + 7;
+      best_n = n - (size_t)(e + 7 - line);
+    } else if (!best && n > 0) {
+      best = line;
+      best_n = n;
+    }
+    line += n;
+    if (*line)
+      line++;
+  }
+  if (!best)
+    return -1;
+  while (best_n && (best[best_n - 1] == '\r' || best[best_n - 1] == ' '))
+    best_n--;
+  snprintf(buf, cap, "%.*s", (int)best_n, best);
+  return 0;
+}
+
+static bool has(const char *s, const char *what) {
+  return strcasestr(s, what) != NULL;
+}
+
+/* One line the user can act on, from nbdkit's REASON (or libnbd's), for
+ * the file URL.  Sets the error; returns -1. */
+static int remote_explain(const struct remote *r, int err, const char *reason,
+                          const char *doing) {
+  const char *url = r->url;
+  const char *p;
+  if ((p = strcasestr(reason, "returned error: ")) ||
+      (p = strcasestr(reason, "response code said error: "))) {
+    p = strpbrk(p, "0123456789");
+    int code = p ? atoi(p) : 0;
+    const char *what = code == 401   ? "unauthorized: give the user and "
+                                       "password (in the URL, or --remote-"
+                                       "option user=NAME --remote-option "
+                                       "password=+FILE) or a cookie"
+                       : code == 403 ? "forbidden: these credentials may not "
+                                       "read it"
+                       : code == 404 ? "not found: no such file on the "
+                                       "server"
+                       : code == 407 ? "the proxy wants credentials "
+                                       "(proxy-user=, proxy-password=+FILE)"
+                       : code == 416 ? "the server refused the byte range"
+                       : code >= 500 ? "the server failed"
+                                     : "the server refused the request";
+    if (code)
+      return set_error(code == 404 ? ENOENT : code == 401 || code == 403 ? EACCES : EIO,
+                       "%s: HTTP %d (%s)", url, code, what);
+  }
+  if (has(reason, "range") && (has(reason, "not support") ||
+                               has(reason, "byte range")))
+    return set_error(ENOTSUP, "%s: the server does not accept range requests "
+                              "(no \"Accept-Ranges: bytes\"): vmdkit reads "
+                              "parts of a file and cannot read this one "
+                              "remotely; download it first",
+                     url);
+  if (has(reason, "certificate") || has(reason, "SSL") || has(reason, "TLS"))
+    return set_error(EACCES, "%s: TLS: %s (for a server with a self-signed "
+                             "certificate, such as ESXi: --remote-option "
+                             "cainfo=CERT.pem, or sslverify=false)",
+                     url, reason);
+  if (has(reason, "known_hosts") || has(reason, "known hosts") ||
+      has(reason, "host key") || has(reason, "remote host") ||
+      has(reason, "server is unknown") || has(reason, "changed"))
+    return set_error(EACCES, "%s: the SSH host key is not trusted: %s "
+                             "(add the host to known_hosts, give "
+                             "--remote-option known-hosts=FILE, or "
+                             "verify-remote-host=false)",
+                     url, reason);
+  if (r->u.kind == URL_SSH &&
+      (has(reason, "authentication") || has(reason, "auth") ||
+       has(reason, "denied")))
+    return set_error(EACCES, "%s: SSH authentication failed: %s (give "
+                             "--remote-option identity=KEYFILE or "
+                             "password=+FILE)",
+                     url, reason);
+  if (r->u.kind == URL_SSH &&
+      (has(reason, "no such file") || has(reason, "not found")))
+    return set_error(ENOENT, "%s: not found on the server (%s)", url,
+                     reason);
+  if (has(reason, "could not resolve") || has(reason, "connection refused") ||
+      has(reason, "couldn't connect") || has(reason, "failed to connect") ||
+      has(reason, "timed out") || has(reason, "timeout"))
+    return set_error(EHOSTUNREACH, "%s: cannot reach the server: %s", url,
+                     reason);
+  return set_error(err ? err : EIO, "%s: %s%s%s", url, doing,
+                   *doing ? ": " : "", reason);
+}
+
+/* Why C's last call failed: nbdkit's stderr, else libnbd's message. */
+static int conn_fail(struct remote *r, struct conn *c, const char *doing) {
+  int err = nbd_get_errno();
+  char why[768];
+  if (nbdkit_reason(c->errfd, why, sizeof why) != 0)
+    snprintf(why, sizeof why, "%s", nbd_get_error() ? nbd_get_error()
+                                                     : "the connection failed");
+  return remote_explain(r, err, why, doing);
+}
+
+/* A memfd holding S, at a descriptor >= 10 (socket activation puts the
+ * socket on 3), inherited by the next child (no FD_CLOEXEC). */
+static int secret_fd(const char *s) {
+  int m = memfd_create("vmdkit-secret", MFD_CLOEXEC);
+  if (m < 0)
+    return -1;
+  size_t n = strlen(s);
+  int fd = -1;
+  if (write(m, s, n) == (ssize_t)n && lseek(m, 0, SEEK_SET) == 0)
+    fd = fcntl(m, F_DUPFD, 10); /* the duplicate has no FD_CLOEXEC */
+  close(m);
+  return fd;
+}
+
+/* A string vector that owns its strings. */
+struct argv {
+  char **v;
+  size_t n, cap;
+};
+
+static int argv_add(struct argv *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int argv_add(struct argv *a, const char *fmt, ...) {
+  if (a->n + 2 > a->cap) {
+    size_t c = a->cap ? a->cap * 2 : 32;
+    char **nv = realloc(a->v, c * sizeof *nv);
+    if (!nv)
+      return -1;
+    a->v = nv;
+    a->cap = c;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vasprintf(&a->v[a->n], fmt, ap);
+  va_end(ap);
+  if (k < 0)
+    return -1;
+  a->v[++a->n] = NULL;
+  return 0;
+}
+
+static void argv_free(struct argv *a) {
+  for (size_t i = 0; i < a->n; i++) {
+    explicit_bzero(a->v[i], strlen(a->v[i]));
+    free(a->v[i]);
+  }
+  free(a->v);
+}
+
+static bool vmdkit_key(const char *k) {
+  return strcmp(k, "connections") == 0 || strcmp(k, "readahead") == 0 ||
+         strcmp(k, "confine") == 0 || strcmp(k, "filter") == 0;
+}
+
+/* File-name options nbdkit's ssh plugin wants absolute. */
+static bool path_key(const char *k) {
+  return strcmp(k, "identity") == 0 || strcmp(k, "known-hosts") == 0 ||
+         strcmp(k, "config") == 0;
+}
+
+/* The nbdkit command for R's file: argv in A, the secrets' descriptors in
+ * FDS (*N_FDS of them; the caller closes them once the child started). */
+static int nbdkit_argv(const struct remote *r, int errfd, struct argv *a,
+                       int *fds, size_t *n_fds) {
+  const struct url *u = &r->u;
+  bool ok = argv_add(a, "sh") == 0 && argv_add(a, "-c") == 0 &&
+            argv_add(a, "exec nbdkit \"$@\" 2>>/proc/self/fd/%d", errfd) == 0 &&
+            argv_add(a, "nbdkit") == 0 && argv_add(a, "--exit-with-parent") == 0 &&
+            argv_add(a, "-r") == 0;
+  for (size_t i = 0; ok && i < r->n_o; i++)
+    if (strcmp(r->o[i].key, "filter") == 0)
+      ok = argv_add(a, "--filter=%s", r->o[i].value) == 0;
+  if (!ok)
+    return -1;
+  if (u->kind == URL_HTTP) {
+    ok = argv_add(a, "curl") == 0 &&
+         argv_add(a, "url=%s://%s%s%s%s%s%s", u->scheme, u->host,
+                  u->port ? ":" : "", u->port ? u->port : "", u->path,
+                  u->query ? "?" : "", u->query ? u->query : "") == 0;
+  } else {
+    char *path = url_decode(u->path, strlen(u->path));
+    ok = path && argv_add(a, "ssh") == 0 &&
+         argv_add(a, "host=%s", u->host) == 0 &&
+         (!u->port || argv_add(a, "port=%s", u->port) == 0) &&
+         argv_add(a, "path=%s", path) == 0;
+    free(path);
+  }
+  /* header= lines all go into one header-script (nbdkit takes one or the
+   * other), from a memfd. */
+  int hfd = -1;
+  char *headers = NULL;
+  size_t hlen = 0;
+  for (size_t i = 0; ok && i < r->n_o; i++) {
+    const char *k = r->o[i].key, *v = r->o[i].value;
+    if (vmdkit_key(k))
+      continue;
+    if (strcmp(k, "header") == 0) {
+      char *nh = realloc(headers, hlen + strlen(v) + 2);
+      ok = nh != NULL;
+      if (ok) {
+        headers = nh;
+        hlen += (size_t)sprintf(headers + hlen, "%s\n", v);
+      }
+      continue;
+    }
+    if (is_secret_key(k) && v[0] != '+' &&
+        !(v[0] == '-' && v[1] >= '0' && v[1] <= '9')) {
+      int fd = secret_fd(v);
+      ok = fd >= 0 && argv_add(a, "%s=-%d", k, fd) == 0;
+      if (fd >= 0)
+        fds[(*n_fds)++] = fd;
+      continue;
+    }
+    if (is_secret_key(k) && v[0] == '+' && v[1] != '/') { /* +FILE */
+      char real[PATH_MAX];
+      ok = argv_add(a, "%s=+%s", k, realpath(v + 1, real) ? real : v + 1) == 0;
+      continue;
+    }
+    if (path_key(k) && v[0] && v[0] != '/') {
+      char real[PATH_MAX];
+      ok = argv_add(a, "%s=%s", k, realpath(v, real) ? real : v) == 0;
+      continue;
+    }
+    ok = argv_add(a, "%s=%s", k, v) == 0;
+  }
+  if (ok && headers) {
+    hfd = secret_fd(headers);
+    ok = hfd >= 0 && argv_add(a, "header-script=cat /dev/fd/%d", hfd) == 0;
+    if (hfd >= 0)
+      fds[(*n_fds)++] = hfd;
+  }
+  if (headers)
+    explicit_bzero(headers, hlen);
+  free(headers);
+  return ok ? 0 : -1;
+}
+
+static int nbdkit_installed(const struct remote *r) {
+  const char *path = getenv("PATH");
+  if (!path || !*path)
+    path = "/usr/local/bin:/usr/bin:/bin";
+  for (const char *p = path; *p;) {
+    size_t n = strcspn(p, ":");
+    char full[PATH_MAX];
+    if (n > 0 &&
+        snprintf(full, sizeof full, "%.*s/nbdkit", (int)n, p) <
+            (int)sizeof full &&
+        access(full, X_OK) == 0)
+      return 0;
+    p += n + (p[n] == ':');
+  }
+  return set_error(ENOENT, "%s: nbdkit is not installed (not found on PATH); "
+                           "remote files are read through its %s plugin "
+                           "(Debian package nbdkit)",
+                   r->url, r->u.kind == URL_SSH ? "ssh" : "curl");
+}
+
+/* Connect C: start nbdkit for R's file, or connect to the NBD export.
+ * Sets the error (the user's line) on failure. */
+static int conn_open(struct remote *r, struct conn *c) {
+  c->r = r;
+  c->errfd = -1;
+  c->h = nbd_create();
+  if (!c->h)
+    return set_error(ENOMEM, "%s: %s", r->url, nbd_get_error());
+  if (r->u.kind == URL_NBD) {
+    /* the URI as libnbd takes it: without "file+" */
+    char *s = url_format(&r->u);
+    int k = s ? nbd_connect_uri(c->h, s + 5) : -1;
+    free(s);
+    if (k == -1)
+      return conn_fail(r, c, "cannot connect");
+    return 0;
+  }
+  int m = memfd_create("nbdkit-stderr", 0);
+  c->errfd = m >= 0 ? fcntl(m, F_DUPFD, 10) : -1;
+  if (m >= 0)
+    close(m);
+  if (c->errfd < 0)
+    return set_error(errno, "%s: cannot make a buffer for nbdkit's "
+                            "messages: %s",
+                     r->url, strerror(errno));
+  struct argv a = {0};
+  int fds[REMOTE_MAX_SECRETS + 2];
+  size_t n_fds = 0;
+  int k = nbdkit_argv(r, c->errfd, &a, fds, &n_fds);
+  if (k == 0)
+    k = nbd_connect_systemd_socket_activation(c->h, a.v);
+  else
+    set_error(ENOMEM, "out of memory");
+  int saved = k == -1 ? 1 : 0;
+  fcntl(c->errfd, F_SETFD, FD_CLOEXEC); /* no later child inherits it */
+  for (size_t i = 0; i < n_fds; i++)
+    close(fds[i]);
+  argv_free(&a);
+  if (k == -1 && saved)
+    return conn_fail(r, c, "cannot start nbdkit");
+  return k;
+}
+
+static void conn_close(struct conn *c) {
+  if (c->h) {
+    nbd_shutdown(c->h, 0);
+    nbd_close(c->h); /* waits for the nbdkit it started */
+  }
+  c->h = NULL;
+  if (c->errfd >= 0)
+    close(c->errfd);
+  c->errfd = -1;
+}
+
+/* ---- the cache ------------------------------------------------------------ */
+
+static void entry_free(struct remote *r, size_t i) {
+  struct entry *e = r->ents[i];
+  r->bytes -= e->len;
+  free(e->buf);
+  free(e);
+  r->ents[i] = r->ents[--r->n_ents];
+}
+
+/* The entry holding byte OFF, or NULL. */
+static struct entry *find(struct remote *r, uint64_t off) {
+  for (size_t i = 0; i < r->n_ents; i++) {
+    struct entry *e = r->ents[i];
+    if (off >= e->off && off - e->off < e->len)
+      return e;
+  }
+  return NULL;
+}
+
+/* Make room for N more bytes: evict the least recently used entries that
+ * no read holds (fetched or failed ones). */
+static void evict_for(struct remote *r, uint64_t n) {
+  while (r->n_ents > 0 &&
+         (r->bytes + n > CACHE_BYTES || r->n_ents >= MAX_ENTRIES)) {
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < r->n_ents; i++) {
+      struct entry *e = r->ents[i];
+      if (e->users == 0 && (e->state == E_READY || e->state == E_FAILED) &&
+          (best == SIZE_MAX || e->used < r->ents[best]->used))
+        best = i;
+    }
+    if (best == SIZE_MAX)
+      return; /* all in flight: the budget is exceeded for a moment */
+    entry_free(r, best);
+  }
+}
+
+/* A new queued entry for [OFF, END), shrunk to the gap between the
+ * entries around OFF; NULL when out of memory (error set). */
+static struct entry *add_entry(struct remote *r, uint64_t off, uint64_t end,
+                               bool demand) {
+  for (size_t i = 0; i < r->n_ents; i++) {
+    struct entry *e = r->ents[i];
+    if (e->off + e->len <= off || e->off >= end)
+      continue;
+    if (e->off <= off)
+      off = e->off + e->len;
+    else
+      end = e->off;
+  }
+  if (end > r->size)
+    end = r->size;
+  if (off >= end)
+    return NULL; /* covered already */
+  evict_for(r, end - off);
+  if (r->n_ents >= MAX_ENTRIES) {
+    set_error(EBUSY, "%s: too many reads in flight", r->url);
+    return NULL;
+  }
+  struct entry *e = calloc(1, sizeof *e);
+  if (e)
+    e->buf = io_alloc((size_t)(end - off));
+  if (!e || !e->buf) {
+    free(e);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  e->off = off;
+  e->len = (size_t)(end - off);
+  e->state = E_QUEUED;
+  e->demand = demand;
+  e->used = ++r->tick;
+  r->ents[r->n_ents++] = e;
+  r->bytes += e->len;
+  pthread_cond_signal(&r->work);
+  return e;
+}
+
+static void *conn_main(void *arg);
+
+/* Start connection I's thread. */
+static void conn_start(struct remote *r, unsigned i) {
+  struct conn *c = &r->conns[i];
+  c->r = r;
+  if (pthread_create(&c->thread, NULL, conn_main, c) == 0) {
+    c->started = true;
+    r->n_conns++;
+    r->live++;
+  }
+}
+
+/* Queue read-ahead for the stream that a read ending at END continues. */
+static void read_ahead(struct remote *r, uint64_t off, uint64_t end) {
+  if (r->window_max == 0)
+    return;
+  bool seq = off >= r->seq_end && off - r->seq_end <= SEQ_GAP;
+  r->seq_run = seq ? r->seq_run + 1 : 0;
+  r->seq_end = end;
+  if (r->seq_run < 2) {
+    if (!seq)
+      r->window = 0;
+    return;
+  }
+  r->window = r->window ? r->window * 2 : 2 * RA_CHUNK;
+  if (r->window > r->window_max)
+    r->window = r->window_max;
+  for (uint64_t c = end / RA_CHUNK * RA_CHUNK; c < end + r->window &&
+                                               c < r->size;
+       c += RA_CHUNK) {
+    if (r->bytes + RA_CHUNK > CACHE_BYTES) {
+      evict_for(r, RA_CHUNK);
+      if (r->bytes + RA_CHUNK > CACHE_BYTES)
+        break;
+    }
+    add_entry(r, c, c + RA_CHUNK, false);
+  }
+  while (r->n_conns < r->max_conns && !r->stop)
+    conn_start(r, r->n_conns);
+}
+
+/* The next entry to fetch: a demanded one, else the first read-ahead. */
+static struct entry *next_queued(struct remote *r) {
+  struct entry *best = NULL;
+  for (size_t i = 0; i < r->n_ents; i++) {
+    struct entry *e = r->ents[i];
+    if (e->state != E_QUEUED)
+      continue;
+    if (!best || (e->demand && !best->demand) ||
+        (e->demand == best->demand && e->off < best->off))
+      best = e;
+  }
+  return best;
+}
+
+/* A connection's thread: it starts the connection's nbdkit (which exits
+ * with it: --exit-with-parent follows the thread that forked it), then
+ * fetches queued entries until stop.  Connection 0 reports its start to
+ * remote_open (R->opened); an extra one that cannot start just ends. */
+static void *conn_main(void *arg) {
+  struct conn *c = arg;
+  struct remote *r = c->r;
+  bool first = c == &r->conns[0];
+  int k = conn_open(r, c);
+  if (k == 0 && first) {
+    int64_t sz = nbd_get_size(c->h);
+    if (sz < 0)
+      k = conn_fail(r, c, "cannot get its size");
+    else
+      r->size = (uint64_t)sz;
+  }
+  pthread_mutex_lock(&r->lock);
+  if (first) {
+    r->opened = k == 0 ? 1 : -1;
+    if (k != 0) {
+      r->err = vmdk_get_errno();
+      snprintf(r->msg, sizeof r->msg, "%s", vmdk_get_error());
+    }
+    pthread_cond_broadcast(&r->done);
+  }
+  if (k != 0) {
+    r->live--;
+    goto gone;
+  }
+  for (;;) {
+    struct entry *e;
+    while (!r->stop && !(e = next_queued(r)))
+      pthread_cond_wait(&r->work, &r->lock);
+    if (r->stop)
+      break;
+    e->state = E_LOADING;
+    e->users++;
+    pthread_mutex_unlock(&r->lock);
+    k = nbd_pread(c->h, e->buf, e->len, e->off, 0);
+    char doing[96];
+    if (k == -1) {
+      snprintf(doing, sizeof doing, "reading bytes %" PRIu64 "-%" PRIu64,
+               e->off, e->off + e->len - 1);
+      conn_fail(r, c, doing);
+    }
+    pthread_mutex_lock(&r->lock);
+    e->users--;
+    e->state = k == 0 ? E_READY : E_FAILED;
+    if (k != 0) {
+      r->err = vmdk_get_errno();
+      snprintf(r->msg, sizeof r->msg, "%s", vmdk_get_error());
+    }
+    pthread_cond_broadcast(&r->done);
+    if (k != 0 && nbd_aio_is_dead(c->h) == 1) {
+      r->live--;
+      break;
+    }
+  }
+  if (r->stop)
+    r->live--;
+gone:
+  if (r->live == 0) /* nobody left to fetch: fail what waits */
+    for (size_t i = 0; i < r->n_ents; i++)
+      if (r->ents[i]->state == E_QUEUED)
+        r->ents[i]->state = E_FAILED;
+  pthread_cond_broadcast(&r->done);
+  pthread_mutex_unlock(&r->lock);
+  return NULL;
+}
+
+/* ---- the file ------------------------------------------------------------- */
+
+static void remote_free(struct remote *r) {
+  if (!r)
+    return;
+  pthread_mutex_lock(&r->lock);
+  r->stop = true;
+  pthread_cond_broadcast(&r->work);
+  pthread_mutex_unlock(&r->lock);
+  for (unsigned i = 0; i < REMOTE_MAX_CONNS; i++) {
+    if (r->conns[i].started)
+      pthread_join(r->conns[i].thread, NULL);
+    conn_close(&r->conns[i]);
+  }
+  while (r->n_ents)
+    entry_free(r, 0);
+  pthread_mutex_destroy(&r->lock);
+  pthread_cond_destroy(&r->work);
+  pthread_cond_destroy(&r->done);
+  free_opts(r->o, r->n_o);
+  url_free(&r->u);
+  free(r->url);
+  free(r);
+}
+
+struct remote *remote_open(const char *url, uint64_t *size) {
+  struct remote *r = calloc(1, sizeof *r);
+  if (!r || !(r->url = strdup(url))) {
+    free(r);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  r->refs = 1;
+  for (unsigned i = 0; i < REMOTE_MAX_CONNS; i++)
+    r->conns[i].errfd = -1;
+  pthread_mutex_init(&r->lock, NULL);
+  pthread_cond_init(&r->work, NULL);
+  pthread_cond_init(&r->done, NULL);
+  if (url_parse(url, &r->u) != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", vmdk_get_error());
+    set_error(EINVAL, "%s: %s", url, msg);
+    remote_free(r);
+    return NULL;
+  }
+  r->o = opts_for(&r->u, &r->n_o);
+  if (!r->o || (r->u.kind != URL_NBD && nbdkit_installed(r) != 0)) {
+    remote_free(r);
+    return NULL;
+  }
+  size_t secrets = 0;
+  for (size_t i = 0; i < r->n_o; i++)
+    secrets += is_secret_key(r->o[i].key);
+  if (secrets > REMOTE_MAX_SECRETS) {
+    set_error(EINVAL, "%s: more than %d secret options", url,
+              REMOTE_MAX_SECRETS);
+    remote_free(r);
+    return NULL;
+  }
+  const char *v = opt_get(r->o, r->n_o, "connections");
+  uint64_t n = DEFAULT_CONNS;
+  if (v)
+    parse_bytes(v, &n);
+  r->max_conns = (unsigned)n;
+  v = opt_get(r->o, r->n_o, "readahead");
+  r->window_max = RA_WINDOW;
+  if (v)
+    parse_bytes(v, &r->window_max);
+  if (r->window_max && r->window_max < RA_CHUNK)
+    r->window_max = RA_CHUNK;
+  if (r->window_max > CACHE_BYTES / 2)
+    r->window_max = CACHE_BYTES / 2;
+  pthread_mutex_lock(&r->lock);
+  conn_start(r, 0);
+  bool ok = r->n_conns == 1;
+  while (ok && r->opened == 0)
+    pthread_cond_wait(&r->done, &r->lock);
+  pthread_mutex_unlock(&r->lock);
+  if (!ok || r->opened < 0) {
+    if (!ok)
+      set_error(EAGAIN, "%s: cannot start a thread", url);
+    else
+      set_error(r->err, "%s", r->msg);
+    remote_free(r);
+    return NULL;
+  }
+  *size = r->size;
+  return r;
+}
+
+struct remote *remote_ref(struct remote *r) {
+  __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+  return r;
+}
+
+void remote_close(struct remote *r) {
+  if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    remote_free(r);
+}
+
+int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
+  uint8_t *p = buf;
+  uint64_t req_off = off, req_end = off + len;
+  int rc = 0;
+  pthread_mutex_lock(&r->lock);
+  while (len > 0) {
+    if (off >= r->size) { /* past the end: zeros, as vf_pread reads them */
+      memset(p, 0, len);
+      break;
+    }
+    struct entry *e = find(r, off);
+    if (!e) {
+      bool stream = r->window > 0 && off >= r->seq_end &&
+                    off - r->seq_end <= SEQ_GAP;
+      uint64_t start, end;
+      if (stream) {
+        start = off / RA_CHUNK * RA_CHUNK;
+        end = start + RA_CHUNK;
+      } else {
+        start = off / FETCH_ALIGN * FETCH_ALIGN;
+        end = off + len;
+        end = (end + FETCH_ALIGN - 1) / FETCH_ALIGN * FETCH_ALIGN;
+        if (end - start < SMALL_FETCH)
+          end = start + SMALL_FETCH;
+      }
+      if (end < off + 1)
+        end = off + 1;
+      /* the start may fall in an entry before OFF: add_entry trims it */
+      e = add_entry(r, start, end, true);
+      if (!e && !(e = find(r, off))) {
+        rc = -1;
+        break;
+      }
+    }
+    if (e->state == E_QUEUED && !e->demand) {
+      e->demand = true;
+      pthread_cond_signal(&r->work);
+    }
+    e->users++;
+    while (e->state == E_QUEUED || e->state == E_LOADING)
+      pthread_cond_wait(&r->done, &r->lock);
+    e->users--;
+    if (e->state == E_FAILED) {
+      rc = set_error(r->err ? r->err : EIO, "%s",
+                     r->msg[0] ? r->msg : "the connection is gone");
+      break;
+    }
+    size_t n = (size_t)(e->off + e->len - off);
+    if (n > len)
+      n = len;
+    memcpy(p, e->buf + (off - e->off), n);
+    e->used = ++r->tick;
+    p += n;
+    off += n;
+    len -= n;
+  }
+  if (rc == 0)
+    read_ahead(r, req_off, req_end);
+  pthread_mutex_unlock(&r->lock);
+  return rc;
+}
+
+#else /* no libnbd */
+
+struct remote *remote_open(const char *url, uint64_t *size) {
+  (void)size;
+  set_error(ENOTSUP, "%s: vmdkit was built without libnbd (needed to read "
+                     "remote files)",
+            url);
+  return NULL;
+}
+struct remote *remote_ref(struct remote *r) {
+  return r;
+}
+void remote_close(struct remote *r) {
+  (void)r;
+}
+int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
+  (void)r;
+  (void)buf;
+  (void)len;
+  (void)off;
+  return set_error(ENOTSUP, "vmdkit was built without libnbd");
+}
+
+#endif
