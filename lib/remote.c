@@ -339,8 +339,8 @@ bool remote_confined(const char *url) {
 #define FETCH_ALIGN (64u << 10)
 #define RA_CHUNK (4u << 20)      /* one read-ahead request */
 #define RA_WINDOW (32u << 20)    /* read-ahead in flight at most (default) */
-#define SEQ_GAP (1u << 20)       /* a read this far past the last one's end
-                                    still continues its stream */
+#define SEQ_GAP (1u << 20)       /* a read this far past the stream's end */
+#define SEQ_BACK (4u << 20)      /* or this far before it continues it */
 #define CACHE_BYTES (96u << 20)  /* cached and in flight, at most */
 #define MAX_ENTRIES 256
 #define DEFAULT_CONNS 4
@@ -818,13 +818,21 @@ static void conn_start(struct remote *r, unsigned i) {
   }
 }
 
-/* Queue read-ahead for the stream that a read ending at END continues. */
+/* Whether a read at OFF continues the stream: it starts at most SEQ_GAP
+ * past the furthest end so far, or SEQ_BACK before it (readers that read
+ * a little more than they use, then go on from what they used). */
+static bool in_stream(const struct remote *r, uint64_t off) {
+  return off + SEQ_BACK >= r->seq_end && off <= r->seq_end + SEQ_GAP;
+}
+
+/* Queue read-ahead for the stream that a read of [OFF, END) continues. */
 static void read_ahead(struct remote *r, uint64_t off, uint64_t end) {
   if (r->window_max == 0)
     return;
-  bool seq = off >= r->seq_end && off - r->seq_end <= SEQ_GAP;
+  bool seq = in_stream(r, off);
   r->seq_run = seq ? r->seq_run + 1 : 0;
-  r->seq_end = end;
+  if (!seq || end > r->seq_end)
+    r->seq_end = end;
   if (r->seq_run < 2) {
     if (!seq)
       r->window = 0;
@@ -833,6 +841,7 @@ static void read_ahead(struct remote *r, uint64_t off, uint64_t end) {
   r->window = r->window ? r->window * 2 : 2 * RA_CHUNK;
   if (r->window > r->window_max)
     r->window = r->window_max;
+  end = r->seq_end;
   for (uint64_t c = end / RA_CHUNK * RA_CHUNK; c < end + r->window &&
                                                c < r->size;
        c += RA_CHUNK) {
@@ -1043,8 +1052,7 @@ int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
     }
     struct entry *e = find(r, off);
     if (!e) {
-      bool stream = r->window > 0 && off >= r->seq_end &&
-                    off - r->seq_end <= SEQ_GAP;
+      bool stream = r->window > 0 && in_stream(r, off);
       uint64_t start, end;
       if (stream) {
         start = off / RA_CHUNK * RA_CHUNK;

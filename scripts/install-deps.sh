@@ -34,6 +34,8 @@ packages=(
   debhelper dpkg-dev fakeroot lintian # make deb and its tests
   python3-dev dh-python            # the Python module; python3-vmdkit (dh_python3)
   python3-pytest python3-libvmdk   # its tests: pytest, libvmdk's pyvmdk as a peer
+  lighttpd lighttpd-mod-openssl    # remote-image tests: HTTP(S) server (tests/servers.sh)
+  openssh-server openssl curl      # and an sshd; the test's certificate; curl checks
 )
 
 if [[ "${VMDKIT_SKIP_DEPS:-0}" == 1 ]]; then
