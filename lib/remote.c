@@ -430,6 +430,13 @@ static int nbdkit_reason(int fd, char *buf, size_t cap) {
     return -1;
   while (best_n && (best[best_n - 1] == '\r' || best[best_n - 1] == ' '))
     best_n--;
+  static const char *const prefixes[] = {"pread: ", "curl_easy_perform: "};
+  for (size_t i = 0; i < 2; i++)
+    if (best_n >= strlen(prefixes[i]) &&
+        strncmp(best, prefixes[i], strlen(prefixes[i])) == 0) {
+      best += strlen(prefixes[i]);
+      best_n -= strlen(prefixes[i]);
+    }
   snprintf(buf, cap, "%.*s", (int)best_n, best);
   return 0;
 }
@@ -499,8 +506,16 @@ static int remote_explain(const struct remote *r, int err, const char *reason,
   if (has(reason, "could not resolve") || has(reason, "connection refused") ||
       has(reason, "couldn't connect") || has(reason, "failed to connect") ||
       has(reason, "timed out") || has(reason, "timeout"))
-    return set_error(EHOSTUNREACH, "%s: cannot reach the server: %s", url,
-                     reason);
+    return set_error(EHOSTUNREACH, "%s: cannot reach the server%s%s%s: %s",
+                     url, *doing ? " (" : "", *doing ? doing : "",
+                     *doing ? ")" : "", reason);
+  if (has(reason, "partial file") || has(reason, "reset by peer") ||
+      has(reason, "connection closed") || has(reason, "broken pipe") ||
+      has(reason, "recv failure") || has(reason, "send failure") ||
+      has(reason, "disconnect") || has(reason, "socket"))
+    return set_error(ECONNRESET, "%s: the connection was lost%s%s%s: %s",
+                     url, *doing ? " (" : "", *doing ? doing : "",
+                     *doing ? ")" : "", reason);
   return set_error(err ? err : EIO, "%s: %s%s%s", url, doing,
                    *doing ? ": " : "", reason);
 }

@@ -142,6 +142,9 @@ PyObject *vmdkit_disk_new(struct vmdk_disk *disk, const char *name,
                           bool writable, bool writethrough) {
   PyObject *o = disk_alloc();
   struct fields *f = o ? F(o) : NULL;
+  /* A URL: the library's name for it, without user and password. */
+  if (strstr(name, "://"))
+    name = vmdk_get_path(disk);
   if (o && !(f->name = PyUnicode_DecodeFSDefault(name)))
     Py_CLEAR(o);
   if (o && !(f->lock = PyThread_allocate_lock())) {
@@ -1133,7 +1136,9 @@ static PyGetSetDef disk_getset[] = {
     {"closed", disk_closed_get, NULL,
      "True once close() was called (or the image a backing layer belongs "
      "to was closed).", NULL},
-    {"name", disk_name_get, NULL, "The image's path, as opened.", NULL},
+    {"name", disk_name_get, NULL,
+     "The image's path, as opened (a URL without its user and password).",
+     NULL},
     {"mode", disk_mode_get, NULL, "'r' or 'r+'.", NULL},
     {"size", disk_size_get, NULL, "The virtual size in bytes.", NULL},
     {"backing", disk_backing_get, NULL,

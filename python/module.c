@@ -616,6 +616,28 @@ out:
   return ret;
 }
 
+static PyObject *m_remote_option(PyObject *self, PyObject *args,
+                                 PyObject *kw) {
+  (void)self;
+  static char *kwlist[] = {"key", "value", NULL};
+  const char *key, *value;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "ss:remote_option", kwlist, &key,
+                                   &value))
+    return NULL;
+  if (vmdk_remote_option(key, value) != 0) {
+    PyErr_SetString(PyExc_ValueError, vmdk_get_error());
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *m_remote_options_clear(PyObject *self, PyObject *args) {
+  (void)self;
+  (void)args;
+  vmdk_remote_options_clear();
+  Py_RETURN_NONE;
+}
+
 /* ---- the module --------------------------------------------------------- */
 
 #define SIG(name, args) name "(" args ")\n--\n\n"
@@ -628,7 +650,9 @@ static PyMethodDef methods[] = {
      "PATH: a VMDK (descriptor or monolithic file, any subformat, with its "
      "backing chain), a raw file, an image in a format QEMU reads, or a "
      "disk inside an appliance: 'app.ova', 'app.ova:disk1.vmdk', "
-     "'app.ovf' (read in place, read-only).\n"
+     "'app.ovf' (read in place, read-only); or the URL of a VMDK or OVA "
+     "file (http://, https://, ssh://, file+nbd://: read-only, see "
+     "remote_option()).\n"
      "MODE: 'r' (read-only: no file is ever written) or 'r+'.\n"
      "FORMAT: None (probe, as qemu-img does), 'vmdk', 'raw', or a QEMU "
      "format ('qcow2', 'vhdx', 'vpc', 'vdi', ...: read and written "
@@ -640,6 +664,21 @@ static PyMethodDef methods[] = {
      "'directsync'.\n"
      "SALVAGE: read a truncated streamOptimized image as far as it goes "
      "(read-only)."},
+    {"remote_option", (PyCFunction)(void (*)(void))m_remote_option,
+     METH_VARARGS | METH_KEYWORDS,
+     SIG("remote_option", "key, value")
+     "Set an option of remote images (paths that are URLs: http://, "
+     "https://, ssh://, file+nbd://), for every one opened after it in "
+     "this process: user, password ('+FILE' reads a file), cookie, "
+     "header, sslverify='false', cainfo (a CA file), identity and "
+     "known-hosts (ssh), connections, readahead, confine='no', filter "
+     "(an nbdkit filter), or any parameter of nbdkit's curl or ssh "
+     "plugin.  Secrets never reach a child's command line or a message.  "
+     "Raises ValueError for a bad key or value.  A remote image cannot "
+     "cross os.fork(): open it in the process that reads it."},
+    {"remote_options_clear", m_remote_options_clear, METH_NOARGS,
+     SIG("remote_options_clear", "")
+     "Forget every remote option (and URLs' credentials) set so far."},
     {"create", (PyCFunction)(void (*)(void))m_create,
      METH_VARARGS | METH_KEYWORDS,
      SIG("create", "path, size=None, subformat='monolithicSparse', "
