@@ -2,7 +2,7 @@
 /* nbdkit-vmdkit-plugin: serve any VMDK (or raw) image over NBD.
  *
  *   nbdkit vmdkit file=disk.vmdk [format=vmdk|raw] [confine=true|false]
- *                                [salvage=true|false]
+ *                                [salvage=true|false] [remote-option=K=V]
  *
  * A thin adapter over include/vmdkit.h.  Contracts:
  *  - Paths of extents and backing files are confined to the image's folder
@@ -393,7 +393,11 @@ static struct nbdkit_plugin plugin = {
                    "image (refused\n"
                    "                    by default): the grains its markers "
                    "give, the rest as\n"
-                   "                    zeros, read-only (default false)",
+                   "                    zeros, read-only (default false)\n"
+                   "remote-option=KEY=VALUE  for a URL in file= (http, https, "
+                   "ssh, file+nbd):\n"
+                   "                    user, password=+FILE, cookie, header, "
+                   "sslverify, ... (repeatable)",
     .magic_config_key = "file",
     .get_ready = vmdkit_get_ready,
     .thread_model = vmdkit_thread_model,

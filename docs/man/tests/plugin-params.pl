@@ -35,7 +35,7 @@ my %help_keys;
 if ($src =~ /\.config_help\s*=\s*((?:"(?:[^"\\]|\\.)*"\s*)+)/s) {
   my $help = join '', $1 =~ /"((?:[^"\\]|\\.)*)"/g;
   $help =~ s/\\n/\n/g;
-  $help_keys{$1} = 1 while $help =~ /^(\w+)=/mg;
+  $help_keys{$1} = 1 while $help =~ /^([\w-]+)=/mg;
 }
 
 my $pod = slurp($pod_file);
@@ -47,7 +47,7 @@ my %documented;
 for my $line (split /\n/, $params) {
   next unless $line =~ /^=item\s+(.*)$/;
   my $item = $1;
-  $documented{$1} = 1 while $item =~ /B<(\w+)=/g;
+  $documented{$1} = 1 while $item =~ /B<([\w-]+)=/g;
 }
 
 my @problems;
