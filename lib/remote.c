@@ -38,6 +38,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -826,11 +827,15 @@ static void *conn_main(void *arg);
 static void conn_start(struct remote *r, unsigned i) {
   struct conn *c = &r->conns[i];
   c->r = r;
+  sigset_t all, old; /* the thread starts with every signal blocked */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   if (pthread_create(&c->thread, NULL, conn_main, c) == 0) {
     c->started = true;
     r->n_conns++;
     r->live++;
   }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* Whether a read at OFF continues the stream: it starts at most SEQ_GAP
@@ -893,7 +898,17 @@ static void *conn_main(void *arg) {
   struct conn *c = arg;
   struct remote *r = c->r;
   bool first = c == &r->conns[0];
+  /* nbdkit inherits this thread's signal mask across fork and exec, and
+   * never unblocks what it finds blocked: a caller's thread that blocks
+   * SIGTERM (libfuse's workers do) would leave it deaf to
+   * --exit-with-parent, and close would wait for it forever.  So nbdkit
+   * starts with none blocked; this thread itself takes no signal. */
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &none, NULL);
   int k = conn_open(r, c);
+  pthread_sigmask(SIG_SETMASK, &all, NULL);
   if (k == 0 && first) {
     int64_t sz = nbd_get_size(c->h);
     if (sz < 0)
