@@ -44,6 +44,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -345,6 +346,7 @@ bool remote_confined(const char *url) {
 #define CACHE_BYTES (96u << 20)  /* cached and in flight, at most */
 #define MAX_ENTRIES 256
 #define DEFAULT_CONNS 4
+#define IDLE_SECS 3              /* an extra connection idle this long ends */
 
 enum est { E_QUEUED, E_LOADING, E_READY, E_FAILED };
 
@@ -363,7 +365,8 @@ struct conn {
   struct nbd_handle *h;
   int errfd;        /* nbdkit's stderr (memfd), or -1 */
   pthread_t thread;
-  bool started;     /* the thread runs */
+  bool started;     /* a thread was made (and is not joined yet) */
+  bool exited;      /* that thread ended (under the lock) */
 };
 
 struct remote {
@@ -380,8 +383,7 @@ struct remote {
   pthread_cond_t work;   /* an entry was queued, or stop */
   pthread_cond_t done;   /* an entry was fetched or failed */
   struct conn conns[REMOTE_MAX_CONNS];
-  unsigned n_conns;      /* started (threads) */
-  unsigned live;         /* threads still serving */
+  unsigned live;         /* threads running (started, not exited) */
   bool stop;
   int opened;            /* connection 0: 0 starting, 1 up, -1 failed */
   struct entry *ents[MAX_ENTRIES];
@@ -780,23 +782,22 @@ static void evict_for(struct remote *r, uint64_t n) {
   }
 }
 
-/* A new queued entry for [OFF, END), shrunk to the gap between the
- * entries around OFF; NULL when out of memory (error set). */
+/* A new queued entry holding byte AT (not held by any entry), as much of
+ * [OFF, END) around it as no entry holds; NULL when out of memory (error
+ * set). */
 static struct entry *add_entry(struct remote *r, uint64_t off, uint64_t end,
-                               bool demand) {
-  for (size_t i = 0; i < r->n_ents; i++) {
+                               uint64_t at, bool demand) {
+  for (size_t i = 0; i < r->n_ents; i++) { /* each lies before AT or after */
     struct entry *e = r->ents[i];
-    if (e->off + e->len <= off || e->off >= end)
-      continue;
-    if (e->off <= off)
-      off = e->off + e->len;
-    else
+    if (e->off + e->len <= at) {
+      if (e->off + e->len > off)
+        off = e->off + e->len;
+    } else if (e->off < end) {
       end = e->off;
+    }
   }
   if (end > r->size)
     end = r->size;
-  if (off >= end)
-    return NULL; /* covered already */
   evict_for(r, end - off);
   if (r->n_ents >= MAX_ENTRIES) {
     set_error(EBUSY, "%s: too many reads in flight", r->url);
@@ -823,19 +824,35 @@ static struct entry *add_entry(struct remote *r, uint64_t off, uint64_t end,
 
 static void *conn_main(void *arg);
 
-/* Start connection I's thread. */
-static void conn_start(struct remote *r, unsigned i) {
-  struct conn *c = &r->conns[i];
+/* Start a connection's thread in a free slot (one never used, or one
+ * whose thread ended: joined and closed first).  Under the lock.  False
+ * when no slot is free or the thread cannot be made. */
+static bool conn_start(struct remote *r) {
+  struct conn *c = NULL;
+  for (unsigned i = 0; i < REMOTE_MAX_CONNS && !c; i++) {
+    struct conn *s = &r->conns[i];
+    if (s->started && s->exited) { /* its nbdkit got SIGTERM: quick */
+      pthread_join(s->thread, NULL);
+      conn_close(s);
+      s->started = s->exited = false;
+    }
+    if (!s->started)
+      c = s;
+  }
+  if (!c)
+    return false;
   c->r = r;
+  c->errfd = -1;
   sigset_t all, old; /* the thread starts with every signal blocked */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  if (pthread_create(&c->thread, NULL, conn_main, c) == 0) {
+  bool ok = pthread_create(&c->thread, NULL, conn_main, c) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (ok) {
     c->started = true;
-    r->n_conns++;
     r->live++;
   }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return ok;
 }
 
 /* Whether a read at OFF continues the stream: it starts at most SEQ_GAP
@@ -870,10 +887,14 @@ static void read_ahead(struct remote *r, uint64_t off, uint64_t end) {
       if (r->bytes + RA_CHUNK > CACHE_BYTES)
         break;
     }
-    add_entry(r, c, c + RA_CHUNK, false);
+    uint64_t at = c; /* the first byte of the chunk no entry holds */
+    for (struct entry *e; at < c + RA_CHUNK && (e = find(r, at));)
+      at = e->off + e->len;
+    if (at < c + RA_CHUNK && at < r->size)
+      add_entry(r, c, c + RA_CHUNK, at, false);
   }
-  while (r->n_conns < r->max_conns && !r->stop)
-    conn_start(r, r->n_conns);
+  while (r->live < r->max_conns && !r->stop && conn_start(r))
+    ;
 }
 
 /* The next entry to fetch: a demanded one, else the first read-ahead. */
@@ -892,12 +913,13 @@ static struct entry *next_queued(struct remote *r) {
 
 /* A connection's thread: it starts the connection's nbdkit (which exits
  * with it: --exit-with-parent follows the thread that forked it), then
- * fetches queued entries until stop.  Connection 0 reports its start to
- * remote_open (R->opened); an extra one that cannot start just ends. */
+ * fetches queued entries until stop.  The first one reports its start to
+ * remote_open (R->opened).  One that cannot start ends, and no more are
+ * tried (a server may limit connections); one idle for IDLE_SECS ends
+ * while another remains. */
 static void *conn_main(void *arg) {
   struct conn *c = arg;
   struct remote *r = c->r;
-  bool first = c == &r->conns[0];
   /* nbdkit inherits this thread's signal mask across fork and exec, and
    * never unblocks what it finds blocked: a caller's thread that blocks
    * SIGTERM (libfuse's workers do) would leave it deaf to
@@ -909,6 +931,9 @@ static void *conn_main(void *arg) {
   pthread_sigmask(SIG_SETMASK, &none, NULL);
   int k = conn_open(r, c);
   pthread_sigmask(SIG_SETMASK, &all, NULL);
+  pthread_mutex_lock(&r->lock);
+  bool first = r->opened == 0;
+  pthread_mutex_unlock(&r->lock);
   if (k == 0 && first) {
     int64_t sz = nbd_get_size(c->h);
     if (sz < 0)
@@ -917,23 +942,31 @@ static void *conn_main(void *arg) {
       r->size = (uint64_t)sz;
   }
   pthread_mutex_lock(&r->lock);
-  if (first) {
+  if (first)
     r->opened = k == 0 ? 1 : -1;
-    if (k != 0) {
-      r->err = vmdk_get_errno();
-      snprintf(r->msg, sizeof r->msg, "%s", vmdk_get_error());
-    }
-    pthread_cond_broadcast(&r->done);
-  }
   if (k != 0) {
-    r->live--;
+    r->err = vmdk_get_errno();
+    snprintf(r->msg, sizeof r->msg, "%s", vmdk_get_error());
+    if (r->max_conns > 1 && r->live > 1)
+      r->max_conns = r->live - 1;
     goto gone;
   }
+  pthread_cond_broadcast(&r->done);
   for (;;) {
-    struct entry *e;
-    while (!r->stop && !(e = next_queued(r)))
-      pthread_cond_wait(&r->work, &r->lock);
-    if (r->stop)
+    struct entry *e = NULL;
+    bool idle = false;
+    while (!r->stop && !idle && !(e = next_queued(r))) {
+      if (r->live > 1) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_sec += IDLE_SECS;
+        idle = pthread_cond_timedwait(&r->work, &r->lock, &t) == ETIMEDOUT &&
+               r->live > 1 && !next_queued(r);
+      } else {
+        pthread_cond_wait(&r->work, &r->lock);
+      }
+    }
+    if (r->stop || idle)
       break;
     e->state = E_LOADING;
     e->users++;
@@ -953,14 +986,18 @@ static void *conn_main(void *arg) {
       snprintf(r->msg, sizeof r->msg, "%s", vmdk_get_error());
     }
     pthread_cond_broadcast(&r->done);
-    if (k != 0 && nbd_aio_is_dead(c->h) == 1) {
-      r->live--;
+    if (k != 0 && nbd_aio_is_dead(c->h) == 1)
       break;
-    }
   }
-  if (r->stop)
-    r->live--;
+  if (!r->stop) { /* leaving early: say goodbye; closed by who reuses the
+                     slot, or remote_free */
+    pthread_mutex_unlock(&r->lock);
+    nbd_shutdown(c->h, 0);
+    pthread_mutex_lock(&r->lock);
+  }
 gone:
+  c->exited = true;
+  r->live--;
   if (r->live == 0) /* nobody left to fetch: fail what waits */
     for (size_t i = 0; i < r->n_ents; i++)
       if (r->ents[i]->state == E_QUEUED)
@@ -1043,8 +1080,7 @@ struct remote *remote_open(const char *url, uint64_t *size) {
   if (r->window_max > CACHE_BYTES / 2)
     r->window_max = CACHE_BYTES / 2;
   pthread_mutex_lock(&r->lock);
-  conn_start(r, 0);
-  bool ok = r->n_conns == 1;
+  bool ok = conn_start(r);
   while (ok && r->opened == 0)
     pthread_cond_wait(&r->done, &r->lock);
   pthread_mutex_unlock(&r->lock);
@@ -1096,9 +1132,8 @@ int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
       }
       if (end < off + 1)
         end = off + 1;
-      /* the start may fall in an entry before OFF: add_entry trims it */
-      e = add_entry(r, start, end, true);
-      if (!e && !(e = find(r, off))) {
+      /* the range may reach into entries around OFF: add_entry trims it */
+      if (!(e = add_entry(r, start, end, off, true))) {
         rc = -1;
         break;
       }
@@ -1106,6 +1141,10 @@ int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
     if (e->state == E_QUEUED && !e->demand) {
       e->demand = true;
       pthread_cond_signal(&r->work);
+    }
+    if (e->state == E_QUEUED && r->live == 0 && !conn_start(r)) {
+      rc = set_error(EAGAIN, "%s: cannot start a thread", r->url);
+      break; /* (every connection ended: a new one is tried) */
     }
     e->users++;
     while (e->state == E_QUEUED || e->state == E_LOADING)

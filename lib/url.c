@@ -289,9 +289,10 @@ char *url_resolve(const char *base, const char *name) {
   if (name[0] == '/') {
     ok = append(&b, &len, &cap, "", 0) == 0;
   } else {
-    const char *slash = strrchr(u.path, '/'); /* the folder, with its '/' */
-    ok = append(&b, &len, &cap, u.path, (size_t)(slash - u.path)) == 0 &&
-         append(&b, &len, &cap, "/", 1) == 0;
+    size_t dn = strlen(u.path); /* the folder, with its '/' */
+    while (dn > 0 && u.path[dn - 1] != '/')
+      dn--;
+    ok = append(&b, &len, &cap, u.path, dn) == 0;
   }
   for (const unsigned char *c = (const unsigned char *)name; ok && *c; c++) {
     char enc[4];
@@ -323,8 +324,9 @@ char *url_folder(const char *url) {
   struct url u;
   if (url_parse(url, &u) != 0)
     return NULL;
-  char *slash = strrchr(u.path, '/');
-  slash[1] = '\0';
+  char *slash = strrchr(u.path, '/'); /* (a path starts with '/') */
+  if (slash)
+    slash[1] = '\0';
   free(u.query);
   u.query = NULL;
   char *r = url_format(&u);
