@@ -142,6 +142,7 @@ static void free_extents(struct vmdk_disk *d) {
     if (e->ops)
       e->ops->close(e);
     free(e->path);
+    free(e->display);
   }
   free(d->extents);
   d->extents = NULL;
@@ -157,6 +158,7 @@ static void disk_free(struct vmdk_disk *d) {
   desc_free(d->desc);
   free(d->info_extents);
   free(d->path);
+  free(d->display);
   free(d->dir);
   free(d->confine_root);
   tar_close(d->archive);
@@ -329,6 +331,11 @@ static struct vmdk_disk *disk_new(const char *path, unsigned flags) {
     return NULL;
   }
   d->flags = flags;
+  if ((flags & OPEN_REMOTE) && !(d->display = secret_scrubbed(path))) {
+    disk_free(d);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
   return d;
 }
 
@@ -775,7 +782,7 @@ struct vmdk_disk *vmdk_open_format(const char *path, int format,
 }
 
 const char *vmdk_get_path(const struct vmdk_disk *d) {
-  return d->path;
+  return d->display ? d->display : d->path;
 }
 
 struct vmdk_disk *vmdk_get_backing(struct vmdk_disk *d) {
@@ -1210,7 +1217,9 @@ int vmdk_get_info(struct vmdk_disk *d, struct vmdk_info *info) {
   }
   for (size_t i = 0; i < d->n_extents; i++) {
     struct extent *e = &d->extents[i];
-    xi[i].filename = e->path;
+    if ((d->flags & OPEN_REMOTE) && e->path && !e->display)
+      e->display = secret_scrubbed(e->path); /* (NULL: the path itself) */
+    xi[i].filename = e->display ? e->display : e->path;
     xi[i].type = ext_type_name(e->type);
     xi[i].access = ext_access_name(e->access);
     xi[i].size_bytes = e->size;
@@ -1554,6 +1563,8 @@ static int create_file_set(const char *path, const char *dir,
 struct vmdk_disk *vmdk_create(const char *path,
                               const struct vmdk_create_options *o,
                               unsigned flags) {
+  if (remote_refuse_write(path) != 0)
+    return NULL;
   uint64_t size = o->size_bytes;
   if (size > UINT64_MAX - SECTOR) {
     set_error(EFBIG, "%s: size %" PRIu64 " is too large", path, size);

@@ -59,6 +59,16 @@ void secret_scrub(char *msg, size_t cap) {
   pthread_mutex_unlock(&secret_lock);
 }
 
+char *secret_scrubbed(const char *s) {
+  size_t cap = strlen(s) * 2 + 16; /* "(secret)" replaces 4 bytes or more */
+  char *c = malloc(cap);
+  if (c) {
+    snprintf(c, cap, "%s", s);
+    secret_scrub(c, cap);
+  }
+  return c;
+}
+
 int set_error(int errnum, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

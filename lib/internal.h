@@ -204,6 +204,10 @@ void url_register_secrets(const struct url *u);
 /* error.c: S never appears in a message; blank the known secrets in MSG. */
 void secret_register(const char *s);
 void secret_scrub(char *msg, size_t cap);
+/* A copy of S (malloc'ed) with the known secrets blanked, or NULL. */
+char *secret_scrubbed(const char *s);
+/* Refuse PATH as a file to write when it is a URL (EROFS): 0 or -1. */
+int remote_refuse_write(const char *path);
 
 /* A URL the caller gave: its secrets registered, its USER:PASSWORD moved
  * into options for its host; *CLEAN (malloc'ed) is the URL without them. */
@@ -357,6 +361,8 @@ struct extent {
   enum ext_access access;
   enum ext_type type;
   char *path;                 /* resolved host path, or NULL for ZERO */
+  char *display;              /* remote: PATH with its secrets blanked (what
+                                 vmdk_get_info shows), else NULL */
   void *priv;                 /* kind-specific state */
 };
 
@@ -659,6 +665,8 @@ void gtc_drop_all(struct gtcache *c);
  * on it too. */
 struct vmdk_disk {
   char *path;                /* as given ("ARCHIVE:MEMBER" in an archive) */
+  char *display;             /* remote: PATH with its secrets blanked
+                                (vmdk_get_path), else NULL */
   char *dir;                 /* folder of PATH: extent names are relative to
                                 it (in an archive: MEMBER's folder there) */
   struct tar *archive;       /* the OVA the image is a member of (lib/ova.h:

@@ -135,6 +135,11 @@ static struct vfile *vf_open_remote(const char *path, bool writable) {
     free(f);
     return NULL;
   }
+  char *shown = secret_scrubbed(path); /* what runs and messages show */
+  if (shown) {
+    free(f->path);
+    f->path = shown;
+  }
   return f;
 }
 
@@ -207,6 +212,11 @@ struct vfile *vf_window(struct vfile *p, const char *name, uint64_t base,
     }
     f->fd = -1;
     f->rem = remote_ref(p->rem);
+    char *shown = secret_scrubbed(name);
+    if (shown) {
+      free(f->path);
+      f->path = shown;
+    }
     f->base = p->base + base;
   } else if (!(f = vf_append_window(p->fd, name, p->base + base))) {
     return NULL;

@@ -947,6 +947,8 @@ int vmdk_ova_create(const char *out, const struct vmdk_ova_options *o,
   struct plan p = {0};
   if (summary)
     *summary = NULL;
+  if (remote_refuse_write(out) != 0)
+    return -1;
   if (check_options(&p, out, o) != 0)
     return -1;
   p.n_disks = o->n_disks;

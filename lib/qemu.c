@@ -150,7 +150,7 @@ static int run_tool(char *const argv[], const char *path, const char *what) {
 struct vmdk_disk *vmdk_create_qemu(const char *path, const char *format,
                                    const struct vmdk_create_options *o,
                                    unsigned flags) {
-  if (check_format_name(path, format) != 0)
+  if (remote_refuse_write(path) != 0 || check_format_name(path, format) != 0)
     return NULL;
   if (o->backing_file) {
     set_error(EINVAL, "%s: vmdk_create_qemu makes no backing links (use "

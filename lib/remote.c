@@ -346,7 +346,8 @@ bool remote_confined(const char *url) {
 #define CACHE_BYTES (96u << 20)  /* cached and in flight, at most */
 #define MAX_ENTRIES 256
 #define DEFAULT_CONNS 4
-#define IDLE_SECS 3              /* an extra connection idle this long ends */
+#define IDLE_SECS 3              /* an extra connection idle this long ends;
+                                    the last one drops the cache */
 
 enum est { E_QUEUED, E_LOADING, E_READY, E_FAILED };
 
@@ -487,9 +488,15 @@ static int remote_explain(const struct remote *r, int err, const char *reason,
                              "certificate, such as ESXi: --remote-option "
                              "cainfo=CERT.pem, or sslverify=false)",
                      url, reason);
+  if (has(reason, "could not resolve") || has(reason, "connection refused") ||
+      has(reason, "couldn't connect") || has(reason, "failed to connect") ||
+      has(reason, "timed out") || has(reason, "timeout"))
+    return set_error(EHOSTUNREACH, "%s: cannot reach the server%s%s%s: %s",
+                     url, *doing ? " (" : "", *doing ? doing : "",
+                     *doing ? ")" : "", reason);
   if (has(reason, "known_hosts") || has(reason, "known hosts") ||
-      has(reason, "host key") || has(reason, "remote host") ||
-      has(reason, "server is unknown") || has(reason, "changed"))
+      has(reason, "host key") || has(reason, "server is unknown") ||
+      has(reason, "host is unknown"))
     return set_error(EACCES, "%s: the SSH host key is not trusted: %s "
                              "(add the host to known_hosts, give "
                              "--remote-option known-hosts=FILE, or "
@@ -506,12 +513,6 @@ static int remote_explain(const struct remote *r, int err, const char *reason,
       (has(reason, "no such file") || has(reason, "not found")))
     return set_error(ENOENT, "%s: not found on the server (%s)", url,
                      reason);
-  if (has(reason, "could not resolve") || has(reason, "connection refused") ||
-      has(reason, "couldn't connect") || has(reason, "failed to connect") ||
-      has(reason, "timed out") || has(reason, "timeout"))
-    return set_error(EHOSTUNREACH, "%s: cannot reach the server%s%s%s: %s",
-                     url, *doing ? " (" : "", *doing ? doing : "",
-                     *doing ? ")" : "", reason);
   if (has(reason, "partial file") || has(reason, "reset by peer") ||
       has(reason, "connection closed") || has(reason, "broken pipe") ||
       has(reason, "recv failure") || has(reason, "send failure") ||
@@ -545,6 +546,32 @@ static int secret_fd(const char *s) {
     fd = fcntl(m, F_DUPFD, 10); /* the duplicate has no FD_CLOEXEC */
   close(m);
   return fd;
+}
+
+/* The secret V stands for: V itself, the contents of FILE for "+FILE",
+ * what descriptor FD holds for "-FD" (a trailing newline dropped).
+ * malloc'ed, NULL on failure. */
+static char *secret_value(const char *v) {
+  int fd = -1;
+  if (v[0] == '+')
+    fd = open(v + 1, O_RDONLY | O_CLOEXEC);
+  else if (v[0] == '-' && v[1] >= '0' && v[1] <= '9')
+    fd = dup(atoi(v + 1));
+  else
+    return strdup(v);
+  if (fd < 0)
+    return NULL;
+  char *b = malloc(65536);
+  ssize_t n = b ? read(fd, b, 65535) : -1;
+  close(fd);
+  if (n < 0) {
+    free(b);
+    return NULL;
+  }
+  while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r'))
+    n--;
+  b[n] = '\0';
+  return b;
 }
 
 /* A string vector that owns its strings. */
@@ -621,14 +648,27 @@ static int nbdkit_argv(const struct remote *r, int errfd, struct argv *a,
     free(path);
   }
   /* header= lines all go into one header-script (nbdkit takes one or the
-   * other), from a memfd. */
+   * other), from a memfd.  nbdkit 1.32 then sends no cookie= (it does
+   * send a cookie-script's): with headers the cookie goes as a script too. */
   int hfd = -1;
   char *headers = NULL;
   size_t hlen = 0;
+  bool any_header = opt_get(r->o, r->n_o, "header") != NULL;
   for (size_t i = 0; ok && i < r->n_o; i++) {
     const char *k = r->o[i].key, *v = r->o[i].value;
     if (vmdkit_key(k))
       continue;
+    if (strcmp(k, "cookie") == 0 && any_header) {
+      char *c = secret_value(v);
+      int fd = c ? secret_fd(c) : -1;
+      if (c)
+        explicit_bzero(c, strlen(c));
+      free(c);
+      ok = fd >= 0 && argv_add(a, "cookie-script=cat /dev/fd/%d", fd) == 0;
+      if (fd >= 0)
+        fds[(*n_fds)++] = fd;
+      continue;
+    }
     if (strcmp(k, "header") == 0) {
       char *nh = realloc(headers, hlen + strlen(v) + 2);
       ok = nh != NULL;
@@ -955,13 +995,24 @@ static void *conn_main(void *arg) {
   for (;;) {
     struct entry *e = NULL;
     bool idle = false;
+    bool dropped = false; /* the cache, after IDLE_SECS without work */
     while (!r->stop && !idle && !(e = next_queued(r))) {
-      if (r->live > 1) {
+      if (r->live > 1 || !dropped) {
         struct timespec t;
         clock_gettime(CLOCK_REALTIME, &t);
         t.tv_sec += IDLE_SECS;
-        idle = pthread_cond_timedwait(&r->work, &r->lock, &t) == ETIMEDOUT &&
-               r->live > 1 && !next_queued(r);
+        bool quiet =
+            pthread_cond_timedwait(&r->work, &r->lock, &t) == ETIMEDOUT &&
+            !next_queued(r);
+        idle = quiet && r->live > 1;
+        if (quiet && r->live == 1) { /* the last one: keep no cache of an
+                                        idle file (a split image has many) */
+          for (size_t i = r->n_ents; i-- > 0;)
+            if (r->ents[i]->users == 0 && r->ents[i]->state != E_QUEUED &&
+                r->ents[i]->state != E_LOADING)
+              entry_free(r, i);
+          dropped = true;
+        }
       } else {
         pthread_cond_wait(&r->work, &r->lock);
       }
@@ -1117,6 +1168,13 @@ int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
       break;
     }
     struct entry *e = find(r, off);
+    if (e && e->state == E_FAILED && e->users == 0) { /* an earlier fetch's
+                                                         failure: try again */
+      for (size_t i = 0; i < r->n_ents; i++)
+        if (r->ents[i] == e)
+          entry_free(r, i);
+      e = NULL;
+    }
     if (!e) {
       bool stream = r->window > 0 && in_stream(r, off);
       uint64_t start, end;

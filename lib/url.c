@@ -391,3 +391,11 @@ void url_register_secrets(const struct url *u) {
       q++;
   }
 }
+
+int remote_refuse_write(const char *path) {
+  if (!url_is_remote(path))
+    return 0;
+  return set_error(EROFS, "%s: a URL: remote images are read-only (vmdkit "
+                          "writes local files only)",
+                   path);
+}
