@@ -30,6 +30,12 @@
 #                                   newline): nbdkit curl password=+FILE
 #                      HTTP_PID     lighttpd's pid
 #                      HTTP_LOG     lighttpd's error log
+#                      HTTP_ACCESS_LOG  lighttpd's access log, a line a
+#                                   request: "METHOD PATH?QUERY PROTOCOL
+#                                   STATUS RANGE" (the request line as
+#                                   sent; RANGE is the Range header or -).
+#                                   lighttpd buffers it: a request shows up
+#                                   some seconds later (or at stop_http)
 #   stop_http        kill lighttpd and wait for it (a server going away)
 #   start_sshd       OpenSSH's sshd (with SFTP, which nbdkit's ssh plugin
 #                    uses) on 127.0.0.1 at a free port, key login only, for
@@ -141,12 +147,16 @@ start_http() {
 
   HTTP_LOG=$d/error.log
   : >"$HTTP_LOG"
+  HTTP_ACCESS_LOG=$d/access.log
+  : >"$HTTP_ACCESS_LOG"
   cat >"$d/lighttpd.conf" <<EOF
-server.modules = ("mod_auth", "mod_authn_file", "mod_openssl")
+server.modules = ("mod_auth", "mod_authn_file", "mod_openssl", "mod_accesslog")
 server.document-root = "$root"
 server.bind = "127.0.0.1"
 server.port = $p1
 server.errorlog = "$HTTP_LOG"
+accesslog.filename = "$HTTP_ACCESS_LOG"
+accesslog.format = "%r %s %{Range}i"
 server.pid-file = "$d/lighttpd.pid"
 server.upload-dirs = ("$d")
 server.tag = "lighttpd"
@@ -184,7 +194,7 @@ EOF
   HTTPS_URL=https://127.0.0.1:$p2
   NORANGE_URL=http://127.0.0.1:$p3
   export HTTP_URL HTTPS_URL NORANGE_URL HTTPS_CERT HTTP_PID HTTP_LOG \
-    HTTP_PASSWORD_FILE
+    HTTP_PASSWORD_FILE HTTP_ACCESS_LOG
 
   # Any HTTP answer (even 404) means the port is up.
   for url in "$HTTP_URL" "$HTTPS_URL" "$NORANGE_URL"; do
