@@ -36,7 +36,7 @@ bool nbd_uri_like(const char *path) {
 
 /* ---- running QEMU's tools ---------------------------------------------- */
 
-int qemu_find_tool(const char *tool, const char *image) {
+bool tool_on_path(const char *tool) {
   const char *path = getenv("PATH");
   if (!path || !*path)
     path = "/usr/local/bin:/usr/bin:/bin";
@@ -46,27 +46,40 @@ int qemu_find_tool(const char *tool, const char *image) {
     if (n > 0 && snprintf(full, sizeof full, "%.*s/%s", (int)n, p, tool) <
                      (int)sizeof full &&
         access(full, X_OK) == 0)
-      return 0;
+      return true;
     p += n;
     if (*p == ':')
       p++;
   }
+  return false;
+}
+
+int qemu_find_tool(const char *tool, const char *image) {
+  if (tool_on_path(tool))
+    return 0;
   return set_error(ENOENT, "%s: %s is not installed (not found on PATH); it "
                            "comes with the Debian package qemu-utils",
                    image, tool);
 }
 
-int qemu_last_line(int fd, char *buf, size_t cap) {
-  buf[0] = '\0';
+ssize_t child_stderr_tail(int fd, char *buf, size_t cap) {
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0)
+  if (fd < 0 || cap < 2 || fstat(fd, &st) != 0 || st.st_size <= 0)
     return -1;
-  size_t want = st.st_size < 4096 ? (size_t)st.st_size : 4096;
-  char tail[4097];
-  ssize_t got = pread(fd, tail, want, st.st_size - (off_t)want);
+  size_t want = (uint64_t)st.st_size < cap - 1 ? (size_t)st.st_size : cap - 1;
+  ssize_t got = pread(fd, buf, want, st.st_size - (off_t)want);
   if (got <= 0)
     return -1;
-  tail[got] = '\0';
+  buf[got] = '\0';
+  return got;
+}
+
+int qemu_last_line(int fd, char *buf, size_t cap) {
+  buf[0] = '\0';
+  char tail[4097];
+  ssize_t got = child_stderr_tail(fd, tail, sizeof tail);
+  if (got <= 0)
+    return -1;
   /* The last line that is not blank, without a "qemu-nbd: " prefix. */
   char *end = tail + got;
   while (end > tail && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #include "vmdkit.h"
 
@@ -453,6 +454,11 @@ int qemu_extent_open(struct extent *e, const char *path, const char *format,
 /* 0 when TOOL is an executable on PATH, else -1 (ENOENT, message naming
  * IMAGE, TOOL and the Debian package qemu-utils). */
 int qemu_find_tool(const char *tool, const char *image);
+/* Whether TOOL is an executable in a folder of PATH. */
+bool tool_on_path(const char *tool);
+/* The last bytes (at most CAP - 1) of a child's stderr kept in the memfd
+ * FD, NUL-terminated in BUF: their count, or -1 when there are none. */
+ssize_t child_stderr_tail(int fd, char *buf, size_t cap);
 /* The last non-blank line of what the file FD holds (a tool's stderr),
  * without "qemu-nbd: " prefixes, into BUF.  0, or -1 when there is none. */
 int qemu_last_line(int fd, char *buf, size_t cap);

@@ -310,15 +310,9 @@ bool remote_confined(const char *url) {
  * the "nbdkit: PLUGIN[N]: error: " prefix removed. */
 int nbdkit_reason(int fd, char *buf, size_t cap) {
   buf[0] = '\0';
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0)
-    return -1;
-  size_t want = st.st_size < 8192 ? (size_t)st.st_size : 8192;
   char tail[8193];
-  ssize_t got = pread(fd, tail, want, st.st_size - (off_t)want);
-  if (got <= 0)
+  if (child_stderr_tail(fd, tail, sizeof tail) <= 0)
     return -1;
-  tail[got] = '\0';
   const char *best = NULL;
   size_t best_n = 0;
   for (char *line = tail; *line;) {
@@ -597,19 +591,8 @@ int nbdkit_argv(const struct url *u, const struct ropt *o, size_t n_o,
 }
 
 int nbdkit_installed(const char *url, enum url_kind kind) {
-  const char *path = getenv("PATH");
-  if (!path || !*path)
-    path = "/usr/local/bin:/usr/bin:/bin";
-  for (const char *p = path; *p;) {
-    size_t n = strcspn(p, ":");
-    char full[PATH_MAX];
-    if (n > 0 &&
-        snprintf(full, sizeof full, "%.*s/nbdkit", (int)n, p) <
-            (int)sizeof full &&
-        access(full, X_OK) == 0)
-      return 0;
-    p += n + (p[n] == ':');
-  }
+  if (tool_on_path("nbdkit"))
+    return 0;
   return set_error(ENOENT, "%s: nbdkit is not installed (not found on PATH); "
                            "remote files are read through its %s plugin "
                            "(Debian package nbdkit)",
