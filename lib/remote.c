@@ -67,6 +67,7 @@ struct entry {
   enum est state;
   bool demand;    /* a read waits for it: fetched before read-ahead */
   unsigned users; /* reads copying from or waiting on it: not evicted */
+  bool read;      /* a read copied from it */
   uint64_t used;  /* LRU tick */
 };
 
@@ -194,8 +195,20 @@ static struct entry *find(struct remote *r, uint64_t off) {
   return NULL;
 }
 
-/* Make room for N more bytes: evict the least recently used entries that
- * no read holds (fetched or failed ones). */
+/* Which of two evictable entries goes first: one a read used (or that
+ * failed) before fetched read-ahead nobody read yet, then the least
+ * recently used.  (Evicting by use alone dropped unread read-ahead, made
+ * before the reads behind it, and fetched it again.) */
+static bool evict_before(const struct entry *a, const struct entry *b) {
+  bool a_spare = a->read || a->state == E_FAILED;
+  bool b_spare = b->read || b->state == E_FAILED;
+  if (a_spare != b_spare)
+    return a_spare;
+  return a->used < b->used;
+}
+
+/* Make room for N more bytes: evict entries that no read holds (fetched
+ * or failed ones), in evict_before's order. */
 static void evict_for(struct remote *r, uint64_t n) {
   while (r->n_ents > 0 &&
          (r->bytes + n > CACHE_BYTES || r->n_ents >= MAX_ENTRIES)) {
@@ -203,7 +216,7 @@ static void evict_for(struct remote *r, uint64_t n) {
     for (size_t i = 0; i < r->n_ents; i++) {
       struct entry *e = r->ents[i];
       if (e->users == 0 && (e->state == E_READY || e->state == E_FAILED) &&
-          (best == SIZE_MAX || e->used < r->ents[best]->used))
+          (best == SIZE_MAX || evict_before(e, r->ents[best])))
         best = i;
     }
     if (best == SIZE_MAX)
@@ -608,6 +621,7 @@ int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
       n = len;
     memcpy(p, e->buf + (off - e->off), n);
     e->used = ++r->tick;
+    e->read = true;
     p += n;
     off += n;
     len -= n;
