@@ -46,55 +46,6 @@ head -c 64M /dev/urandom >big.raw
 start_http www
 hostport=${HTTP_URL#http://}
 
-failed=()
-# check NAME FUNCTION [ARGS...]: run one case in a subshell with set -e;
-# a failure (die, or any failing command) is recorded and the next case runs.
-check() {
-  local name=$1 r
-  shift
-  set +e
-  (
-    set -e
-    "$@"
-  )
-  r=$?
-  set -e
-  if [[ $r -eq 0 ]]; then
-    echo "ok: $name"
-  else
-    echo "FAILED: $name" >&2
-    failed+=("$name")
-  fi
-}
-
-# refused LABEL URL PATTERN [NOT...] -- CMD...: CMD exits non-zero (not by
-# a signal) with one line "vmdkit: ..." that names URL and matches the
-# extended regex PATTERN (case-insensitive), and contains none of the
-# fixed strings NOT.
-refused() {
-  local label=$1 url=$2 pattern=$3 nots=() s
-  shift 3
-  while [[ $1 != -- ]]; do
-    nots+=("$1")
-    shift
-  done
-  shift
-  run "$@" </dev/null
-  echo "$label: $(cat "$tmpdir/err")"
-  [[ $rc -ne 0 ]] || die "$label: exited 0"
-  [[ $rc -lt 128 ]] || die "$label: killed by signal $((rc - 128))"
-  one_error_line "$label"
-  grep -qF -- "$url" "$tmpdir/err" ||
-    die "$label: the message does not name $url: $(cat "$tmpdir/err")"
-  grep -qiE -- "$pattern" "$tmpdir/err" ||
-    die "$label: the message does not match /$pattern/: $(cat "$tmpdir/err")"
-  for s in "${nots[@]}"; do
-    if grep -qF -- "$s" "$tmpdir/err"; then
-      die "$label: the message shows '$s': $(cat "$tmpdir/err")"
-    fi
-  done
-}
-
 # ---- HTTP errors ------------------------------------------------------------
 
 case_404() {

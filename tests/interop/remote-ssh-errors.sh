@@ -32,54 +32,6 @@ start_sshd
 base="127.0.0.1:$SSH_PORT$tmpdir/www"
 good=(--remote-option "identity=$SSH_KEY" --remote-option "known-hosts=$SSH_KNOWN_HOSTS")
 
-failed=()
-# check NAME FUNCTION: run one case in a subshell with set -e; a failure is
-# recorded and the next case runs.
-check() {
-  local name=$1 r
-  shift
-  set +e
-  (
-    set -e
-    "$@"
-  )
-  r=$?
-  set -e
-  if [[ $r -eq 0 ]]; then
-    echo "ok: $name"
-  else
-    echo "FAILED: $name" >&2
-    failed+=("$name")
-  fi
-}
-
-# refused LABEL URL PATTERN [NOT...] -- CMD...: CMD exits non-zero with one
-# line "vmdkit: ..." naming URL and matching PATTERN (extended regex, any
-# case), without any of the fixed strings NOT.
-refused() {
-  local label=$1 url=$2 pattern=$3 nots=() s
-  shift 3
-  while [[ $1 != -- ]]; do
-    nots+=("$1")
-    shift
-  done
-  shift
-  run "$@" </dev/null
-  echo "$label: $(cat "$tmpdir/err")"
-  [[ $rc -ne 0 ]] || die "$label: exited 0"
-  [[ $rc -lt 128 ]] || die "$label: killed by signal $((rc - 128))"
-  one_error_line "$label"
-  grep -qF -- "$url" "$tmpdir/err" ||
-    die "$label: the message does not name $url: $(cat "$tmpdir/err")"
-  grep -qiE -- "$pattern" "$tmpdir/err" ||
-    die "$label: the message does not match /$pattern/: $(cat "$tmpdir/err")"
-  for s in "${nots[@]}"; do
-    if grep -qF -- "$s" "$tmpdir/err"; then
-      die "$label: the message shows '$s': $(cat "$tmpdir/err")"
-    fi
-  done
-}
-
 case_works() {
   # the fixture works: the errors below are the ones named
   "$VMDKIT" info "${good[@]}" "ssh://$SSH_USER@$base/disk.vmdk" >/dev/null ||
