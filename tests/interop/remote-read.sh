@@ -57,42 +57,6 @@ qemu_write() {
   qemu-io -f vmdk "${args[@]}" "$img" >qemu-io.log 2>&1 || { cat qemu-io.log >&2; die "qemu-io $img"; }
 }
 
-# same_sparse A B: the files have the same size and bytes, comparing only
-# where either holds data (SEEK_DATA/SEEK_HOLE): the rest reads as zeros in
-# both.  For the 2.5 GiB raws, which cmp takes 15 s over.
-same_sparse() {
-  python3 - "$1" "$2" <<'EOF' || die "$1 and $2 differ"
-import os, sys
-a, b = sys.argv[1:3]
-fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
-size = os.fstat(fa).st_size
-if size != os.fstat(fb).st_size:
-    sys.exit("sizes %d and %d" % (size, os.fstat(fb).st_size))
-def runs(fd):
-    out, pos = [], 0
-    while pos < size:
-        try:
-            s = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:
-            break
-        e = os.lseek(fd, s, os.SEEK_HOLE)
-        out.append((s, e))
-        pos = e
-    return out
-checked = 0
-for s, e in sorted(runs(fa) + runs(fb)):
-    pos = s
-    while pos < e:
-        n = min(e - pos, 1 << 20)
-        if os.pread(fa, n, pos) != os.pread(fb, n, pos):
-            sys.exit("bytes differ in [%d, %d)" % (pos, pos + n))
-        pos += n
-        checked += n
-if checked == 0:
-    sys.exit("no data at all (test bug)")
-EOF
-}
-
 # map_norm JSON: the map without file names.
 map_norm() {
   python3 -c '
