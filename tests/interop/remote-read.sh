@@ -8,11 +8,14 @@
 # read-ahead and several connections engage), twoGbMaxExtentSparse (2.5
 # GiB, data across the 2047 MiB extent edge), twoGbMaxExtentFlat (a
 # hand-written descriptor with three small extents), monolithicFlat, vmfs,
-# streamOptimized, a backing chain (child and base side by side) and an
-# OVA (vmdkit ova create).
+# streamOptimized, ESXi's vmfsSparse (COWD) and seSparse snapshots (the
+# project's generators, tests/gen/, with the bytes they must read as), a
+# backing chain (child and base side by side) and an OVA (vmdkit ova
+# create).
 #
 #  1. Every image over HTTP: compare with the local file says identical;
-#     convert -O raw equals qemu-img's raw of the local file byte for byte;
+#     convert -O raw equals qemu-img's raw of the local file (the
+#     generator's for COWD and seSparse) byte for byte;
 #     info JSON's virtual size is qemu-img info's; map JSON is the local
 #     map (file names aside); check exits 0; reads at odd offsets equal
 #     the raw.  The big image also with connections=1 readahead=0 and
@@ -131,9 +134,19 @@ qemu_write "$srv/sub/child2.vmdk" '1M 65536 0x95'
 cp --sparse=always "$srv/sparse.vmdk" "$srv/private/"
 cp --sparse=always "$srv"/split*.vmdk "$srv/private/"
 
+# ESXi snapshots: vmfsSparse (COWD) and seSparse, made from the format's
+# specification by the project's generators, with the bytes they must
+# read as.
+python3 "$SRC_DIR/tests/gen/make_cowd.py" --grain 8 "$srv" cowd >/dev/null
+python3 "$SRC_DIR/tests/gen/make_sesparse.py" "$srv" ses >/dev/null
+
 images=(sparse.vmdk big.vmdk split.vmdk sflat.vmdk flat.vmdk esx.vmdk stream.vmdk child.vmdk)
 for img in "${images[@]}" sub/child2.vmdk; do
   qemu-img convert -O raw "$srv/$img" "ref/${img//\//_}.raw"
+done
+for img in cowd ses; do
+  mv "$srv/$img.raw" "ref/$img.vmdk.raw"
+  images+=("$img.vmdk")
 done
 
 start_http "$srv"
