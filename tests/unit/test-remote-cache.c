@@ -18,7 +18,11 @@
 
 #define FILE_BYTES ((size_t)40 << 20)
 #define THREADS 4
+#ifdef __SANITIZE_ADDRESS__
+#define READS 800 /* the same paths, in the time of the others */
+#else
 #define READS 3000
+#endif
 
 static uint8_t *truth;
 static struct vfile *shared;
@@ -55,7 +59,19 @@ static void *reader(void *arg) {
       bad = 1;
       break;
     }
-    for (size_t j = 0; j < len; j++) {
+    size_t in = pos < FILE_BYTES ? (len < FILE_BYTES - pos ? len : FILE_BYTES - pos) : 0;
+    if (memcmp(buf, truth + (in ? pos : 0), in) == 0) {
+      size_t j = in;
+      while (j < len && buf[j] == 0)
+        j++;
+      if (j == len) {
+        pos += len;
+        if (pos >= FILE_BYTES)
+          pos = 0;
+        continue;
+      }
+    }
+    for (size_t j = 0; j < len; j++) { /* find and say the first wrong byte */
       uint8_t want = pos + j < FILE_BYTES ? truth[pos + j] : 0;
       if (buf[j] != want) {
         fprintf(stderr, "read of %zu at %llu: byte %zu is %02x, not %02x\n",
