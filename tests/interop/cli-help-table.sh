@@ -88,8 +88,8 @@ for c in $commands; do
   while read -r label; do
     # "-f FMT" -> -f (takes an argument); "-r, --read-only" -> -r --read-only
     arg=
-    [[ $label =~ [\ =]([A-Z][A-Z0-9_]*)$ ]] && arg=${BASH_REMATCH[1]}
-    for name in $(sed -E 's/,//g; s/=[A-Z0-9_]+$//; s/ [A-Z][A-Z0-9_]*$//' <<<"$label"); do
+    [[ $label =~ [\ =]([A-Z][A-Z0-9_=]*)$ ]] && arg=${BASH_REMATCH[1]}
+    for name in $(sed -E 's/,//g; s/=[A-Z][A-Z0-9_=]*$//; s/ [A-Z][A-Z0-9_]*$//' <<<"$label"); do
       listed+="$name "
       [[ $name == -h || $name == --help ]] && continue
       if [[ -n $arg ]]; then

@@ -113,14 +113,14 @@ expect "vmdkit help --" -- --pod --bash-completion
 expect "vmdkit nosuchcommand " --
 
 # ---- options of each command (long and short)
-expect "vmdkit check --" -- --output= --confine --help
-expect "vmdkit check -" -- -f --output= -q -r --confine -h --help
-expect "vmdkit info --" -- --backing-chain --output= --confine --help
+expect "vmdkit check --" -- --output= --confine --remote-option= --help
+expect "vmdkit check -" -- -f --output= -q -r --confine --remote-option= -h --help
+expect "vmdkit info --" -- --backing-chain --output= --confine --remote-option= --help
 expect "vmdkit resize --sh" -- --shrink
-expect "vmdkit convert --" -- --salvage --confine --help
+expect "vmdkit convert --" -- --salvage --confine --remote-option= --help
 expect "vmdkit mount --f" -- --foreground --format=
-expect "vmdkit mount --" -- --read-only --foreground --format= --confine --help
-expect "vmdkit bench --" -- --pattern= --flush-interval= --no-drain --confine --help
+expect "vmdkit mount --" -- --read-only --foreground --format= --confine --remote-option= --help
+expect "vmdkit bench --" -- --pattern= --flush-interval= --no-drain --confine --remote-option= --help
 expect "vmdkit info -t" --          # info has no -t
 expect "vmdkit convert -t" -- -t
 expect "vmdkit info disk.vmdk --out" -- --output=   # options after an operand
@@ -181,7 +181,7 @@ expect "vmdkit mount -r disk.vmdk s" -- sub
 
 # ---- without bash-completion: the script's own fallback
 expect bare "vmdkit " -- "${commands[@]}" help
-expect bare "vmdkit check --" -- --output= --confine --help
+expect bare "vmdkit check --" -- --output= --confine --remote-option= --help
 expect bare "vmdkit convert -O " -- "${outformats[@]}"
 expect bare "vmdkit info --output=" -- human json
 expect bare "vmdkit create -o subformat=" -- "${subformats[@]}"
