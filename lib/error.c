@@ -18,7 +18,7 @@ static _Thread_local int err_num;
  * of the process; shorter ones than SECRET_MIN are not looked for (a
  * one-letter password would blank every such letter). */
 #define SECRET_MIN 4
-#define SECRET_MAX 64
+#define SECRET_MAX 256 /* then the oldest goes */
 static pthread_mutex_t secret_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *secrets[SECRET_MAX];
 static size_t n_secrets; /* read without the lock only to skip the scan */
@@ -30,8 +30,17 @@ void secret_register(const char *s) {
   bool known = false;
   for (size_t i = 0; i < n_secrets && !known; i++)
     known = strcmp(secrets[i], s) == 0;
-  if (!known && n_secrets < SECRET_MAX && (secrets[n_secrets] = strdup(s)))
+  char *c = known ? NULL : strdup(s);
+  if (c && n_secrets == SECRET_MAX) { /* a long-lived process: forget the
+                                         oldest */
+    free(secrets[0]);
+    memmove(secrets, secrets + 1, (SECRET_MAX - 1) * sizeof *secrets);
+    n_secrets--;
+  }
+  if (c) {
+    secrets[n_secrets] = c;
     __atomic_store_n(&n_secrets, n_secrets + 1, __ATOMIC_RELEASE);
+  }
   pthread_mutex_unlock(&secret_lock);
 }
 

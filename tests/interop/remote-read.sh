@@ -20,7 +20,8 @@
 #     map (file names aside); check exits 0; reads at odd offsets equal
 #     the raw.  The big image also with connections=1 readahead=0 and
 #     connections=8 readahead=8M.  The OVA: ova info (human and JSON),
-#     ova verify, compare URL.ova with the disk it was made from.
+#     ova verify, compare URL.ova with the disk it was made from; ova
+#     create from a URL makes an appliance whose disk reads as the source.
 #  2. A child in a subfolder whose parent is in the folder above: refused
 #     by default (one line naming the folder), read with confine=no.
 #  3. HTTPS with cainfo=CERT and with sslverify=false reads the same
@@ -241,6 +242,12 @@ grep -q '^Images are identical' out || die "compare ova: $(cat out)"
 rm -f got.raw
 expect_rc 0 "$VMDKIT" convert -O raw "$HTTP_URL/appliance.ova" got.raw
 same ref/sparse.vmdk.raw got.raw
+# ova create with a remote disk: the appliance's disk reads as the source.
+expect_rc 0 "$VMDKIT" ova create --disk="$HTTP_URL/stream.vmdk" --name=fromurl made.ova
+expect_rc 0 "$VMDKIT" ova verify made.ova
+rm -f got.raw
+expect_rc 0 "$VMDKIT" convert -O raw made.ova got.raw
+same ref/stream.vmdk.raw got.raw
 
 # ---- 2. Confinement of a chain -----------------------------------------
 expect_rc 1 "$VMDKIT" info "$HTTP_URL/sub/child2.vmdk"
