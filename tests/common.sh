@@ -18,6 +18,8 @@
 #   same FILE1 FILE2     die unless the files have the same bytes (cmp)
 #   same_sparse A B      the same, comparing only where either file holds
 #                        data (SEEK_DATA): fast for large sparse raws
+#   qemu_write IMG 'OFF LEN BYTE'...
+#                        qemu-io writes each pattern into the VMDK IMG
 #   json_get FILE KEY... print a value from a JSON document (python3):
 #                        keys are object keys or array indexes
 #   map_grains JSON G    a qemu-img style JSON map, one line per G-byte
@@ -227,3 +229,13 @@ if checked == 0:
     sys.exit("no data at all (test bug)")
 EOF
 }
+
+# qemu_write IMG 'OFF LEN BYTE'...: qemu-io writes the patterns.
+qemu_write() {
+  local img=$1 w args=()
+  shift
+  for w in "$@"; do
+    set -- $w
+    args+=(-c "write -P $3 $1 $2")
+  done
+  qemu-io -f vmdk "${args[@]}" "$img" >qemu-io.log 2>&1 || { cat qemu-io.log >&2; die "qemu-io $img"; }

@@ -50,15 +50,6 @@ X=$((4192256 * 512)) # a 2047 MiB extent
 srv=$tmpdir/srv
 mkdir -p "$srv/sub" "$srv/private" ref
 
-# qemu_write IMG 'OFF LEN BYTE'...: qemu-io writes the patterns.
-qemu_write() {
-  local img=$1 w args=()
-  shift
-  for w in "$@"; do
-    set -- $w
-    args+=(-c "write -P $3 $1 $2")
-  done
-  qemu-io -f vmdk "${args[@]}" "$img" >qemu-io.log 2>&1 || { cat qemu-io.log >&2; die "qemu-io $img"; }
 }
 
 # map_norm JSON: the map without file names.

@@ -25,14 +25,6 @@ X=$((4192256 * 512)) # a 2047 MiB extent
 srv=$tmpdir/srv
 mkdir -p "$srv/sub" ref
 
-qemu_write() { # IMG 'OFF LEN BYTE'...
-  local img=$1 w args=()
-  shift
-  for w in "$@"; do
-    set -- $w
-    args+=(-c "write -P $3 $1 $2")
-  done
-  qemu-io -f vmdk "${args[@]}" "$img" >qemu-io.log 2>&1 || { cat qemu-io.log >&2; die "qemu-io $img"; }
 }
 
 qemu-img create -q -f vmdk "$srv/sparse.vmdk" 5M
