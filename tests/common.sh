@@ -239,3 +239,4 @@ qemu_write() {
     args+=(-c "write -P $3 $1 $2")
   done
   qemu-io -f vmdk "${args[@]}" "$img" >qemu-io.log 2>&1 || { cat qemu-io.log >&2; die "qemu-io $img"; }
+}

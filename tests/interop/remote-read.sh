@@ -50,8 +50,6 @@ X=$((4192256 * 512)) # a 2047 MiB extent
 srv=$tmpdir/srv
 mkdir -p "$srv/sub" "$srv/private" ref
 
-}
-
 # map_norm JSON: the map without file names.
 map_norm() {
   python3 -c '

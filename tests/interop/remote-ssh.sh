@@ -25,8 +25,6 @@ X=$((4192256 * 512)) # a 2047 MiB extent
 srv=$tmpdir/srv
 mkdir -p "$srv/sub" ref
 
-}
-
 qemu-img create -q -f vmdk "$srv/sparse.vmdk" 5M
 qemu_write "$srv/sparse.vmdk" '0 65536 0x41' '1048577 4095 0x42' '3145728 100000 0x43' '5242368 512 0x44'
 "$VMDKIT" create -q -o subformat=twoGbMaxExtentSparse "$srv/split.vmdk" 2560M
