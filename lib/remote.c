@@ -21,9 +21,15 @@
  *  - One worker thread per connection takes queued entries, demanded ones
  *    first, then read-ahead in file order, and fetches each with one NBD
  *    read.  Connections past the first are started when the first
- *    read-ahead is queued (so `info` starts one nbdkit, `convert` several).
- *  - A failed fetch fails the reads that wait for it, with nbdkit's reason;
- *    when every connection is gone, everything queued fails. */
+ *    read-ahead is queued (so `info` starts one nbdkit, `convert` several);
+ *    one idle for IDLE_SECS ends while another remains, and the last one
+ *    then drops the cache (a split image's many files keep none).  Each
+ *    nbdkit is started by its connection's thread and exits with it
+ *    (--exit-with-parent), so closing joins the threads, then reaps.
+ *  - Eviction takes what reads used before read-ahead nobody read yet.
+ *  - A failed fetch fails the reads that wait for it, with nbdkit's reason
+ *    (the next read of that range fetches again); when every connection is
+ *    gone, everything queued fails, and the next read starts one again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -149,19 +155,17 @@ static int conn_open(struct remote *r, struct conn *c) {
   struct argv a = {0};
   int fds[REMOTE_MAX_SECRETS + 2];
   size_t n_fds = 0;
-  int k = nbdkit_argv(&r->u, r->o, r->n_o, c->errfd, &a, fds, &n_fds);
-  if (k == 0)
-    k = nbd_connect_systemd_socket_activation(c->h, a.v);
-  else
-    set_error(ENOMEM, "out of memory");
-  int saved = k == -1 ? 1 : 0;
+  bool made = nbdkit_argv(&r->u, r->o, r->n_o, c->errfd, &a, fds, &n_fds) == 0;
+  int k = made ? nbd_connect_systemd_socket_activation(c->h, a.v) : -1;
   fcntl(c->errfd, F_SETFD, FD_CLOEXEC); /* no later child inherits it */
   for (size_t i = 0; i < n_fds; i++)
     close(fds[i]);
   argv_free(&a);
-  if (k == -1 && saved)
+  if (!made)
+    return set_error(ENOMEM, "%s: out of memory", r->url);
+  if (k == -1)
     return conn_fail(r, c, "cannot start nbdkit");
-  return k;
+  return 0;
 }
 
 static void conn_close(struct conn *c) {
