@@ -617,16 +617,8 @@ static struct vmdk_disk *open_layer(const char *path, int format,
                                     unsigned flags, struct chain *ch,
                                     const char *child) {
   struct stat st = {0};
-  if (flags & OPEN_REMOTE) {
-    for (unsigned i = 0; i < ch->n; i++)
-      if (ch->url[i] && strcmp(ch->url[i], path) == 0) {
-        set_error(ELOOP, "%s: the backing chain loops: %s names %s as its "
-                         "parent, which is already image %u of the chain",
-                  ch->top, child ? child : path, path, i + 1);
-        return NULL;
-      }
-    ch->url[ch->n] = path;
-  } else if (stat(path, &st) != 0) {
+  bool remote = (flags & OPEN_REMOTE) != 0;
+  if (!remote && stat(path, &st) != 0) {
     if (child)
       set_error(errno, "%s: cannot open its parent %s: %s", child, path,
                 strerror(errno));
@@ -634,13 +626,16 @@ static struct vmdk_disk *open_layer(const char *path, int format,
       set_error(errno, "%s: %s", path, strerror(errno));
     return NULL;
   }
-  for (unsigned i = 0; i < ch->n && !(flags & OPEN_REMOTE); i++)
-    if (ch->dev[i] == st.st_dev && ch->ino[i] == st.st_ino) {
+  for (unsigned i = 0; i < ch->n; i++) /* the same file: by URL, else by
+                                          identity (a renamed or linked file) */
+    if (remote ? ch->url[i] && strcmp(ch->url[i], path) == 0
+               : ch->dev[i] == st.st_dev && ch->ino[i] == st.st_ino) {
       set_error(ELOOP, "%s: the backing chain loops: %s names %s as its "
                        "parent, which is already image %u of the chain",
                 ch->top, child ? child : path, path, i + 1);
       return NULL;
     }
+  ch->url[ch->n] = remote ? path : NULL;
   ch->dev[ch->n] = st.st_dev;
   ch->ino[ch->n] = st.st_ino;
   ch->n++;

@@ -118,28 +118,32 @@ static int open_maybe_direct(const char *path, int oflags, unsigned open_flags,
   return open(path, oflags, 0644);
 }
 
+/* A vfile over the remote file R (its reference taken over), named in
+ * messages and runs NAME with its secrets blanked.  NULL (error set) when
+ * out of memory. */
+static struct vfile *vf_wrap_remote(struct remote *r, const char *name) {
+  struct vfile *f = calloc(1, sizeof *f);
+  if (!f || !(f->path = secret_scrubbed(name))) {
+    free(f);
+    remote_close(r);
+    set_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  f->fd = -1;
+  f->rem = r;
+  return f;
+}
+
 static struct vfile *vf_open_remote(const char *path, bool writable) {
   if (writable) {
     set_error(EROFS, "%s: a remote file is opened read-only", path);
     return NULL;
   }
-  struct vfile *f = calloc(1, sizeof *f);
-  if (!f || !(f->path = strdup(path))) {
-    free(f);
-    set_error(ENOMEM, "out of memory");
-    return NULL;
-  }
-  f->fd = -1;
-  if (!(f->rem = remote_open(path, &f->size))) {
-    free(f->path);
-    free(f);
-    return NULL;
-  }
-  char *shown = secret_scrubbed(path); /* what runs and messages show */
-  if (shown) {
-    free(f->path);
-    f->path = shown;
-  }
+  uint64_t size;
+  struct remote *r = remote_open(path, &size);
+  struct vfile *f = r ? vf_wrap_remote(r, path) : NULL;
+  if (f)
+    f->size = size;
   return f;
 }
 
@@ -202,25 +206,12 @@ struct vfile *vf_append_window(int fd, const char *name, uint64_t base) {
 
 struct vfile *vf_window(struct vfile *p, const char *name, uint64_t base,
                         uint64_t len) {
-  struct vfile *f;
-  if (p->rem) {
-    f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(name))) {
-      free(f);
-      set_error(ENOMEM, "out of memory");
-      return NULL;
-    }
-    f->fd = -1;
-    f->rem = remote_ref(p->rem);
-    char *shown = secret_scrubbed(name);
-    if (shown) {
-      free(f->path);
-      f->path = shown;
-    }
-    f->base = p->base + base;
-  } else if (!(f = vf_append_window(p->fd, name, p->base + base))) {
+  struct vfile *f = p->rem ? vf_wrap_remote(remote_ref(p->rem), name)
+                           : vf_append_window(p->fd, name, p->base + base);
+  if (!f)
     return NULL;
-  }
+  if (p->rem)
+    f->base = p->base + base;
   f->size = len;
   f->writable = false;
   return f;
@@ -419,8 +410,10 @@ static ssize_t pread_fast(int fd, uint8_t *p, size_t want, uint64_t at) {
 }
 
 int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off) {
-  if (f->rem) { /* past SIZE (a window's end): zeros */
-    size_t n = off >= f->size ? 0 : len < f->size - off ? len : (size_t)(f->size - off);
+  if (f->rem) { /* the bytes past SIZE (a window's end) read as zeros */
+    size_t n = off >= f->size           ? 0
+               : len <= f->size - off ? len
+                                        : (size_t)(f->size - off);
     memset((uint8_t *)buf + n, 0, len - n);
     return n ? remote_pread(f->rem, buf, n, f->base + off) : 0;
   }

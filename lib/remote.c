@@ -578,8 +578,10 @@ int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
     if (e && e->state == E_FAILED && e->users == 0) { /* an earlier fetch's
                                                          failure: try again */
       for (size_t i = 0; i < r->n_ents; i++)
-        if (r->ents[i] == e)
+        if (r->ents[i] == e) {
           entry_free(r, i);
+          break;
+        }
       e = NULL;
     }
     if (!e) {
@@ -595,8 +597,6 @@ int remote_pread(struct remote *r, void *buf, size_t len, uint64_t off) {
         if (end - start < SMALL_FETCH)
           end = start + SMALL_FETCH;
       }
-      if (end < off + 1)
-        end = off + 1;
       /* the range may reach into entries around OFF: add_entry trims it */
       if (!(e = add_entry(r, start, end, off, true))) {
         rc = -1;

@@ -38,6 +38,22 @@ bool is_secret_key(const char *k) {
          strcmp(k, "cookie") == 0 || strcmp(k, "header") == 0;
 }
 
+/* Whether a secret's value V names where it is (nbdkit's "+FILE", "-FD")
+ * rather than being the secret itself. */
+static bool names_file(const char *v) {
+  return v[0] == '+' || (v[0] == '-' && v[1] >= '0' && v[1] <= '9');
+}
+
+/* Free O's strings, the value wiped first (it may be a secret). */
+static void ropt_clear(struct ropt *o) {
+  free(o->key);
+  if (o->value)
+    explicit_bzero(o->value, strlen(o->value));
+  free(o->value);
+  free(o->origin);
+  *o = (struct ropt){0};
+}
+
 /* Keys that may be given more than once (each one is passed on). */
 static bool is_list_key(const char *k) {
   return strcmp(k, "filter") == 0 || strcmp(k, "header") == 0 ||
@@ -131,8 +147,7 @@ static int check_option(const char *key, const char *value) {
 }
 
 static int add_option(const char *key, const char *value, const char *origin) {
-  if (is_secret_key(key) && value[0] != '+' &&
-      !(value[0] == '-' && value[1] >= '0' && value[1] <= '9')) {
+  if (is_secret_key(key) && !names_file(value)) {
     secret_register(value);
     const char *colon = strcmp(key, "header") == 0 ? strchr(value, ':') : NULL;
     if (colon) { /* "Authorization: Bearer X": the value, and X */
@@ -172,9 +187,7 @@ static int add_option(const char *key, const char *value, const char *origin) {
     r = set_error(ENOMEM, "out of memory");
     goto out;
   }
-  free(opts[i].key);
-  free(opts[i].value);
-  free(opts[i].origin);
+  ropt_clear(&opts[i]);
   opts[i] = (struct ropt){k, v, o};
 out:
   pthread_mutex_unlock(&opt_lock);
@@ -189,14 +202,7 @@ int vmdk_remote_option(const char *key, const char *value) {
 
 void vmdk_remote_options_clear(void) {
   pthread_mutex_lock(&opt_lock);
-  for (size_t i = 0; i < n_opts; i++) {
-    free(opts[i].key);
-    if (opts[i].value)
-      explicit_bzero(opts[i].value, strlen(opts[i].value));
-    free(opts[i].value);
-    free(opts[i].origin);
-  }
-  free(opts);
+  free_opts(opts, n_opts);
   opts = NULL;
   n_opts = 0;
   pthread_mutex_unlock(&opt_lock);
@@ -227,16 +233,12 @@ struct ropt *opts_for(const struct url *u, size_t *n) {
       k++;
     }
   pthread_mutex_unlock(&opt_lock);
-  free(origin);
   bool ok = c && origin;
+  free(origin);
   for (size_t i = 0; ok && i < k; i++)
     ok = c[i].key && c[i].value;
   if (!ok) {
-    for (size_t i = 0; c && i < k; i++) {
-      free(c[i].key);
-      free(c[i].value);
-    }
-    free(c);
+    free_opts(c, k);
     set_error(ENOMEM, "out of memory");
     return NULL;
   }
@@ -245,12 +247,8 @@ struct ropt *opts_for(const struct url *u, size_t *n) {
 }
 
 void free_opts(struct ropt *o, size_t n) {
-  for (size_t i = 0; o && i < n; i++) {
-    free(o[i].key);
-    if (o[i].value)
-      explicit_bzero(o[i].value, strlen(o[i].value));
-    free(o[i].value);
-  }
+  for (size_t i = 0; o && i < n; i++)
+    ropt_clear(&o[i]);
   free(o);
 }
 
@@ -439,13 +437,9 @@ static int secret_fd(const char *s) {
  * what descriptor FD holds for "-FD" (a trailing newline dropped).
  * malloc'ed, NULL on failure. */
 static char *secret_value(const char *v) {
-  int fd = -1;
-  if (v[0] == '+')
-    fd = open(v + 1, O_RDONLY | O_CLOEXEC);
-  else if (v[0] == '-' && v[1] >= '0' && v[1] <= '9')
-    fd = dup(atoi(v + 1));
-  else
+  if (!names_file(v))
     return strdup(v);
+  int fd = v[0] == '+' ? open(v + 1, O_RDONLY | O_CLOEXEC) : dup(atoi(v + 1));
   if (fd < 0)
     return NULL;
   char *b = malloc(65536);
@@ -495,6 +489,17 @@ static bool vmdkit_key(const char *k) {
          strcmp(k, "confine") == 0 || strcmp(k, "filter") == 0;
 }
 
+/* Put SECRET in a memfd the child inherits, add the parameter FMT (one
+ * %d: the descriptor) to A and the descriptor to FDS.  False on failure. */
+static bool add_secret(struct argv *a, int *fds, size_t *n_fds,
+                       const char *secret, const char *fmt) {
+  int fd = secret_fd(secret);
+  if (fd < 0)
+    return false;
+  fds[(*n_fds)++] = fd;
+  return argv_add(a, fmt, fd) == 0;
+}
+
 /* File-name options nbdkit's ssh plugin wants absolute. */
 static bool path_key(const char *k) {
   return strcmp(k, "identity") == 0 || strcmp(k, "known-hosts") == 0 ||
@@ -515,10 +520,9 @@ int nbdkit_argv(const struct url *u, const struct ropt *o, size_t n_o,
   if (!ok)
     return -1;
   if (u->kind == URL_HTTP) {
-    ok = argv_add(a, "curl") == 0 &&
-         argv_add(a, "url=%s://%s%s%s%s%s%s", u->scheme, u->host,
-                  u->port ? ":" : "", u->port ? u->port : "", u->path,
-                  u->query ? "?" : "", u->query ? u->query : "") == 0;
+    char *url = url_format(u); /* (without user and password) */
+    ok = url && argv_add(a, "curl") == 0 && argv_add(a, "url=%s", url) == 0;
+    free(url);
   } else {
     char *path = url_decode(u->path, strlen(u->path));
     ok = path && argv_add(a, "ssh") == 0 &&
@@ -530,7 +534,6 @@ int nbdkit_argv(const struct url *u, const struct ropt *o, size_t n_o,
   /* header= lines all go into one header-script (nbdkit takes one or the
    * other), from a memfd.  nbdkit 1.32 then sends no cookie= (it does
    * send a cookie-script's): with headers the cookie goes as a script too. */
-  int hfd = -1;
   char *headers = NULL;
   size_t hlen = 0;
   bool any_header = opt_get(o, n_o, "header") != NULL;
@@ -540,13 +543,10 @@ int nbdkit_argv(const struct url *u, const struct ropt *o, size_t n_o,
       continue;
     if (strcmp(k, "cookie") == 0 && any_header) {
       char *c = secret_value(v);
-      int fd = c ? secret_fd(c) : -1;
+      ok = c && add_secret(a, fds, n_fds, c, "cookie-script=cat /dev/fd/%d");
       if (c)
         explicit_bzero(c, strlen(c));
       free(c);
-      ok = fd >= 0 && argv_add(a, "cookie-script=cat /dev/fd/%d", fd) == 0;
-      if (fd >= 0)
-        fds[(*n_fds)++] = fd;
       continue;
     }
     if (strcmp(k, "header") == 0) {
@@ -558,12 +558,10 @@ int nbdkit_argv(const struct url *u, const struct ropt *o, size_t n_o,
       }
       continue;
     }
-    if (is_secret_key(k) && v[0] != '+' &&
-        !(v[0] == '-' && v[1] >= '0' && v[1] <= '9')) {
-      int fd = secret_fd(v);
-      ok = fd >= 0 && argv_add(a, "%s=-%d", k, fd) == 0;
-      if (fd >= 0)
-        fds[(*n_fds)++] = fd;
+    if (is_secret_key(k) && !names_file(v)) {
+      char fmt[80];
+      snprintf(fmt, sizeof fmt, "%s=-%%d", k); /* (a checked key: no '%') */
+      ok = add_secret(a, fds, n_fds, v, fmt);
       continue;
     }
     if (is_secret_key(k) && v[0] == '+' && v[1] != '/') { /* +FILE */
@@ -578,12 +576,8 @@ int nbdkit_argv(const struct url *u, const struct ropt *o, size_t n_o,
     }
     ok = argv_add(a, "%s=%s", k, v) == 0;
   }
-  if (ok && headers) {
-    hfd = secret_fd(headers);
-    ok = hfd >= 0 && argv_add(a, "header-script=cat /dev/fd/%d", hfd) == 0;
-    if (hfd >= 0)
-      fds[(*n_fds)++] = hfd;
-  }
+  if (ok && headers)
+    ok = add_secret(a, fds, n_fds, headers, "header-script=cat /dev/fd/%d");
   if (headers)
     explicit_bzero(headers, hlen);
   free(headers);
